@@ -1,0 +1,90 @@
+"""Injected time: monotonic float seconds, never wall-clock time.
+
+Guards never read the time themselves; they are handed ``now``. Code that needs to ask for the time
+takes a :class:`Clock`. Use :class:`SystemClock` in production and :class:`ManualClock` in tests.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Protocol, final, runtime_checkable
+
+from voiceguard.errors import ClockError
+
+__all__ = ("Clock", "ManualClock", "SystemClock")
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Anything that tells monotonic time in float seconds."""
+
+    def now(self) -> float:
+        """Return the current monotonic time in seconds."""
+        ...
+
+
+@final
+class SystemClock:
+    """The process's monotonic clock (:func:`time.monotonic`)."""
+
+    __slots__ = ()
+
+    def now(self) -> float:
+        """Return :func:`time.monotonic`."""
+        return time.monotonic()
+
+    def __repr__(self) -> str:
+        return "SystemClock()"
+
+
+@final
+class ManualClock:
+    """A clock that moves only when told to, and never backwards.
+
+    Args:
+        start: The initial time in seconds.
+
+    Raises:
+        ClockError: If *start* is not a finite number.
+    """
+
+    __slots__ = ("_now",)
+
+    def __init__(self, start: float = 0.0) -> None:
+        if not math.isfinite(start):
+            raise ClockError(f"ManualClock start must be a finite number of seconds, got {start!r}")
+        self._now = float(start)
+
+    def now(self) -> float:
+        """Return the current time."""
+        return self._now
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock forward by *seconds* and return the new time.
+
+        Raises:
+            ClockError: If *seconds* is negative or not finite; the clock is unchanged.
+        """
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ClockError(
+                f"ManualClock.advance({seconds!r}): a clock only moves forward; "
+                "pass a finite number of seconds >= 0"
+            )
+        self._now += seconds
+        return self._now
+
+    def set(self, now: float) -> None:
+        """Jump to the absolute time *now*.
+
+        Raises:
+            ClockError: If *now* is earlier than the current time or not finite.
+        """
+        if not math.isfinite(now) or now < self._now:
+            raise ClockError(
+                f"ManualClock.set({now!r}): the clock is at {self._now!r} and cannot go backwards"
+            )
+        self._now = float(now)
+
+    def __repr__(self) -> str:
+        return f"ManualClock(start={self._now!r})"

@@ -1,0 +1,158 @@
+"""Decisions: what a guard answers, and why.
+
+Every question a guard answers ("may this ``speech_started`` count as a barge-in?", "may I send
+``response.cancel`` now?") comes back as a :class:`Decision` with a :class:`Verdict` and a
+:class:`Reason`. Expected races are decisions, never exceptions. A reason's value is its name, so
+logs, metric labels and documentation all spell it the same way.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import final
+
+__all__ = ("Action", "Decision", "Reason", "Verdict")
+
+
+@final
+class Verdict(enum.Enum):
+    """What to do with the action that was asked about."""
+
+    #: Go ahead now.
+    ALLOW = "ALLOW"
+    #: Do not do it; it will not become valid by waiting (or waiting is not the policy).
+    SUPPRESS = "SUPPRESS"
+    #: Not now: the guard holds it and releases it when it becomes valid, or asks to be asked again.
+    DEFER = "DEFER"
+
+
+@final
+class Action(enum.Enum):
+    """The kind of action a decision is about."""
+
+    #: A ``speech_started`` treated as the caller barging in.
+    BARGE_IN = "BARGE_IN"
+    #: A client ``response.cancel``.
+    CANCEL = "CANCEL"
+    #: A client ``response.create``.
+    CREATE = "CREATE"
+    #: A ``conversation.item.truncate``.
+    TRUNCATE = "TRUNCATE"
+    #: A call-scoped timer's callback.
+    TIMER = "TIMER"
+
+
+@final
+class Reason(enum.Enum):
+    """Why a guard decided what it did. The value of each member is its name."""
+
+    # --- allowed ---
+    #: Every condition holds.
+    OK = "OK"
+    #: A greeting forced through the greeting lock (the lock exists for it).
+    FORCED_GREETING = "FORCED_GREETING"
+
+    # --- response lifecycle (cancel and create) ---
+    #: No response is known to be active (none created, or the last one is done).
+    NO_ACTIVE_RESPONSE = "NO_ACTIVE_RESPONSE"
+    #: The response asked about has already finished (its ``response.done`` arrived).
+    RESPONSE_ALREADY_DONE = "RESPONSE_ALREADY_DONE"
+    #: A ``response.cancel`` for this response is already in flight.
+    CANCEL_ALREADY_SENT = "CANCEL_ALREADY_SENT"
+    #: A cancel was sent less than the cooldown ago.
+    COOLDOWN = "COOLDOWN"
+    #: The session has ``interrupt_response`` on: the server cancels on speech start by itself.
+    SERVER_CANCELS = "SERVER_CANCELS"
+    #: A response is active (created and not done).
+    RESPONSE_ACTIVE = "RESPONSE_ACTIVE"
+    #: A ``response.create`` was sent and its ``response.created`` has not arrived yet.
+    CREATE_IN_FLIGHT = "CREATE_IN_FLIGHT"
+    #: The bot's audio is still playing on the phone (``response.done`` is not the end of playback).
+    AUDIO_PLAYING = "AUDIO_PLAYING"
+    #: An equivalent automatic request is already waiting; this one is merged into it.
+    COALESCED = "COALESCED"
+    #: The deferred queue is full; the request is dropped rather than held without bound.
+    QUEUE_FULL = "QUEUE_FULL"
+
+    # --- call lifecycle ---
+    #: The call is closing; nothing new starts.
+    CLOSING = "CLOSING"
+    #: A hang-up has started; nothing new starts.
+    HANGUP_PENDING = "HANGUP_PENDING"
+    #: The greeting holds the line; nothing but the greeting may start.
+    GREETING_LOCK = "GREETING_LOCK"
+    #: The action belongs to another call (or an earlier generation of this one).
+    STALE_CALL = "STALE_CALL"
+    #: The call scope has already closed.
+    SCOPE_CLOSED = "SCOPE_CLOSED"
+
+    # --- barge-in (calibration gate) ---
+    #: The line's noise floor is not known yet.
+    NOT_CALIBRATED = "NOT_CALIBRATED"
+    #: The energy heard is explained by the echo of the bot's own audio.
+    ECHO_SUSPECTED = "ECHO_SUSPECTED"
+    #: The energy heard is not clearly above the line's noise floor.
+    BELOW_NOISE_FLOOR = "BELOW_NOISE_FLOOR"
+    #: The configuration requires the caller to have spoken once before a barge-in counts.
+    USER_NOT_SPOKEN = "USER_NOT_SPOKEN"
+    #: The speech has not lasted the configured minimum duration yet.
+    TOO_SHORT = "TOO_SHORT"
+    #: Caller and bot talk at once and the evidence is not conclusive yet: ask again shortly.
+    DOUBLE_TALK = "DOUBLE_TALK"
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """A guard's answer.
+
+    Attributes:
+        action: What the decision is about.
+        verdict: Allow, suppress, or defer.
+        reason: Why.
+        response_id: The response the action applies to, when there is one (for an allowed
+            cancel: the id to cancel).
+        item_id: The conversation item the action applies to, when there is one.
+        retry_at: For a deferral that asks to be asked again: the monotonic time to ask at.
+        detail: A short human-readable elaboration for logs (never contains audio or secrets).
+    """
+
+    action: Action
+    verdict: Verdict
+    reason: Reason
+    response_id: str | None = None
+    item_id: str | None = None
+    retry_at: float | None = None
+    detail: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        """True if the verdict is :attr:`Verdict.ALLOW`."""
+        return self.verdict is Verdict.ALLOW
+
+    @property
+    def suppressed(self) -> bool:
+        """True if the verdict is :attr:`Verdict.SUPPRESS`."""
+        return self.verdict is Verdict.SUPPRESS
+
+    @property
+    def deferred(self) -> bool:
+        """True if the verdict is :attr:`Verdict.DEFER`."""
+        return self.verdict is Verdict.DEFER
+
+    def __bool__(self) -> bool:
+        """A decision is truthy exactly when it allows the action."""
+        return self.verdict is Verdict.ALLOW
+
+    def __str__(self) -> str:
+        parts = [f"{self.action.value} {self.verdict.value} {self.reason.value}"]
+        if self.response_id is not None:
+            parts.append(f"response_id={self.response_id}")
+        if self.item_id is not None:
+            parts.append(f"item_id={self.item_id}")
+        if self.retry_at is not None:
+            parts.append(f"retry_at={self.retry_at:.3f}")
+        if self.detail:
+            parts.append(f"({self.detail})")
+        return " ".join(parts)

@@ -1,0 +1,118 @@
+"""Exceptions raised by voiceguard.
+
+Expected races between the two peers (a cancel that would arrive after ``response.done``, a create
+while a response runs, a timer of a finished call) are never exceptions: the guards answer them with
+a :class:`~voiceguard.Decision`. Exceptions are for misuse by the caller and for peers that break
+the protocol, and each one says whose fault it is::
+
+    VoiceguardError
+    ├── ConfigError                 a configuration value is out of range (also ValueError)
+    ├── ClockError                  a clock was asked to go backwards (also ValueError)
+    ├── ProtocolError
+    │   ├── RemoteProtocolError     a peer sent a malformed message (also ValueError)
+    │   └── LocalProtocolError      the caller asked to build an invalid message (also ValueError)
+    ├── StateTransitionError        the caller reported an action the call state forbids
+    └── CallScopeError              a call scope or one of its timers was misused (also RuntimeError)
+
+Every exception leaves the object that raised it unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+__all__ = (
+    "CallScopeError",
+    "ClockError",
+    "ConfigError",
+    "LocalProtocolError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "StateTransitionError",
+    "VoiceguardError",
+)
+
+Peer = Literal["realtime", "twilio"]
+
+
+class VoiceguardError(Exception):
+    """Base class of every exception voiceguard raises on purpose."""
+
+
+class ConfigError(VoiceguardError, ValueError):
+    """A configuration value is invalid.
+
+    Attributes:
+        field: Dotted name of the offending field, e.g. ``"CancelConfig.cooldown"``.
+        value: The value that was rejected.
+        allowed: Human-readable description of what is allowed, e.g. ``"0 <= value <= 5"``.
+    """
+
+    def __init__(self, field: str, value: object, allowed: str) -> None:
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{field} = {value!r} is not allowed; allowed: {allowed}")
+
+
+class ClockError(VoiceguardError, ValueError):
+    """A :class:`~voiceguard.ManualClock` was asked to move backwards."""
+
+
+class ProtocolError(VoiceguardError):
+    """Base class of protocol errors (see :class:`RemoteProtocolError`, :class:`LocalProtocolError`)."""
+
+
+class RemoteProtocolError(ProtocolError, ValueError):
+    """A peer sent a message that violates its protocol.
+
+    The message names the message type, the field and what was wrong, e.g.
+    ``twilio 'media': field 'media.payload': not valid base64``.
+
+    Attributes:
+        peer: ``"realtime"`` (the model side) or ``"twilio"`` (the phone side).
+        message_type: The message's ``type`` / ``event`` string, or ``None`` if it had none.
+        field: Dotted path of the offending field, or ``None`` when the whole message is wrong.
+        problem: What was wrong with it.
+    """
+
+    def __init__(
+        self, *, peer: Peer, message_type: str | None, field: str | None, problem: str
+    ) -> None:
+        self.peer = peer
+        self.message_type = message_type
+        self.field = field
+        self.problem = problem
+        what = f"{peer} {message_type!r}" if message_type is not None else f"{peer} message"
+        where = f": field {field!r}" if field is not None else ""
+        super().__init__(f"{what}{where}: {problem}")
+
+
+class LocalProtocolError(ProtocolError, ValueError):
+    """The caller asked to build a message the protocol does not allow (a bug in the caller)."""
+
+
+class StateTransitionError(VoiceguardError):
+    """The caller reported an action that the call's state does not allow.
+
+    Raised, for example, when a ``response.cancel`` is reported as sent while no response is active
+    (the :class:`~voiceguard.CancelArbiter` would have refused it). The state is left unchanged.
+
+    Attributes:
+        state: Name of the state the call was in.
+        event: Name of the reported action or event.
+    """
+
+    def __init__(self, *, state: str, event: str, detail: str) -> None:
+        self.state = state
+        self.event = event
+        self.detail = detail
+        super().__init__(f"{event} is not allowed in state {state}: {detail}")
+
+
+class CallScopeError(VoiceguardError, RuntimeError):
+    """A call scope or one of its timers was used in a way that cannot be right.
+
+    The message says which misuse happened (entered twice, re-entered after exit, timer armed on a
+    closed or closing scope, ...).
+    """
