@@ -1,13 +1,14 @@
 """Validated, frozen configuration.
 
 Every config class is a frozen, slotted, keyword-only dataclass that checks its values when it is
-built (and again on :func:`dataclasses.replace`). A bad value raises :class:`~voiceguard.ConfigError`
-naming the field, the value and the allowed range::
+built (and again on :func:`dataclasses.replace`). A bad value raises
+:class:`~voiceguard.ConfigError` naming the field, the value and the allowed range::
 
     >>> CancelConfig(cooldown=-1)
     Traceback (most recent call last):
     ...
-    voiceguard.errors.ConfigError: CancelConfig.cooldown = -1 is not allowed; allowed: 0 <= value <= 10 (seconds)
+    voiceguard.errors.ConfigError: CancelConfig.cooldown = -1 is not allowed;
+    allowed: a number, 0 <= value <= 10 (seconds)
 """
 
 from __future__ import annotations
@@ -86,8 +87,9 @@ class StateConfig:
     finished_responses: int = 64
 
     def __post_init__(self) -> None:
-        _check_number(self, "finished_responses", self.finished_responses, low=1, high=100_000,
-                      integer=True)
+        _check_number(
+            self, "finished_responses", self.finished_responses, low=1, high=100_000, integer=True
+        )
 
 
 @final
@@ -127,8 +129,9 @@ class CreateConfig:
 
     def __post_init__(self) -> None:
         _check_number(self, "max_deferred", self.max_deferred, low=0, high=1000, integer=True)
-        _check_optional_number(self, "deferred_ttl", self.deferred_ttl, low=0, high=3600,
-                               unit="seconds")
+        _check_optional_number(
+            self, "deferred_ttl", self.deferred_ttl, low=0, high=3600, unit="seconds"
+        )
         _check_bool(self, "require_calibration", self.require_calibration)
 
 

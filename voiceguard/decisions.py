@@ -23,7 +23,7 @@ class Verdict(enum.Enum):
     ALLOW = "ALLOW"
     #: Do not do it; it will not become valid by waiting (or waiting is not the policy).
     SUPPRESS = "SUPPRESS"
-    #: Not now: the guard holds it and releases it when it becomes valid, or asks to be asked again.
+    #: Not now. The guard holds it and releases it when it becomes valid, or asks to be asked again.
     DEFER = "DEFER"
 
 
@@ -58,11 +58,15 @@ class Reason(enum.Enum):
     NO_ACTIVE_RESPONSE = "NO_ACTIVE_RESPONSE"
     #: The response asked about has already finished (its ``response.done`` arrived).
     RESPONSE_ALREADY_DONE = "RESPONSE_ALREADY_DONE"
+    #: The response has generated all its audio (``response.output_audio.done`` arrived), so its
+    #: ``response.done`` is on the way and a barge-in cancel would only race it. Clear the phone's
+    #: buffer and truncate instead.
+    AUDIO_COMPLETE = "AUDIO_COMPLETE"
     #: A ``response.cancel`` for this response is already in flight.
     CANCEL_ALREADY_SENT = "CANCEL_ALREADY_SENT"
     #: A cancel was sent less than the cooldown ago.
     COOLDOWN = "COOLDOWN"
-    #: The session has ``interrupt_response`` on: the server cancels on speech start by itself.
+    #: The session has ``interrupt_response`` on, so the server cancels at speech start by itself.
     SERVER_CANCELS = "SERVER_CANCELS"
     #: A response is active (created and not done).
     RESPONSE_ACTIVE = "RESPONSE_ACTIVE"
@@ -74,6 +78,8 @@ class Reason(enum.Enum):
     COALESCED = "COALESCED"
     #: The deferred queue is full; the request is dropped rather than held without bound.
     QUEUE_FULL = "QUEUE_FULL"
+    #: A deferred request waited longer than its time to live and was dropped as outdated.
+    EXPIRED = "EXPIRED"
 
     # --- call lifecycle ---
     #: The call is closing; nothing new starts.
@@ -98,7 +104,7 @@ class Reason(enum.Enum):
     USER_NOT_SPOKEN = "USER_NOT_SPOKEN"
     #: The speech has not lasted the configured minimum duration yet.
     TOO_SHORT = "TOO_SHORT"
-    #: Caller and bot talk at once and the evidence is not conclusive yet: ask again shortly.
+    #: Caller and bot talk at once and the evidence is not conclusive yet; ask again shortly.
     DOUBLE_TALK = "DOUBLE_TALK"
 
 

@@ -12,7 +12,7 @@ the protocol, and each one says whose fault it is::
     │   ├── RemoteProtocolError     a peer sent a malformed message (also ValueError)
     │   └── LocalProtocolError      the caller asked to build an invalid message (also ValueError)
     ├── StateTransitionError        the caller reported an action the call state forbids
-    └── CallScopeError              a call scope or one of its timers was misused (also RuntimeError)
+    └── CallScopeError              a call scope or its timers were misused (also RuntimeError)
 
 Every exception leaves the object that raised it unchanged.
 """
@@ -31,8 +31,6 @@ __all__ = (
     "StateTransitionError",
     "VoiceguardError",
 )
-
-Peer = Literal["realtime", "twilio"]
 
 
 class VoiceguardError(Exception):
@@ -60,7 +58,7 @@ class ClockError(VoiceguardError, ValueError):
 
 
 class ProtocolError(VoiceguardError):
-    """Base class of protocol errors (see :class:`RemoteProtocolError`, :class:`LocalProtocolError`)."""
+    """Base class of :class:`RemoteProtocolError` and :class:`LocalProtocolError`."""
 
 
 class RemoteProtocolError(ProtocolError, ValueError):
@@ -77,7 +75,12 @@ class RemoteProtocolError(ProtocolError, ValueError):
     """
 
     def __init__(
-        self, *, peer: Peer, message_type: str | None, field: str | None, problem: str
+        self,
+        *,
+        peer: Literal["realtime", "twilio"],
+        message_type: str | None,
+        field: str | None,
+        problem: str,
     ) -> None:
         self.peer = peer
         self.message_type = message_type

@@ -1,0 +1,5 @@
+import sys
+
+from voiceguard.cli import main
+
+sys.exit(main())
