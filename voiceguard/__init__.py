@@ -2,7 +2,7 @@
 
 from voiceguard._version import __version__
 from voiceguard.clock import Clock, ManualClock, SystemClock
-from voiceguard.config import CancelConfig, CreateConfig, StateConfig
+from voiceguard.config import CancelConfig, CreateConfig, PlayoutConfig, StateConfig
 from voiceguard.decisions import Action, Decision, Reason, Verdict
 from voiceguard.errors import (
     CallScopeError,
@@ -24,6 +24,7 @@ from voiceguard.guards.create import (
     ReleasedCreate,
     ResponseCreateGuard,
 )
+from voiceguard.playout import HeardPosition, PlayoutBuffer, PlayoutChunk, PlayoutStatistics
 from voiceguard.state import (
     AssistantItem,
     CallState,
@@ -52,9 +53,14 @@ __all__ = (
     "Decision",
     "DecisionCounts",
     "DecisionSink",
+    "HeardPosition",
     "LifecycleTrigger",
     "LocalProtocolError",
     "ManualClock",
+    "PlayoutBuffer",
+    "PlayoutChunk",
+    "PlayoutConfig",
+    "PlayoutStatistics",
     "ProtocolError",
     "Reason",
     "ReleasedCreate",

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import final
 
 from voiceguard.errors import ConfigError
+from voiceguard.protocol.realtime import PCMU, AudioFormat
 
-__all__ = ("CancelConfig", "CreateConfig", "StateConfig")
+__all__ = ("CancelConfig", "CreateConfig", "PlayoutConfig", "StateConfig")
 
 
 def _check_number(
@@ -133,6 +134,36 @@ class CreateConfig:
             self, "deferred_ttl", self.deferred_ttl, low=0, high=3600, unit="seconds"
         )
         _check_bool(self, "require_calibration", self.require_calibration)
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlayoutConfig:
+    """Configuration of :class:`~voiceguard.PlayoutBuffer`.
+
+    Attributes:
+        chunk_ms: Audio per ``media`` message, each followed by a ``mark``. The heard position is
+            known to this precision, and a resumed false interruption repeats at most this much;
+            each chunk costs two WebSocket messages. Default 100 ms (20 messages a second).
+        lead: How far ahead of real time the phone's buffer may be filled, in seconds. A smaller
+            lead stops the bot faster on a barge-in (Twilio ``clear`` flushes it anyway); a
+            larger one rides out network jitter. Default 0.3 s.
+        audio_format: The session's output audio format. Default G.711 mu-law at 8 kHz.
+    """
+
+    chunk_ms: float = 100.0
+    lead: float = 0.3
+    audio_format: AudioFormat = PCMU
+
+    def __post_init__(self) -> None:
+        _check_number(self, "chunk_ms", self.chunk_ms, low=10, high=1000, unit="ms")
+        _check_number(self, "lead", self.lead, low=0, high=10, unit="seconds")
+        if not isinstance(self.audio_format, AudioFormat):
+            raise ConfigError(
+                f"{type(self).__name__}.audio_format",
+                self.audio_format,
+                "a voiceguard.protocol.AudioFormat",
+            )
 
 
 # --- timers (CallScope, CallScopedTimer and the ready-made call timers) ---
