@@ -2,7 +2,13 @@
 
 from voiceguard._version import __version__
 from voiceguard.clock import Clock, ManualClock, SystemClock
-from voiceguard.config import CancelConfig, CreateConfig, PlayoutConfig, StateConfig
+from voiceguard.config import (
+    CalibrationConfig,
+    CancelConfig,
+    CreateConfig,
+    PlayoutConfig,
+    StateConfig,
+)
 from voiceguard.decisions import Action, Decision, Reason, Verdict
 from voiceguard.errors import (
     CallScopeError,
@@ -15,6 +21,7 @@ from voiceguard.errors import (
     VoiceguardError,
 )
 from voiceguard.guards._record import DecisionCounts, DecisionSink
+from voiceguard.guards.calibration import CalibrationGate, CalibrationStatistics
 from voiceguard.guards.cancel import CancelArbiter
 from voiceguard.guards.create import (
     CalibrationStatus,
@@ -37,6 +44,9 @@ from voiceguard.state import (
 __all__ = (
     "Action",
     "AssistantItem",
+    "CalibrationConfig",
+    "CalibrationGate",
+    "CalibrationStatistics",
     "CalibrationStatus",
     "CallScopeError",
     "CallState",

@@ -20,7 +20,13 @@ from typing import final
 from voiceguard.errors import ConfigError
 from voiceguard.protocol.realtime import PCMU, AudioFormat
 
-__all__ = ("CancelConfig", "CreateConfig", "PlayoutConfig", "StateConfig")
+__all__ = (
+    "CalibrationConfig",
+    "CancelConfig",
+    "CreateConfig",
+    "PlayoutConfig",
+    "StateConfig",
+)
 
 
 def _check_number(
@@ -170,3 +176,115 @@ class PlayoutConfig:
 
 
 # --- calibration (CalibrationGate) ---
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CalibrationConfig:
+    """Configuration of :class:`~voiceguard.CalibrationGate`.
+
+    The defaults were chosen from measurements on the project's labelled barge-in corpus
+    (``benchmarks/bargein_quality.py``; see the performance page), not guessed.
+
+    Attributes:
+        require_calibration: Suppress every ``speech_started`` with
+            :attr:`~voiceguard.Reason.NOT_CALIBRATED` until the noise floor is known. Default on.
+        min_calibration_time: Seconds of caller audio needed before the noise floor can be
+            reported stable. Default 0.4 s.
+        max_calibration_time: Seconds of caller audio after which the gate calibrates on the
+            estimate it has, stable or not. Default 3 s.
+        calibration_stable_db: How far (dB) the successive noise-floor estimates may wander and
+            still count as stable. Default 3 dB.
+        max_echo_delay: Longest echo delay searched, in seconds (the echo comes back after the
+            phone network's round trip and the playout lead). Default 0.8 s.
+        speech_margin_db: How far (dB) a frame must rise above the noise floor plus the predicted
+            echo to count as the caller's own speech. Default 6 dB.
+        noise_margin_db: A ``speech_started`` whose audio never rises this far (dB) above the
+            noise floor is suppressed with :attr:`~voiceguard.Reason.BELOW_NOISE_FLOOR`.
+            Default 6 dB.
+        confirm_time: Seconds of caller speech (frames past :attr:`speech_margin_db`) needed to
+            allow a barge-in. Default 0.06 s.
+        max_defer: Longest a ``speech_started`` may stay deferred
+            (:attr:`~voiceguard.Reason.DOUBLE_TALK`) while evidence accumulates, in seconds;
+            then it is suppressed. Default 0.3 s.
+        retry_interval: Seconds between re-judgements of a deferred ``speech_started``.
+            Default 0.06 s.
+        min_speech_duration: Seconds speech must have lasted (from its onset) before it may
+            count as a barge-in; 0 turns the rule off. Default 0.
+        require_user_has_spoken: Suppress barge-ins with
+            :attr:`~voiceguard.Reason.USER_NOT_SPOKEN` until the caller has spoken once (the
+            caller of the gate says so). Default off.
+        unknown_echo_return_loss_db: Echo return loss (dB) assumed while the echo path is still
+            unknown. Default 6 dB (the echo may be nearly as loud as the bot).
+        prefix_padding_ms: The session's ``server_vad`` ``prefix_padding_ms``, used to find the
+            speech onset from a ``speech_started`` event's ``audio_start_ms``. Default 300.
+    """
+
+    require_calibration: bool = True
+    min_calibration_time: float = 0.4
+    max_calibration_time: float = 3.0
+    calibration_stable_db: float = 3.0
+    max_echo_delay: float = 0.8
+    speech_margin_db: float = 6.0
+    noise_margin_db: float = 6.0
+    confirm_time: float = 0.06
+    max_defer: float = 0.3
+    retry_interval: float = 0.06
+    min_speech_duration: float = 0.0
+    require_user_has_spoken: bool = False
+    unknown_echo_return_loss_db: float = 6.0
+    prefix_padding_ms: int = 300
+
+    def __post_init__(self) -> None:
+        _check_bool(self, "require_calibration", self.require_calibration)
+        _check_number(
+            self, "min_calibration_time", self.min_calibration_time, low=0, high=60, unit="seconds"
+        )
+        _check_number(
+            self,
+            "max_calibration_time",
+            self.max_calibration_time,
+            low=self.min_calibration_time,
+            high=600,
+            unit="seconds",
+        )
+        _check_number(
+            self,
+            "calibration_stable_db",
+            self.calibration_stable_db,
+            low=0,
+            high=40,
+            low_open=True,
+            unit="dB",
+        )
+        _check_number(
+            self, "max_echo_delay", self.max_echo_delay, low=0.02, high=2.0, unit="seconds"
+        )
+        _check_number(self, "speech_margin_db", self.speech_margin_db, low=0, high=60, unit="dB")
+        _check_number(self, "noise_margin_db", self.noise_margin_db, low=0, high=60, unit="dB")
+        _check_number(self, "confirm_time", self.confirm_time, low=0.02, high=2.0, unit="seconds")
+        _check_number(self, "max_defer", self.max_defer, low=0, high=5.0, unit="seconds")
+        _check_number(
+            self, "retry_interval", self.retry_interval, low=0.02, high=1.0, unit="seconds"
+        )
+        _check_number(
+            self, "min_speech_duration", self.min_speech_duration, low=0, high=5.0, unit="seconds"
+        )
+        _check_bool(self, "require_user_has_spoken", self.require_user_has_spoken)
+        _check_number(
+            self,
+            "unknown_echo_return_loss_db",
+            self.unknown_echo_return_loss_db,
+            low=-20,
+            high=60,
+            unit="dB",
+        )
+        _check_number(
+            self,
+            "prefix_padding_ms",
+            self.prefix_padding_ms,
+            low=0,
+            high=10_000,
+            integer=True,
+            unit="ms",
+        )

@@ -1,0 +1,300 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from voiceguard.audio import decode_ulaw, encode_ulaw
+from voiceguard.config import CalibrationConfig
+from voiceguard.decisions import Action, Reason, Verdict
+from voiceguard.errors import ConfigError, StateTransitionError
+from voiceguard.guards.calibration import CalibrationGate, CalibrationStatistics
+
+CLIPS = Path(__file__).resolve().parents[1] / "benchmarks" / "corpus" / "clips"
+RATE = 8000
+FRAME = 160
+Signal = npt.NDArray[np.float64]
+
+
+def _db_to_amp(dbfs: float) -> float:
+    return float(32768.0 * 10.0 ** (dbfs / 20.0))
+
+
+def clip(name: str, level_dbfs: float) -> Signal:
+    """A shipped corpus clip scaled to *level_dbfs* (RMS over its loud frames)."""
+    x = decode_ulaw((CLIPS / f"{name}.ul").read_bytes()).astype(np.float64)
+    frames = x[: len(x) // FRAME * FRAME].reshape(-1, FRAME)
+    power = np.mean(frames**2, axis=1)
+    loud = power > power.max() / 1000
+    scaled: Signal = x * _db_to_amp(level_dbfs) / np.sqrt(power[loud].mean())
+    return scaled
+
+
+def noise(seconds: float, dbfs: float, seed: int = 1) -> Signal:
+    return np.random.default_rng(seed).normal(0.0, _db_to_amp(dbfs), round(seconds * RATE))
+
+
+def place(total: Signal, part: Signal, at_s: float) -> None:
+    start = round(at_s * RATE)
+    total[start : start + len(part)] += part[: max(0, len(total) - start)]
+
+
+def delayed(x: Signal, delay_s: float, loss_db: float) -> Signal:
+    d = round(delay_s * RATE)
+    out: Signal = np.concatenate([np.zeros(d), x])[: len(x)] * 10.0 ** (-loss_db / 20.0)
+    return out
+
+
+def ulaw(x: Signal) -> bytes:
+    return encode_ulaw(np.clip(np.round(x), -32768, 32767).astype(np.int16))
+
+
+class Call:
+    """Feeds a gate frame by frame; outbound is sent only where the bot talks."""
+
+    def __init__(self, inbound: Signal, outbound: Signal | None = None, **config: object) -> None:
+        self.gate = CalibrationGate(CalibrationConfig(**config))  # type: ignore[arg-type]
+        self.inbound = ulaw(inbound)
+        self.outbound = ulaw(outbound) if outbound is not None else None
+        self.frame = 0
+
+    def run_until(self, seconds: float) -> float:
+        last = round(seconds / 0.02)
+        while self.frame < last:
+            now = (self.frame + 1) * 0.02
+            chunk = slice(self.frame * FRAME, (self.frame + 1) * FRAME)
+            if self.outbound is not None and self.outbound[chunk] != b"\xff" * FRAME:
+                self.gate.push_outbound(self.outbound[chunk], now)
+            self.gate.push_inbound(self.inbound[chunk], now)
+            self.frame += 1
+        return self.frame * 0.02
+
+
+def test_echo_only_event_during_greeting_is_suppressed() -> None:
+    bot = np.zeros(6 * RATE)
+    place(bot, clip("greet_00", -16.0), 0.5)
+    inbound = noise(6, -60) + delayed(bot, 0.25, 6.0)  # loud speakerphone echo
+    call = Call(inbound, bot)
+    for at in (0.9, 1.6, 3.0):  # the VAD fires on the echo, early and later in the greeting
+        now = call.run_until(at)
+        decision = call.gate.judge_speech_started(now)
+        assert decision.suppressed, decision
+        assert decision.reason in (Reason.NOT_CALIBRATED, Reason.ECHO_SUSPECTED)
+        assert decision.action is Action.BARGE_IN
+
+
+def test_loud_caller_during_bot_speech_is_allowed() -> None:
+    bot = np.zeros(8 * RATE)
+    place(bot, clip("bot_01", -18.0), 0.5)
+    inbound = noise(8, -55) + delayed(bot, 0.2, 12.0)
+    place(inbound, clip("caller_13", -15.0), 4.0)
+    call = Call(inbound, bot)
+    now = call.run_until(4.1)
+    decision = call.gate.judge_speech_started(now, audio_start_ms=3700)
+    if decision.deferred:  # double talk: ask again at retry_at
+        assert decision.reason is Reason.DOUBLE_TALK
+        assert decision.retry_at is not None
+        now = call.run_until(decision.retry_at)
+        decision = call.gate.recheck(now)
+    assert decision.allowed, decision
+    assert decision.reason is Reason.OK
+    stats = call.gate.statistics()
+    assert stats.echo_delay_ms == pytest.approx(200, abs=20)
+    assert stats.echo_return_loss_db is not None
+    assert stats.echo_return_loss_db == pytest.approx(12, abs=4)
+    assert stats.decisions[Reason.OK] == 1
+
+
+def test_caller_who_speaks_first_still_calibrates() -> None:
+    inbound = noise(5, -58)
+    place(inbound, clip("caller_16", -20.0), 0.0)  # "Hello, is anybody there?" from t = 0
+    call = Call(inbound)
+    call.run_until(3.0)
+    stats = call.gate.statistics()
+    assert stats.calibrated
+    assert stats.calibrated_since is not None
+    assert stats.calibrated_since <= 3.0
+    assert stats.noise_floor_dbfs is not None
+    assert stats.noise_floor_dbfs == pytest.approx(-58, abs=3)
+
+
+def test_calibration_on_a_silent_line_is_quick_and_stable() -> None:
+    call = Call(noise(2, -65))
+    call.run_until(0.2)
+    assert not call.gate.calibrated
+    call.run_until(1.0)
+    stats = call.gate.statistics()
+    assert stats.calibrated
+    assert not stats.calibrated_on_timeout
+    assert stats.calibrated_since is not None
+    assert stats.calibrated_since < 1.0
+    assert stats.noise_floor_dbfs == pytest.approx(-65, abs=2)
+
+
+def test_digital_silence_calibrates() -> None:
+    call = Call(np.zeros(RATE))
+    call.run_until(1.0)
+    assert call.gate.calibrated
+
+
+def test_unstable_line_calibrates_at_the_upper_bound() -> None:
+    # Noise falling by 1.25 dB every 100 ms: the estimate never settles, the upper bound decides.
+    rng = np.random.default_rng(3)
+    levels = np.repeat(np.linspace(-20, -70, 40), 800)
+    inbound = rng.normal(0, 1, len(levels)) * 32768 * 10 ** (levels / 20)
+    call = Call(inbound, max_calibration_time=1.5, calibration_stable_db=0.5)
+    call.run_until(1.4)
+    assert not call.gate.calibrated
+    call.run_until(1.6)
+    stats = call.gate.statistics()
+    assert stats.calibrated
+    assert stats.calibrated_on_timeout
+
+
+def test_noise_below_the_margin_and_a_click_are_suppressed() -> None:
+    inbound = noise(4, -55)
+    place(inbound, noise(0.3, -52, seed=2), 2.0)  # a small rise: 3 dB
+    place(inbound, noise(0.02, -20, seed=4), 3.0)  # one loud 20 ms click
+    call = Call(inbound)
+    now = call.run_until(2.3)
+    decision = call.gate.judge_speech_started(now)
+    assert decision.suppressed
+    assert decision.reason is Reason.BELOW_NOISE_FLOOR
+    now = call.run_until(3.06)
+    decision = call.gate.judge_speech_started(now)
+    while decision.deferred:
+        assert decision.retry_at is not None
+        now = call.run_until(decision.retry_at + 0.02)
+        decision = call.gate.recheck(now)
+    assert decision.suppressed
+    assert decision.reason is Reason.BELOW_NOISE_FLOOR
+
+
+def test_speech_on_a_quiet_line_is_allowed_at_once() -> None:
+    inbound = noise(4, -60)
+    place(inbound, clip("caller_12", -30.0), 2.0)
+    call = Call(inbound)
+    now = call.run_until(2.1)
+    decision = call.gate.judge_speech_started(now, audio_start_ms=1700)
+    assert decision.allowed, decision
+
+
+def test_speech_stopped_ends_a_deferral() -> None:
+    inbound = noise(3, -60)
+    place(inbound, noise(0.04, -25, seed=5), 2.0)
+    call = Call(inbound)
+    now = call.run_until(2.04)
+    decision = call.gate.judge_speech_started(now)
+    assert decision.deferred
+    assert call.gate.next_deadline() == decision.retry_at
+    final = call.gate.speech_stopped(now + 0.01)
+    assert final is not None
+    assert final.suppressed
+    assert final.reason is Reason.TOO_SHORT
+    assert call.gate.next_deadline() is None
+    assert call.gate.speech_stopped(now + 0.02) is None
+    with pytest.raises(StateTransitionError, match="recheck"):
+        call.gate.recheck(now + 0.03)
+
+
+def test_user_has_spoken_requirement_and_min_duration() -> None:
+    inbound = noise(4, -60)
+    place(inbound, clip("caller_12", -25.0), 2.0)
+    call = Call(inbound, require_user_has_spoken=True, min_speech_duration=0.2)
+    now = call.run_until(2.1)
+    decision = call.gate.judge_speech_started(now, audio_start_ms=1700)
+    assert decision.reason is Reason.USER_NOT_SPOKEN
+    decision = call.gate.judge_speech_started(now, audio_start_ms=1700, user_has_spoken=True)
+    assert decision.deferred
+    assert decision.reason is Reason.TOO_SHORT
+    assert decision.retry_at is not None
+    now = call.run_until(decision.retry_at + 0.02)
+    decision = call.gate.recheck(now)
+    assert decision.allowed
+
+
+def test_not_calibrated_can_be_switched_off() -> None:
+    inbound = noise(1, -60)
+    place(inbound, clip("caller_12", -25.0), 0.1)
+    call = Call(inbound, require_calibration=False)
+    now = call.run_until(0.3)
+    assert not call.gate.calibrated
+    assert call.gate.judge_speech_started(now).reason is not Reason.NOT_CALIBRATED
+
+
+def test_a_gate_never_sees_another_calls_frames() -> None:
+    loud_bot = np.zeros(4 * RATE)
+    place(loud_bot, clip("bot_02", -12.0), 0.2)
+    busy = Call(noise(4, -40) + delayed(loud_bot, 0.1, 3.0), loud_bot)
+    quiet = Call(noise(4, -68, seed=9))
+    for t in np.arange(0.2, 4.01, 0.2):  # interleaved, as two calls on one server are
+        busy.run_until(float(t))
+        quiet.run_until(float(t))
+    a, b = busy.gate.statistics(), quiet.gate.statistics()
+    assert b.outbound_frames == 0
+    assert b.echo_delay_ms is None
+    assert b.noise_floor_dbfs == pytest.approx(-68, abs=2)
+    assert a.noise_floor_dbfs is not None
+    assert a.noise_floor_dbfs > -45
+    assert a.outbound_frames > 0
+
+
+def test_statistics_is_an_immutable_snapshot() -> None:
+    call = Call(noise(1, -60))
+    call.run_until(1.0)
+    decision = call.gate.judge_speech_started(1.0)
+    stats = call.gate.statistics()
+    assert isinstance(stats, CalibrationStatistics)
+    assert stats.inbound_frames == 50
+    assert stats.decisions == {decision.reason: 1}
+    with pytest.raises(TypeError):
+        stats.decisions[Reason.OK] = 3  # type: ignore[index]
+    call.gate.judge_speech_started(1.0)
+    assert stats.decisions == {decision.reason: 1}
+    assert "calibrated=True" in repr(call.gate)
+
+
+def test_suppressions_are_logged_with_their_reason(caplog: pytest.LogCaptureFixture) -> None:
+    gate = CalibrationGate()
+    gate.push_inbound(b"\xff" * 160, now=0.02)
+    with caplog.at_level(logging.DEBUG, logger="voiceguard.guards.calibration"):
+        decision = gate.judge_speech_started(0.02)
+    assert decision.verdict is Verdict.SUPPRESS
+    assert any("NOT_CALIBRATED" in r.getMessage() for r in caplog.records)
+
+
+def test_outbound_audio_of_any_length_is_reassembled() -> None:
+    gate = CalibrationGate()
+    audio = ulaw(clip("bot_03", -20.0))[:1000]
+    gate.push_outbound(audio[:70], now=0.0)
+    gate.push_outbound(memoryview(audio[70:600]), now=0.0)
+    gate.push_outbound(bytearray(audio[600:]), now=0.0)
+    assert gate.statistics().outbound_frames == 1000 // 160
+    gate.push_inbound(b"\xff" * 480, now=0.06)  # several frames at once
+    assert gate.statistics().inbound_frames == 3
+
+
+def test_bad_frames_give_a_clear_error() -> None:
+    gate = CalibrationGate()
+    with pytest.raises(ValueError, match=r"inbound frame has 100 bytes; expected a positive"):
+        gate.push_inbound(b"\xff" * 100, now=0.0)
+    with pytest.raises(ValueError, match="inbound frame has 0 bytes"):
+        gate.push_inbound(b"", now=0.0)
+    with pytest.raises(TypeError, match="inbound frame must be mu-law bytes"):
+        gate.push_inbound("\xff" * 160, now=0.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="outbound audio must be mu-law bytes"):
+        gate.push_outbound(np.zeros(160, dtype=np.uint8), now=0.0)  # type: ignore[arg-type]
+    assert gate.statistics().inbound_frames == 0
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ConfigError, match=r"CalibrationConfig\.speech_margin_db"):
+        CalibrationConfig(speech_margin_db=-1)
+    with pytest.raises(ConfigError, match="max_calibration_time"):
+        CalibrationConfig(min_calibration_time=2.0, max_calibration_time=1.0)
+    with pytest.raises(ConfigError, match="require_calibration"):
+        CalibrationConfig(require_calibration=1)  # type: ignore[arg-type]
+    assert CalibrationGate().config == CalibrationConfig()

@@ -1,0 +1,224 @@
+"""G.711 mu-law audio: conversion to and from linear PCM, and frame energy.
+
+Twilio Media Streams carry 8 kHz, 8-bit G.711 mu-law audio in 20 ms frames of
+:data:`FRAME_BYTES` bytes, one byte per sample. This module converts between mu-law and 16-bit
+linear PCM with two lookup tables built once at import, bit-exact with the G.711 reference
+implementation that Python's ``audioop`` module also follows (``ulaw2lin`` / ``lin2ulaw``, width
+2), and measures frame energy in dBFS. Nothing here loops over samples in Python: a frame is
+decoded or measured with one numpy table lookup.
+
+Energy is the mean square of the samples relative to a full-scale square wave (``32768``): a
+full-scale square wave is 0 dBFS, a full-scale sine about -3 dBFS. Digital silence is reported as
+:data:`SILENCE_DBFS` rather than minus infinity, so the value is always a finite float.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = (
+    "FRAME_BYTES",
+    "FRAME_SECONDS",
+    "SAMPLE_RATE",
+    "SILENCE_DBFS",
+    "check_frame",
+    "decode_ulaw",
+    "encode_ulaw",
+    "pcm_energy_dbfs",
+    "power_to_dbfs",
+    "ulaw_energy_dbfs",
+    "ulaw_power",
+)
+
+#: Samples per second of Twilio's mu-law audio.
+SAMPLE_RATE: Final = 8000
+#: Bytes (and samples) in one 20 ms mu-law frame.
+FRAME_BYTES: Final = 160
+#: Duration of one frame in seconds.
+FRAME_SECONDS: Final = FRAME_BYTES / SAMPLE_RATE
+#: Level reported for digital silence (and the floor of every dBFS value in voiceguard).
+SILENCE_DBFS: Final = -120.0
+
+_FULL_SCALE: Final = 32768.0
+_SILENCE_POWER: Final = 10.0 ** (SILENCE_DBFS / 10.0)
+_BIAS: Final = 0x84
+_CLIP: Final = 8159  # largest 14-bit magnitude the encoder represents
+
+
+def _build_decode_table() -> npt.NDArray[np.int16]:
+    """Decode table of G.711 (the reference ``ulaw2linear``), one entry per mu-law byte."""
+    u = ~np.arange(256, dtype=np.int32) & 0xFF
+    mantissa = u & 0x0F
+    exponent = (u >> 4) & 0x07
+    t = ((mantissa << 3) + _BIAS) << exponent
+    linear = np.where(u & 0x80, _BIAS - t, t - _BIAS)
+    return linear.astype(np.int16)
+
+
+def _build_encode_table() -> npt.NDArray[np.uint8]:
+    """Encode table indexed by a 16-bit sample reinterpreted as unsigned (``x & 0xFFFF``).
+
+    Follows the reference ``linear2ulaw`` on the 14 most significant bits, as ``audioop`` does:
+    the magnitude is clipped to 8159, biased by 33, and split into a segment and 4 mantissa bits.
+    """
+    pcm = np.arange(65536, dtype=np.int32)
+    pcm = np.where(pcm >= 32768, pcm - 65536, pcm) >> 2  # arithmetic shift to 14 bits
+    negative = pcm < 0
+    magnitude = np.minimum(np.where(negative, -pcm, pcm), _CLIP) + (_BIAS >> 2)
+    # Segment: number of the highest set bit above bit 5 (segment ends 0x3F, 0x7F, ..., 0x1FFF).
+    segment = np.zeros_like(magnitude)
+    for seg, end in enumerate((0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF)):
+        segment = np.where(magnitude > end, seg + 1, segment)
+    mantissa = (magnitude >> (segment + 1)) & 0x0F
+    code = np.where(segment >= 8, 0x7F, (segment << 4) | mantissa)  # out of range: the maximum
+    mask = np.where(negative, 0x7F, 0xFF)
+    return ((code ^ mask) & 0xFF).astype(np.uint8)
+
+
+#: Decoded value (16-bit linear PCM) of each of the 256 mu-law bytes.
+_DECODE: Final = _build_decode_table()
+_DECODE.flags.writeable = False
+#: mu-law byte of each 16-bit sample, indexed by ``sample & 0xFFFF``.
+_ENCODE: Final = _build_encode_table()
+_ENCODE.flags.writeable = False
+#: Square of each decoded value, relative to full scale (so a frame's mean is its power).
+_POWER: Final = (_DECODE.astype(np.float64) / _FULL_SCALE) ** 2
+_POWER.flags.writeable = False
+
+
+def check_frame(frame: object, *, what: str = "frame", multiple: int = FRAME_BYTES) -> int:
+    """Check that *frame* is mu-law audio of a whole number of frames; return its length.
+
+    Args:
+        frame: The object to check; ``bytes``, ``bytearray`` or ``memoryview`` are accepted.
+        what: How to name the frame in the error message (e.g. ``"inbound frame"``).
+        multiple: The length must be a positive multiple of this many bytes.
+
+    Returns:
+        The length of *frame* in bytes (which is also its length in samples).
+
+    Raises:
+        TypeError: If *frame* is not a bytes-like object.
+        ValueError: If its length is zero or not a multiple of *multiple*.
+    """
+    if not isinstance(frame, (bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"{what} must be mu-law bytes (bytes, bytearray or memoryview), "
+            f"not {type(frame).__name__}"
+        )
+    size = frame.nbytes if isinstance(frame, memoryview) else len(frame)
+    if size == 0 or size % multiple:
+        raise ValueError(
+            f"{what} has {size} bytes; expected a positive multiple of {multiple} "
+            f"({multiple} bytes = {multiple * 1000 // SAMPLE_RATE} ms of 8 kHz mu-law)"
+        )
+    return size
+
+
+def decode_ulaw(data: bytes | bytearray | memoryview) -> npt.NDArray[np.int16]:
+    """Decode mu-law bytes to 16-bit linear PCM samples.
+
+    Args:
+        data: mu-law audio, one byte per sample (any length).
+
+    Returns:
+        A new ``int16`` array with one sample per input byte.
+
+    Raises:
+        TypeError: If *data* is not bytes-like.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"mu-law data must be bytes-like, not {type(data).__name__}")
+    return _DECODE[np.frombuffer(data, dtype=np.uint8)]
+
+
+def encode_ulaw(samples: npt.ArrayLike) -> bytes:
+    """Encode 16-bit linear PCM samples to mu-law bytes.
+
+    Args:
+        samples: Integer samples in ``-32768 .. 32767`` (an ``int16`` array, or anything numpy
+            converts to integers in that range).
+
+    Returns:
+        One mu-law byte per sample.
+
+    Raises:
+        ValueError: If a sample is outside the 16-bit range, or the input is not integer.
+    """
+    array = np.asarray(samples)
+    if array.dtype != np.int16:
+        if array.size and not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(f"PCM samples must be integers, not {array.dtype}")
+        if array.size and (array.min() < -32768 or array.max() > 32767):
+            raise ValueError("PCM samples must lie in -32768 .. 32767 (16-bit)")
+        array = array.astype(np.int16)
+    return _ENCODE[array.reshape(-1).view(np.uint16)].tobytes()
+
+
+def power_to_dbfs(power: float) -> float:
+    """Convert a mean-square power relative to full scale to dBFS.
+
+    Args:
+        power: Mean square of the samples divided by ``32768 ** 2``.
+
+    Returns:
+        ``10 * log10(power)``, never below :data:`SILENCE_DBFS`.
+    """
+    if power <= _SILENCE_POWER:
+        return SILENCE_DBFS
+    return 10.0 * math.log10(power)
+
+
+def ulaw_power(frame: bytes | bytearray | memoryview) -> float:
+    """Mean-square power of mu-law audio relative to full scale, without decoding to PCM.
+
+    This is the per-frame hot path: one table lookup and one sum, no Python loop.
+
+    Args:
+        frame: mu-law audio, one byte per sample; must not be empty.
+
+    Returns:
+        The mean of the squared decoded samples divided by ``32768 ** 2`` (0 for silence).
+
+    Raises:
+        ValueError: If *frame* is empty.
+    """
+    codes = np.frombuffer(frame, dtype=np.uint8)
+    if codes.size == 0:
+        raise ValueError("cannot measure the energy of an empty frame")
+    return float(_POWER[codes].sum()) / codes.size
+
+
+def ulaw_energy_dbfs(frame: bytes | bytearray | memoryview) -> float:
+    """Energy of mu-law audio in dBFS (see the module docstring for the reference level).
+
+    Args:
+        frame: mu-law audio, one byte per sample; must not be empty.
+
+    Returns:
+        The energy in dBFS, at least :data:`SILENCE_DBFS`.
+    """
+    return power_to_dbfs(ulaw_power(frame))
+
+
+def pcm_energy_dbfs(samples: npt.ArrayLike) -> float:
+    """Energy of 16-bit linear PCM samples in dBFS.
+
+    Args:
+        samples: Integer or float samples on the 16-bit scale; must not be empty.
+
+    Returns:
+        The energy in dBFS, at least :data:`SILENCE_DBFS`.
+
+    Raises:
+        ValueError: If *samples* is empty.
+    """
+    array = np.asarray(samples, dtype=np.float64)
+    if array.size == 0:
+        raise ValueError("cannot measure the energy of an empty frame")
+    scaled = array / _FULL_SCALE
+    return power_to_dbfs(float(np.dot(scaled.ravel(), scaled.ravel())) / array.size)
