@@ -1,12 +1,18 @@
 """voiceguard: race-free phone voice agents, by construction."""
 
 from voiceguard._version import __version__
+from voiceguard.call_timers import HangupFallback, IdleLadder, MaxCallDuration, ResponseWatchdog
 from voiceguard.clock import Clock, ManualClock, SystemClock
 from voiceguard.config import (
     CalibrationConfig,
+    CallScopeConfig,
     CancelConfig,
     CreateConfig,
+    HangupFallbackConfig,
+    IdleLadderConfig,
+    MaxCallDurationConfig,
     PlayoutConfig,
+    ResponseWatchdogConfig,
     StateConfig,
 )
 from voiceguard.decisions import Action, Decision, Reason, Verdict
@@ -40,6 +46,14 @@ from voiceguard.state import (
     ResponseMatch,
     ResponsePhase,
 )
+from voiceguard.timers import (
+    CallIdentity,
+    CallScope,
+    CallScopedTimer,
+    CallScopeState,
+    CallScopeStatistics,
+    TimerCallback,
+)
 
 __all__ = (
     "Action",
@@ -48,7 +62,13 @@ __all__ = (
     "CalibrationGate",
     "CalibrationStatistics",
     "CalibrationStatus",
+    "CallIdentity",
+    "CallScope",
+    "CallScopeConfig",
     "CallScopeError",
+    "CallScopeState",
+    "CallScopeStatistics",
+    "CallScopedTimer",
     "CallState",
     "CallStateStatistics",
     "CancelArbiter",
@@ -63,10 +83,16 @@ __all__ = (
     "Decision",
     "DecisionCounts",
     "DecisionSink",
+    "HangupFallback",
+    "HangupFallbackConfig",
     "HeardPosition",
+    "IdleLadder",
+    "IdleLadderConfig",
     "LifecycleTrigger",
     "LocalProtocolError",
     "ManualClock",
+    "MaxCallDuration",
+    "MaxCallDurationConfig",
     "PlayoutBuffer",
     "PlayoutChunk",
     "PlayoutConfig",
@@ -78,9 +104,12 @@ __all__ = (
     "ResponseCreateGuard",
     "ResponseMatch",
     "ResponsePhase",
+    "ResponseWatchdog",
+    "ResponseWatchdogConfig",
     "StateConfig",
     "StateTransitionError",
     "SystemClock",
+    "TimerCallback",
     "Verdict",
     "VoiceguardError",
     "__version__",
