@@ -29,6 +29,21 @@ Strategies (each modelled as the anchors document it; see ``docs/performance.md`
 * ``voiceguard``: :class:`voiceguard.guards.calibration.CalibrationGate` with its default
   configuration, fed every 20 ms inbound frame, the outbound frames while the bot talks, and the
   events; deferred judgements are rechecked at the first frame at or after ``retry_at``.
+
+The false and missed rates count only what a strategy decides about each ``speech_started``
+(voiceguard: its judgement and rechecks). Late barge-ins (``CalibrationGate.poll_barge_in``,
+polled after every inbound frame) are scored in a separate table:
+
+* hidden caller utterances: utterances that begin inside a VAD segment opened by echo or noise,
+  so the server raises no ``speech_started`` of their own; caught when a late barge-in of that
+  segment comes after the utterance's true onset (first frame of the clean caller track within
+  25 dB of the caller's level) and before the utterance ends; delay from that onset;
+* recovered: ``real`` events suppressed at the event and allowed late inside their segment;
+* spurious: late barge-ins while the clean caller track is silent (no caller frame within the
+  last 200 ms): a false barge-in a bridge acting on them would make.
+
+``--corpus DIR`` runs on another corpus directory (``cases.json`` and ``clips/``), e.g. one made
+by ``generate.py --seed N`` in a copy of ``benchmarks/corpus`` for a held-out figure.
 """
 
 from __future__ import annotations
@@ -42,6 +57,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "corpus"))
 
@@ -52,6 +69,7 @@ from voiceguard.guards.calibration import CalibrationGate  # noqa: E402
 
 FRAME = 160
 Acts = list[int | None]  # per event: the ms at which the strategy acted, or None
+Late = list[tuple[int, int]]  # late barge-ins: (ms, index of the event whose segment it is in)
 
 
 def _first_bot(case: dict[str, Any]) -> tuple[int, int]:
@@ -95,49 +113,61 @@ def pipecat(case: dict[str, Any], _rendered: corpus.Rendered) -> Acts:
     return _min_duration(case, muted_until=end, muted_from=0, min_ms=200)
 
 
+def run_voiceguard(
+    config: CalibrationConfig, case: dict[str, Any], rendered: corpus.Rendered
+) -> tuple[Acts, Late]:
+    """The gate on one call: its decision time per event, and its late barge-ins."""
+    gate = CalibrationGate(config)
+    events = case["events"]
+    acts: Acts = [None] * len(events)
+    late: Late = []
+    by_detect = {e["detected_ms"]: i for i, e in enumerate(events)}
+    by_stop = {e["stopped_ms"]: i for i, e in enumerate(events) if e["stopped_ms"]}
+    pending: int | None = None
+    segment: int | None = None  # the event whose VAD segment is open
+    inbound, outbound, bot = rendered.inbound, rendered.outbound, rendered.bot_frames
+    for i in range(len(bot)):
+        t_ms = (i + 1) * 20
+        now = t_ms / 1000
+        if bot[i]:
+            gate.push_outbound(outbound[i * FRAME : (i + 1) * FRAME], now)
+        gate.push_inbound(inbound[i * FRAME : (i + 1) * FRAME], now)
+        if gate.poll_barge_in(now) is not None and segment is not None:
+            late.append((t_ms, segment))
+        deadline = gate.next_deadline()
+        if pending is not None and deadline is not None and now >= deadline - 1e-9:
+            if gate.recheck(now).allowed:
+                acts[pending] = t_ms
+            if gate.next_deadline() is None:
+                pending = None
+        j = by_detect.get(t_ms)
+        if j is not None:
+            decision = gate.judge_speech_started(now, audio_start_ms=events[j]["audio_start_ms"])
+            pending = j if decision.deferred else None
+            segment = j
+            if decision.allowed:
+                acts[j] = t_ms
+        if t_ms in by_stop:
+            gate.speech_stopped(now)  # settles a deferral, ends the watch of the segment
+            pending = None
+            segment = None
+    return acts, late
+
+
 def make_voiceguard(config: CalibrationConfig) -> Callable[[dict[str, Any], corpus.Rendered], Acts]:
     def run(case: dict[str, Any], rendered: corpus.Rendered) -> Acts:
-        gate = CalibrationGate(config)
-        events = case["events"]
-        acts: Acts = [None] * len(events)
-        by_detect = {e["detected_ms"]: i for i, e in enumerate(events)}
-        by_stop = {e["stopped_ms"]: i for i, e in enumerate(events) if e["stopped_ms"]}
-        pending: int | None = None
-        inbound, outbound, bot = rendered.inbound, rendered.outbound, rendered.bot_frames
-        for i in range(len(bot)):
-            t_ms = (i + 1) * 20
-            now = t_ms / 1000
-            if bot[i]:
-                gate.push_outbound(outbound[i * FRAME : (i + 1) * FRAME], now)
-            gate.push_inbound(inbound[i * FRAME : (i + 1) * FRAME], now)
-            deadline = gate.next_deadline()
-            if pending is not None and deadline is not None and now >= deadline - 1e-9:
-                if gate.recheck(now).allowed:
-                    acts[pending] = t_ms
-                if gate.next_deadline() is None:
-                    pending = None
-            j = by_detect.get(t_ms)
-            if j is not None:
-                decision = gate.judge_speech_started(
-                    now, audio_start_ms=events[j]["audio_start_ms"]
-                )
-                pending = j if decision.deferred else None
-                if decision.allowed:
-                    acts[j] = t_ms
-            if t_ms in by_stop and pending == by_stop[t_ms]:
-                gate.speech_stopped(now)
-                pending = None
-        return acts
+        return run_voiceguard(config, case, rendered)[0]
 
     return run
 
 
+VOICEGUARD = CalibrationConfig()
 STRATEGIES: dict[str, Callable[[dict[str, Any], corpus.Rendered], Acts]] = {
     "naive": naive,
     "seed": seed,
     "livekit": livekit,
     "pipecat": pipecat,
-    "voiceguard": make_voiceguard(CalibrationConfig()),
+    "voiceguard": make_voiceguard(VOICEGUARD),
 }
 
 BANDS: dict[str, list[tuple[str, Callable[[dict[str, Any]], bool]]]] = {
@@ -198,24 +228,87 @@ def score(rows: list[tuple[dict[str, Any], dict[str, Any], int | None]]) -> dict
     }
 
 
+def late_outcome(
+    case: dict[str, Any], rendered: corpus.Rendered, acts: Acts, late: Late
+) -> dict[str, Any]:
+    """Score one call's late barge-ins (see the module documentation)."""
+    events = case["events"]
+    caller_db = corpus.frame_db(rendered.caller)
+    active = caller_db > case["condition"]["caller_dbfs"] - corpus.CALLER_ACTIVE_BELOW_DB
+    end_ms = case["duration_ms"]
+    hidden: list[int | None] = []  # per hidden utterance: delay of the late barge-in, or None
+    for utt in case["caller"]:
+        frames = np.flatnonzero(active[utt["start_ms"] // 20 :])
+        if frames.size == 0:
+            continue
+        onset = utt["start_ms"] + int(frames[0]) * 20
+        length = round(len(corpus.load_clip(utt["clip"])) * 1000 / corpus.RATE)
+        segment = next(
+            (
+                k
+                for k, e in enumerate(events)
+                if e["label"] != "real"
+                and e["speech_onset_ms"] <= onset < (e["speech_end_ms"] or end_ms)
+            ),
+            None,
+        )
+        if segment is None:
+            continue
+        caught = [t for t, k in late if k == segment and onset <= t <= utt["start_ms"] + length]
+        hidden.append(caught[0] - onset if caught else None)
+    recovered = [
+        t - events[k]["true_onset_ms"]
+        for t, k in late
+        if events[k]["label"] == "real" and acts[k] is None
+    ]
+    spurious = sum(not active[max(0, t // 20 - 10) : t // 20].any() for t, _k in late)
+    return {"hidden": hidden, "recovered": recovered, "spurious": spurious, "late": len(late)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="barge-in quality of each strategy")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--limit", type=int, default=None, help="only the first N calls")
+    parser.add_argument(
+        "--corpus", type=Path, default=None, help="corpus directory (cases.json and clips/)"
+    )
     args = parser.parse_args()
+    if args.corpus is not None:
+        corpus.CASES_FILE = args.corpus / "cases.json"
+        corpus.CLIPS_DIR = args.corpus / "clips"
     cases = corpus.load_cases()[: args.limit]
     started = time.perf_counter()
     rows: dict[str, list[tuple[dict[str, Any], dict[str, Any], int | None]]] = {
         name: [] for name in STRATEGIES
     }
+    outcomes: list[dict[str, Any]] = []
     for case in cases:
         rendered = corpus.render(case)
         for name, strategy in STRATEGIES.items():
-            acts = strategy(case, rendered)
+            if name == "voiceguard":
+                acts, late = run_voiceguard(VOICEGUARD, case, rendered)
+                outcomes.append(late_outcome(case, rendered, acts, late))
+            else:
+                acts = strategy(case, rendered)
             rows[name].extend(
                 (case["condition"], e, a) for e, a in zip(case["events"], acts, strict=True)
             )
     elapsed = time.perf_counter() - started
+    hidden = [d for o in outcomes for d in o["hidden"]]
+    caught = [d for d in hidden if d is not None]
+    recovered = [d for o in outcomes for d in o["recovered"]]
+    suppressed = sum(a is None and e["label"] != "real" for _c, e, a in rows["voiceguard"])
+    late_summary = {
+        "hidden_utterances": len(hidden),
+        "hidden_caught": len(caught),
+        "hidden_median_delay_ms": statistics.median(caught) if caught else None,
+        "hidden_p95_delay_ms": _percentile([float(d) for d in caught], 0.95),
+        "missed_events_recovered_late": len(recovered),
+        "recovered_median_delay_ms": statistics.median(recovered) if recovered else None,
+        "late_barge_ins": sum(o["late"] for o in outcomes),
+        "spurious_late_barge_ins": sum(o["spurious"] for o in outcomes),
+        "echo_noise_segments_suppressed": suppressed,
+    }
     results = {name: score(r) for name, r in rows.items()}
     breakdown = {
         group: {
@@ -233,6 +326,7 @@ def main() -> None:
                     "breakdown": breakdown,
                     "events": {k: labels.count(k) for k in ("echo", "noise", "real")},
                     "calls": len(cases),
+                    "late_barge_ins": late_summary,
                 },
                 indent=2,
             )
@@ -258,6 +352,24 @@ def main() -> None:
             f"{100 * (r['false_rate'] + r['missed_rate']):.1f} % | {ms(r['median_delay_ms'])} | "
             f"{ms(r['p95_delay_ms'])} | {ms(r['median_added_delay_ms'])} |"
         )
+    ls = late_summary
+
+    def ms2(v: float | None) -> str:
+        return "-" if v is None else f"{v:.0f} ms"
+
+    share = 100 * ls["hidden_caught"] / max(1, ls["hidden_utterances"])
+    print(
+        "\nLate barge-ins of voiceguard (CalibrationGate.poll_barge_in; not counted above)\n\n"
+        "| hidden caller utterances | caught late | median delay | p95 delay "
+        "| missed events recovered late | median delay | spurious late barge-ins |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|\n"
+        f"| {ls['hidden_utterances']} "
+        f"| {ls['hidden_caught']} ({share:.0f} %) "
+        f"| {ms2(ls['hidden_median_delay_ms'])} | {ms2(ls['hidden_p95_delay_ms'])} "
+        f"| {ls['missed_events_recovered_late']} | {ms2(ls['recovered_median_delay_ms'])} "
+        f"| {ls['spurious_late_barge_ins']} of {ls['late_barge_ins']} "
+        f"({ls['echo_noise_segments_suppressed']} echo/noise segments watched) |"
+    )
     print("\nPer condition: false % / missed % (events: echo+noise / real)\n")
     names = list(STRATEGIES)
     print("| condition | band | " + " | ".join(names) + " | events |")

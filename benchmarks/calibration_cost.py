@@ -8,10 +8,13 @@ Method: one call of the corpus (``call0000`` unless ``--case`` says otherwise) i
 then, for each repeat, a fresh :class:`~voiceguard.guards.calibration.CalibrationGate` is fed the
 whole call in real order: every inbound frame is decoded to PCM with
 :func:`voiceguard.audio.decode_ulaw` (as a bridge that also needs PCM would do) and pushed to the
-gate, every outbound frame of the bot is pushed too, and every ``speech_started`` of the call is
-judged. The time (``time.perf_counter``, process in a steady state, garbage collector on) is
-divided by the number of inbound frames, so the figure includes the gate's periodic noise-floor
-and echo-path updates and its judgements amortised over the frames. The median of the repeats is
+gate and :meth:`~voiceguard.guards.calibration.CalibrationGate.poll_barge_in` is asked for a
+late barge-in, every outbound frame of the bot is pushed too, every ``speech_started`` of the
+call is judged and every ``speech_stopped`` reported (so suppressed segments are watched as in a
+bridge). The process CPU time (``time.process_time``: CPU spent, so other load on a shared
+machine does not inflate it; garbage collector on) is divided by the number of inbound frames,
+so the figure includes the gate's periodic noise-floor and echo-path updates and its judgements
+amortised over the frames. The median of the repeats is
 reported (plus min and max). The ``decode+energy`` line times the same decode plus
 :func:`voiceguard.audio.ulaw_energy_dbfs` alone.
 """
@@ -49,33 +52,37 @@ def main() -> None:
     outbound = [rendered.outbound[i * FRAME : (i + 1) * FRAME] for i in range(frames)]
     bot = rendered.bot_frames.tolist()
     events = {e["detected_ms"]: e["audio_start_ms"] for e in case["events"]}
+    stops = {e["stopped_ms"] for e in case["events"] if e["stopped_ms"]}
 
     def gate_run() -> float:
         gate = CalibrationGate()
-        started = time.perf_counter()
+        started = time.process_time()
         for i in range(frames):
             now = (i + 1) * 0.02
             if bot[i]:
                 gate.push_outbound(outbound[i], now)
             decode_ulaw(inbound[i])
             gate.push_inbound(inbound[i], now)
+            gate.poll_barge_in(now)
             start_ms = events.get((i + 1) * 20)
             if start_ms is not None:
                 gate.judge_speech_started(now, audio_start_ms=start_ms)
-        return (time.perf_counter() - started) / frames * 1e6
+            if (i + 1) * 20 in stops:
+                gate.speech_stopped(now)
+        return (time.process_time() - started) / frames * 1e6
 
     def decode_run() -> float:
-        started = time.perf_counter()
+        started = time.process_time()
         for frame in inbound:
             decode_ulaw(frame)
             ulaw_energy_dbfs(frame)
-        return (time.perf_counter() - started) / frames * 1e6
+        return (time.process_time() - started) / frames * 1e6
 
     gate_run()  # warm up
     gate_us = [gate_run() for _ in range(args.repeats)]
     decode_us = [decode_run() for _ in range(args.repeats)]
     result = {
-        "method": "median of repeated full-call runs, microseconds of CPU per 20 ms inbound frame",
+        "method": "median of repeated full-call runs, process CPU microseconds per 20 ms frame",
         "case": args.case,
         "frames": frames,
         "bot_frames": int(sum(bot)),

@@ -9,7 +9,8 @@ Without ``--case`` it picks the first ordinary call that has echo events and a r
 during the bot's speech. Panels: the bot's audio as handed to the phone; the caller channel with
 its parts (echo of the bot, caller speech, line noise) coloured from the corpus's clean tracks;
 frame energies with the gate's noise floor and its echo prediction; and every ``speech_started``
-with its label and the gate's decision.
+with its label and the gate's decision, plus the late barge-ins the gate reports inside a
+suppressed segment (labelled with the segment's event).
 """
 
 from __future__ import annotations
@@ -68,12 +69,17 @@ def main() -> None:
     echo_pred = np.full(n_frames, np.nan)
     decisions: list[tuple[float, dict[str, Any], str]] = []
     by_detect = {e["detected_ms"]: e for e in case["events"]}
+    stops = {e["stopped_ms"] for e in case["events"] if e["stopped_ms"]}
     pending: dict[str, Any] | None = None
+    segment: dict[str, Any] | None = None
     for i in range(n_frames):
         now = (i + 1) * 0.02
         if rendered.bot_frames[i]:
             gate.push_outbound(rendered.outbound[i * FRAME : (i + 1) * FRAME], now)
         gate.push_inbound(rendered.inbound[i * FRAME : (i + 1) * FRAME], now)
+        late = gate.poll_barge_in(now)
+        if late is not None and segment is not None:
+            decisions.append((now, segment, f"{late.verdict.value} {late.reason.value} (late)"))
         stats = gate.statistics()
         if stats.calibrated and stats.noise_floor_dbfs is not None:
             floor[i] = stats.noise_floor_dbfs
@@ -88,6 +94,10 @@ def main() -> None:
             d = gate.judge_speech_started(now, audio_start_ms=event["audio_start_ms"])
             decisions.append((now, event, f"{d.verdict.value} {d.reason.value}"))
             pending = event if d.deferred else None
+            segment = event
+        if (i + 1) * 20 in stops:
+            gate.speech_stopped(now)
+            pending = segment = None
     stats = gate.statistics()
     out_db = corpus.frame_db(decode_ulaw(rendered.outbound).astype(np.float64))
     if stats.echo_delay_ms is not None and stats.echo_return_loss_db is not None:

@@ -9,7 +9,7 @@ import pytest
 
 from voiceguard.audio import decode_ulaw, encode_ulaw
 from voiceguard.config import CalibrationConfig
-from voiceguard.decisions import Action, Reason, Verdict
+from voiceguard.decisions import Action, Decision, Reason, Verdict
 from voiceguard.errors import ConfigError, StateTransitionError
 from voiceguard.guards.calibration import CalibrationGate, CalibrationStatistics
 
@@ -298,3 +298,174 @@ def test_config_is_validated() -> None:
     with pytest.raises(ConfigError, match="require_calibration"):
         CalibrationConfig(require_calibration=1)  # type: ignore[arg-type]
     assert CalibrationGate().config == CalibrationConfig()
+
+
+def crackle(seconds: float, dbfs: float, seed: int = 7) -> Signal:
+    """White noise switched on and off every 5 ms (a crackling line)."""
+    rng = np.random.default_rng(seed)
+    n = round(seconds * RATE)
+    on = np.repeat(rng.random(n // 40 + 1) < 0.6, 40)[:n]
+    return rng.normal(0.0, _db_to_amp(dbfs), n) * on
+
+
+def thump(seconds: float, dbfs: float, hz: float = 220.0) -> Signal:
+    """A decaying low tone (the handset knocked against something)."""
+    t = np.arange(round(seconds * RATE)) / RATE
+    x = np.sin(2 * np.pi * hz * t) * np.exp(-t / (seconds / 3))
+    scaled: Signal = x * _db_to_amp(dbfs) / np.sqrt(np.mean(x**2))
+    return scaled
+
+
+def click_train(seconds: float, dbfs: float, seed: int = 8) -> Signal:
+    """Clicks every 10 ms, each a 2 ms burst of white noise (a rubbing cable)."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros(round(seconds * RATE))
+    decay = np.exp(-np.arange(40) / 16.0)
+    for start in range(0, len(x) - 40, 80):
+        x[start : start + 40] += rng.normal(0.0, 1.0, 40) * decay
+    scaled: Signal = x * _db_to_amp(dbfs) / np.sqrt(np.mean(x**2))
+    return scaled
+
+
+def judge_to_the_end(call: Call, now: float, audio_start_ms: int) -> tuple[Decision, float]:
+    decision = call.gate.judge_speech_started(now, audio_start_ms=audio_start_ms)
+    while decision.deferred:
+        assert decision.retry_at is not None
+        now = call.run_until(decision.retry_at + 0.02)
+        decision = call.gate.recheck(now)
+    return decision, now
+
+
+@pytest.mark.parametrize("burst", ["crackle", "thump", "click train"])
+def test_noise_bursts_are_not_speech(burst: str) -> None:
+    inbound = noise(4, -62)
+    make = {"crackle": crackle, "thump": thump, "click train": click_train}[burst]
+    place(inbound, make(0.25, -28.0), 2.0)
+    call = Call(inbound)
+    now = call.run_until(2.1)
+    decision, _ = judge_to_the_end(call, now, audio_start_ms=1700)
+    assert decision.suppressed, decision
+    assert decision.reason is Reason.BELOW_NOISE_FLOOR
+    assert "noise burst" in decision.detail
+    # ... and no late barge-in comes out of the rest of the burst either.
+    while call.frame < round(2.6 / 0.02):
+        now = call.run_until(now + 0.02)
+        assert call.gate.poll_barge_in(now) is None
+
+
+def test_speech_after_a_burst_on_the_same_level_is_still_allowed() -> None:
+    inbound = noise(4, -62)
+    place(inbound, clip("caller_19", -28.0), 2.0)
+    call = Call(inbound)
+    now = call.run_until(2.1)
+    decision, _ = judge_to_the_end(call, now, audio_start_ms=1700)
+    assert decision.allowed, decision
+
+
+def test_early_loud_caller_is_allowed_before_calibration() -> None:
+    inbound = noise(2, -60)
+    place(inbound, clip("caller_16", -20.0), 0.1)  # "Hello, is anybody there?" at once
+    call = Call(inbound)
+    now = call.run_until(0.24)
+    assert not call.gate.calibrated
+    decision = call.gate.judge_speech_started(now, audio_start_ms=0)
+    assert decision.allowed, decision
+    assert decision.reason is Reason.OK
+    assert "cannot be echo" in decision.detail
+    # The switch restores the strict rule.
+    strict = Call(inbound, allow_speech_before_calibration=False)
+    now = strict.run_until(0.24)
+    assert strict.gate.judge_speech_started(now, audio_start_ms=0).reason is Reason.NOT_CALIBRATED
+
+
+def test_early_rule_does_not_allow_what_could_be_echo_or_noise() -> None:
+    bot = np.zeros(2 * RATE)
+    place(bot, clip("greet_01", -16.0), 0.0)
+    inbound = noise(2, -60) + delayed(bot, 0.1, 6.0)
+    call = Call(inbound, bot)  # the bot talked: the loud audio may be its echo
+    now = call.run_until(0.3)
+    decision = call.gate.judge_speech_started(now, audio_start_ms=0)
+    assert decision.suppressed
+    assert decision.reason is Reason.NOT_CALIBRATED
+    hiss = noise(2, -60)
+    place(hiss, noise(1.5, -35, seed=11), 0.1)  # loud line noise at the start of a call
+    call = Call(hiss)
+    now = call.run_until(0.26)
+    decision = call.gate.judge_speech_started(now, audio_start_ms=0)
+    assert decision.reason is Reason.NOT_CALIBRATED
+
+
+def _echo_then_caller(**config: object) -> tuple[Call, Decision, float]:
+    """The bot's echo opens a VAD segment at 1.5 s; the caller barges in at 2 s inside it."""
+    bot = np.zeros(6 * RATE)
+    place(bot, clip("bot_01", -16.0), 0.3)
+    inbound = noise(6, -60) + delayed(bot, 0.2, 8.0)
+    place(inbound, clip("caller_13", -14.0), 2.0)
+    call = Call(inbound, bot, **config)
+    now = call.run_until(1.6)
+    decision, now = judge_to_the_end(call, now, audio_start_ms=1200)
+    return call, decision, now
+
+
+def test_caller_inside_a_suppressed_echo_segment_is_a_late_barge_in() -> None:
+    call, decision, now = _echo_then_caller()
+    assert decision.reason is Reason.ECHO_SUSPECTED
+    late = None
+    while late is None and now < 4.0:
+        now = call.run_until(now + 0.02)
+        late = call.gate.poll_barge_in(now)
+        if now < 2.0:
+            assert late is None, f"late barge-in at {now:.2f} s, before the caller spoke"
+    assert late is not None
+    assert late.allowed
+    assert late.action is Action.BARGE_IN
+    assert late.reason is Reason.OK
+    assert "late" in late.detail
+    assert 2.0 < now <= 2.3
+    assert call.gate.poll_barge_in(now) is None  # reported once
+    stats = call.gate.statistics()
+    assert stats.late_barge_ins == 1
+    assert stats.decisions[Reason.OK] == 1
+
+
+def test_the_watch_ends_with_speech_stopped_and_can_be_switched_off() -> None:
+    call, decision, now = _echo_then_caller()
+    assert decision.suppressed
+    assert call.gate.speech_stopped(now) is None  # nothing deferred; the watch ends
+    while now < 4.0:
+        now = call.run_until(now + 0.02)
+        assert call.gate.poll_barge_in(now) is None
+    call, decision, now = _echo_then_caller(watch_suppressed_speech=False)
+    assert decision.suppressed
+    while now < 4.0:
+        now = call.run_until(now + 0.02)
+        assert call.gate.poll_barge_in(now) is None
+    assert call.gate.statistics().late_barge_ins == 0
+
+
+def test_a_new_speech_started_ends_the_watch() -> None:
+    call, decision, now = _echo_then_caller()
+    assert decision.suppressed
+    now = call.run_until(1.9)
+    assert call.gate.poll_barge_in(now) is None
+    second = call.gate.judge_speech_started(now, audio_start_ms=1500)
+    assert second.suppressed  # still echo; a fresh watch of the new segment begins
+    late = None
+    while late is None and now < 4.0:
+        now = call.run_until(now + 0.02)
+        late = call.gate.poll_barge_in(now)
+    assert late is not None
+    assert call.gate.statistics().late_barge_ins == 1
+
+
+def test_new_options_are_validated() -> None:
+    with pytest.raises(ConfigError, match="allow_speech_before_calibration"):
+        CalibrationConfig(allow_speech_before_calibration="yes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="watch_suppressed_speech"):
+        CalibrationConfig(watch_suppressed_speech=None)  # type: ignore[arg-type]
+    gate = CalibrationGate()
+    assert gate.poll_barge_in(0.0) is None
+    with pytest.raises(ValueError, match="inbound frame has 161 bytes"):
+        gate.push_inbound(bytearray(161), now=0.0)
+    gate.push_inbound(memoryview(b"\xff" * 320), now=0.04)  # two frames through the slow path
+    assert gate.statistics().inbound_frames == 2

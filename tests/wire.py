@@ -137,3 +137,16 @@ def audio_done(response_id: str, item_id: str) -> Any:
             "content_index": 0,
         }
     )
+
+
+def parse_audio(response_id: str, item_id: str, payload: str) -> Any:
+    return parse(
+        {
+            "type": "response.output_audio.delta",
+            "response_id": response_id,
+            "item_id": item_id,
+            "output_index": 0,
+            "content_index": 0,
+            "delta": payload,
+        }
+    )

@@ -1,9 +1,20 @@
 """voiceguard: race-free phone voice agents, by construction."""
 
 from voiceguard._version import __version__
+from voiceguard.bridge import (
+    BridgeAction,
+    BridgeCore,
+    HangUp,
+    SendToModel,
+    SendToPhone,
+    StartTimer,
+    StopTimer,
+    TimerName,
+)
 from voiceguard.call_timers import HangupFallback, IdleLadder, MaxCallDuration, ResponseWatchdog
 from voiceguard.clock import Clock, ManualClock, SystemClock
 from voiceguard.config import (
+    BridgeConfig,
     CalibrationConfig,
     CallScopeConfig,
     CancelConfig,
@@ -58,6 +69,9 @@ from voiceguard.timers import (
 __all__ = (
     "Action",
     "AssistantItem",
+    "BridgeAction",
+    "BridgeConfig",
+    "BridgeCore",
     "CalibrationConfig",
     "CalibrationGate",
     "CalibrationStatistics",
@@ -83,6 +97,7 @@ __all__ = (
     "Decision",
     "DecisionCounts",
     "DecisionSink",
+    "HangUp",
     "HangupFallback",
     "HangupFallbackConfig",
     "HeardPosition",
@@ -106,10 +121,15 @@ __all__ = (
     "ResponsePhase",
     "ResponseWatchdog",
     "ResponseWatchdogConfig",
+    "SendToModel",
+    "SendToPhone",
+    "StartTimer",
     "StateConfig",
     "StateTransitionError",
+    "StopTimer",
     "SystemClock",
     "TimerCallback",
+    "TimerName",
     "Verdict",
     "VoiceguardError",
     "__version__",

@@ -14,13 +14,14 @@ built (and again on :func:`dataclasses.replace`). A bad value raises
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import final
 
 from voiceguard.errors import ConfigError
 from voiceguard.protocol.realtime import PCMU, AudioFormat
 
 __all__ = (
+    "BridgeConfig",
     "CalibrationConfig",
     "CallScopeConfig",
     "CancelConfig",
@@ -175,6 +176,79 @@ class PlayoutConfig:
                 self.audio_format,
                 "a voiceguard.protocol.AudioFormat",
             )
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BridgeConfig:
+    """Configuration of :class:`~voiceguard.BridgeCore`, the reference bridge's decisions.
+
+    Attributes:
+        instructions: The model's instructions for the call (``session.instructions``).
+        voice: The model's voice, or ``None`` for the server's default.
+        greeting: Instructions for the greeting the bot says first, or ``None`` to wait for the
+            caller to speak first.
+        silence_duration_ms: The server VAD's ``silence_duration_ms``: how long the caller must
+            be silent for the turn to end. Default 500 ms (the server's default).
+        confirm_barge_in: Seconds the caller's speech must go on after an allowed
+            ``speech_started`` before the response is cancelled. Until then the bot is only
+            paused (its audio is cleared from the phone at once), so a false interruption can
+            resume it. Default 0.6 s.
+        min_barge_in_speech: Speech shorter than this (seconds, from the server VAD's segment
+            minus its padding and silence) that ends before the confirmation is taken for a
+            false interruption (a cough, a click) and the bot resumes. Default 0.2 s.
+        delete_echo_turns: Delete from the conversation a caller turn the gate judged to be echo
+            or noise (it is never answered either way). Default on.
+        calibration: The calibration gate's configuration.
+        cancel: The cancel arbiter's configuration.
+        create: The create guard's configuration.
+        playout: The playout buffer's configuration.
+    """
+
+    instructions: str | None = None
+    voice: str | None = None
+    greeting: str | None = "Greet the caller briefly and ask how you can help."
+    silence_duration_ms: int = 500
+    confirm_barge_in: float = 0.6
+    min_barge_in_speech: float = 0.2
+    delete_echo_turns: bool = True
+    # A lambda: CalibrationConfig is defined further down this module.
+    calibration: CalibrationConfig = field(default_factory=lambda: CalibrationConfig())  # noqa: PLW0108
+    cancel: CancelConfig = field(default_factory=CancelConfig)
+    create: CreateConfig = field(default_factory=CreateConfig)
+    playout: PlayoutConfig = field(default_factory=PlayoutConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("instructions", "voice", "greeting"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{type(self).__name__}.{name}", value, "a string or None")
+        _check_number(
+            self,
+            "silence_duration_ms",
+            self.silence_duration_ms,
+            low=0,
+            high=10_000,
+            integer=True,
+            unit="ms",
+        )
+        _check_number(
+            self, "confirm_barge_in", self.confirm_barge_in, low=0, high=5, unit="seconds"
+        )
+        _check_number(
+            self, "min_barge_in_speech", self.min_barge_in_speech, low=0, high=5, unit="seconds"
+        )
+        _check_bool(self, "delete_echo_turns", self.delete_echo_turns)
+        for name, kind in (
+            ("calibration", CalibrationConfig),
+            ("cancel", CancelConfig),
+            ("create", CreateConfig),
+            ("playout", PlayoutConfig),
+        ):
+            if not isinstance(getattr(self, name), kind):
+                raise ConfigError(
+                    f"{type(self).__name__}.{name}", getattr(self, name), f"a {kind.__name__}"
+                )
 
 
 # --- timers (CallScope, CallScopedTimer and the ready-made call timers) ---
@@ -343,8 +417,16 @@ class CalibrationConfig:
     (``benchmarks/bargein_quality.py``; see the performance page), not guessed.
 
     Attributes:
-        require_calibration: Suppress every ``speech_started`` with
-            :attr:`~voiceguard.Reason.NOT_CALIBRATED` until the noise floor is known. Default on.
+        require_calibration: Suppress ``speech_started`` with
+            :attr:`~voiceguard.Reason.NOT_CALIBRATED` until the noise floor is known, except
+            speech that :attr:`allow_speech_before_calibration` lets through. Off: judge against
+            whatever floor estimate there is. Default on.
+        allow_speech_before_calibration: Before the noise floor is known, allow a
+            ``speech_started`` that cannot be echo (the bot has sent no audio within
+            :attr:`max_echo_delay` before the onset) and whose frames rise
+            :attr:`speech_margin_db` above the quietest frame heard so far for
+            :attr:`confirm_time`, with the spectrum of speech rather than noise. Off: nothing
+            is allowed before calibration while :attr:`require_calibration` is on. Default on.
         min_calibration_time: Seconds of caller audio needed before the noise floor can be
             reported stable. Default 0.4 s.
         max_calibration_time: Seconds of caller audio after which the gate calibrates on the
@@ -374,9 +456,14 @@ class CalibrationConfig:
             unknown. Default 6 dB (the echo may be nearly as loud as the bot).
         prefix_padding_ms: The session's ``server_vad`` ``prefix_padding_ms``, used to find the
             speech onset from a ``speech_started`` event's ``audio_start_ms``. Default 300.
+        watch_suppressed_speech: After suppressing a ``speech_started``, keep judging the
+            caller's frames until ``speech_stopped``, and report the caller's own speech inside
+            that segment as a late barge-in
+            (:meth:`~voiceguard.CalibrationGate.poll_barge_in`). Default on.
     """
 
     require_calibration: bool = True
+    allow_speech_before_calibration: bool = True
     min_calibration_time: float = 0.4
     max_calibration_time: float = 3.0
     calibration_stable_db: float = 3.0
@@ -390,9 +477,12 @@ class CalibrationConfig:
     require_user_has_spoken: bool = False
     unknown_echo_return_loss_db: float = 6.0
     prefix_padding_ms: int = 300
+    watch_suppressed_speech: bool = True
 
     def __post_init__(self) -> None:
         _check_bool(self, "require_calibration", self.require_calibration)
+        _check_bool(self, "allow_speech_before_calibration", self.allow_speech_before_calibration)
+        _check_bool(self, "watch_suppressed_speech", self.watch_suppressed_speech)
         _check_number(
             self, "min_calibration_time", self.min_calibration_time, low=0, high=60, unit="seconds"
         )

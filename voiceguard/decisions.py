@@ -98,7 +98,8 @@ class Reason(enum.Enum):
     NOT_CALIBRATED = "NOT_CALIBRATED"
     #: The energy heard is explained by the echo of the bot's own audio.
     ECHO_SUSPECTED = "ECHO_SUSPECTED"
-    #: The energy heard is not clearly above the line's noise floor.
+    #: Line noise explains the energy heard, which is not clearly above the noise floor, or is a
+    #: noise burst (a click, crackle, a handling thump) rather than speech.
     BELOW_NOISE_FLOOR = "BELOW_NOISE_FLOOR"
     #: The configuration requires the caller to have spoken once before a barge-in counts.
     USER_NOT_SPOKEN = "USER_NOT_SPOKEN"

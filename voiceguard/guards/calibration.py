@@ -21,6 +21,17 @@ listens to both directions of one call and judges each ``speech_started`` from t
   suppress with :attr:`~voiceguard.Reason.ECHO_SUSPECTED`. Some but not enough while the bot
   talks: :attr:`~voiceguard.Verdict.DEFER` with :attr:`~voiceguard.Reason.DOUBLE_TALK` and a
   ``retry_at``; ask again with :meth:`CalibrationGate.recheck`.
+* **Noise bursts.** Before allowing, it checks the spectrum of the frames that carried the
+  evidence (only then, never per frame): as flat as white noise (clicks, crackle) or nearly all
+  below 450 Hz (thumps) is noise, suppressed with :attr:`~voiceguard.Reason.BELOW_NOISE_FLOOR`.
+* **Before calibration.** If the bot has sent no audio within
+  :attr:`~voiceguard.CalibrationConfig.max_echo_delay`, nothing heard can be echo: speech-like
+  frames above the quietest frame so far are allowed
+  (:attr:`~voiceguard.CalibrationConfig.allow_speech_before_calibration`); otherwise
+  :attr:`~voiceguard.Reason.NOT_CALIBRATED`.
+* **Watching.** After a suppression it keeps judging the segment's frames until
+  ``speech_stopped``; the caller's own speech in it becomes a late barge-in
+  (:meth:`CalibrationGate.poll_barge_in`).
 
 The gate is pure and per call: it never reads a clock (it is handed ``now``, and counts audio in
 frames of 160 samples) and holds no global state. Feed it every inbound frame, every outbound
@@ -38,9 +49,16 @@ from typing import Final, final
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
 
-from voiceguard.audio import _POWER, FRAME_BYTES, FRAME_SECONDS, SILENCE_DBFS, check_frame
+from voiceguard.audio import (
+    _DECODE,
+    _POWER,
+    FRAME_BYTES,
+    FRAME_SECONDS,
+    SAMPLE_RATE,
+    SILENCE_DBFS,
+    check_frame,
+)
 from voiceguard.config import CalibrationConfig
 from voiceguard.decisions import Action, Decision, Reason, Verdict
 from voiceguard.errors import StateTransitionError
@@ -63,6 +81,56 @@ _ECHO_DISTINCT: Final = 0.2  # ... and how far the peak must stand above the med
 _FLOOR_RISE_DB: Final = 0.5  # per block, once calibrated
 _INV_FRAME: Final = 1.0 / FRAME_BYTES
 _TINY: Final = 10.0 ** (SILENCE_DBFS / 10.0)
+
+# Spectral check of the frames that carry the candidate speech (run only when judging).
+_RAW_RING: Final = 128  # raw mu-law frames kept for it (2.56 s); a power of two
+_RAW_MASK: Final = _RAW_RING - 1
+_SPECTRUM_FRAMES: Final = 8  # at most this many of the latest speech frames are analysed
+_FFT_SIZE: Final = 256  # 160 samples, Hann window, zero-padded: 31.25 Hz bins
+_HANN: Final = np.hanning(FRAME_BYTES)
+_FREQS: Final = np.fft.rfftfreq(_FFT_SIZE, 1.0 / SAMPLE_RATE)
+_SPEECH_BAND: Final = (_FREQS >= 300.0) & (_FREQS <= 3400.0)  # the telephone band
+_LOW_BAND: Final = _FREQS < 450.0
+#: Spectral flatness (geometric over arithmetic mean of the power spectrum, 300-3400 Hz) above
+#: which audio is noise, not speech. Averaged periodograms of white noise over k frames have a
+#: flatness near exp(digamma(k) - ln k): 0.56 for one frame, 0.84 for three, towards 1 for more;
+#: voiced speech, with its harmonics and formants, stays far lower (typically 0.05-0.3).
+_NOISE_FLATNESS: Final = 0.7
+#: Share of the energy below 450 Hz above which audio is a low thump, not speech: telephone
+#: speech is high-passed at 300 Hz and carries its formants (F1 300-900 Hz, F2 above 900 Hz) in
+#: the band, so even a low male voice keeps well over 10 % of its energy above 450 Hz.
+_LOW_SHARE: Final = 0.9
+
+# Watching a suppressed segment for the caller's own speech.
+_WATCH_WINDOW: Final = 10  # frames judged when the per-frame test fires (200 ms)
+_WATCH_HISTORY: Final = 5  # the per-frame test needs confirm frames among the last 5
+_WATCH_RETRY: Final = _BLOCK  # frames between two full judgements of a watched segment
+_WATCH_EXTRA_DB: Final = 3.0  # extra margin over speech_margin_db inside a suppressed segment
+_WATCH_EXTRA_FRAMES: Final = 1  # frames of evidence needed beyond confirm_time
+
+
+def _noise_like(codes: npt.NDArray[np.uint8]) -> str | None:
+    """Why the mu-law frames (one per row) sound like a noise burst rather than speech, or None.
+
+    Two physical cues, measured on the average power spectrum of the frames: a spectrum as flat
+    as white noise (clicks, crackle, hiss: no harmonics, no formants), or nearly all the energy
+    below 450 Hz (handling thumps and bumps, where telephone speech has little).
+    """
+    if codes.shape[0] == 0:
+        return None
+    frames = _DECODE[codes] * _HANN
+    power = np.square(np.abs(np.fft.rfft(frames, _FFT_SIZE, axis=1))).mean(axis=0)
+    total = float(power.sum())
+    if total <= 0.0:
+        return None
+    band = power[_SPEECH_BAND] + total * 1e-9
+    flatness = float(np.exp(np.mean(np.log(band))) / np.mean(band))
+    if codes.shape[0] >= 2 and flatness > _NOISE_FLATNESS:
+        return f"noise burst: spectrum as flat as noise (flatness {flatness:.2f})"
+    low = float(power[_LOW_BAND].sum()) / total
+    if low > _LOW_SHARE:
+        return f"noise burst: {100 * low:.0f} % of the energy below 450 Hz (a thump)"
+    return None
 
 
 def _running_max(values: npt.NDArray[np.float64], span: int) -> npt.NDArray[np.float64]:
@@ -100,7 +168,10 @@ class CalibrationStatistics:
         inbound_frames: Caller frames seen.
         outbound_frames: Bot frames seen.
         deferrals: How many deferrals were returned.
-        decisions: Final decisions so far (allowed or suppressed) per reason.
+        decisions: Final decisions so far (allowed or suppressed) per reason, late barge-ins
+            (allowed, :attr:`~voiceguard.Reason.OK`) included.
+        late_barge_ins: Late barge-ins found inside suppressed segments (see
+            :meth:`CalibrationGate.poll_barge_in`).
     """
 
     calibrated: bool
@@ -114,6 +185,7 @@ class CalibrationStatistics:
     outbound_frames: int
     deferrals: int
     decisions: Mapping[Reason, int]
+    late_barge_ins: int = 0
 
 
 @final
@@ -146,9 +218,13 @@ class CalibrationGate:
         "_erl_any",
         "_floor",
         "_floor_history",
+        "_floor_power",
         "_in_count",
         "_in_db",
         "_last_bot_frame",
+        "_late",
+        "_late_count",
+        "_margin_ratio",
         "_max_lag",
         "_out_count",
         "_out_cursor",
@@ -158,7 +234,12 @@ class CalibrationGate:
         "_pending_onset",
         "_pending_since",
         "_pending_user_has_spoken",
+        "_raw",
         "_timed_out",
+        "_watch_hits",
+        "_watch_min_power",
+        "_watch_next",
+        "_watch_onset",
     )
 
     def __init__(self, config: CalibrationConfig | None = None) -> None:
@@ -187,6 +268,15 @@ class CalibrationGate:
         self._pending_since = 0.0
         self._pending_deadline: float | None = None
         self._pending_user_has_spoken = False
+        self._margin_ratio = 10.0 ** ((self._config.speech_margin_db + _WATCH_EXTRA_DB) / 10.0)
+        self._floor_power = 0.0
+        self._raw: list[bytes] = [bytes(FRAME_BYTES)] * _RAW_RING
+        self._watch_onset: int | None = None
+        self._watch_hits = 0
+        self._watch_next = 0
+        self._watch_min_power = math.inf
+        self._late: Decision | None = None
+        self._late_count = 0
 
     # ------------------------------------------------------------------ feeding audio
 
@@ -202,11 +292,14 @@ class CalibrationGate:
             ValueError: If its length is not a positive multiple of 160 bytes.
         """
         if type(frame) is bytes and len(frame) == FRAME_BYTES:  # the hot path: one frame
+            self._raw[self._in_count & _RAW_MASK] = frame
             self._push_in(float(_POWER.take(np.frombuffer(frame, dtype=np.uint8)).sum()), now)
             return
         size = check_frame(frame, what="inbound frame")
-        codes = np.frombuffer(frame, dtype=np.uint8)
+        data = bytes(frame)
+        codes = np.frombuffer(data, dtype=np.uint8)
         for start in range(0, size, FRAME_BYTES):
+            self._raw[self._in_count & _RAW_MASK] = data[start : start + FRAME_BYTES]
             self._push_in(float(_POWER.take(codes[start : start + FRAME_BYTES]).sum()), now)
 
     def _push_in(self, energy: float, now: float) -> None:
@@ -219,6 +312,8 @@ class CalibrationGate:
         self._in_count = n
         if n % _BLOCK == 0 and (self._calibrated_since is None or n % (2 * _BLOCK) == 0):
             self._update(now)
+        if self._watch_onset is not None:
+            self._watch_frame(power, n, now)
 
     def push_outbound(self, audio: bytes | bytearray | memoryview, now: float) -> None:
         """Feed the bot's audio at the moment it is handed to the phone.
@@ -235,20 +330,27 @@ class CalibrationGate:
         Raises:
             TypeError: If *audio* is not bytes-like.
         """
+        if type(audio) is bytes and len(audio) == FRAME_BYTES and not self._out_rest:
+            # The hot path: one whole frame.
+            power = float(_POWER.take(np.frombuffer(audio, dtype=np.uint8)).sum()) * _INV_FRAME
+            slot = max(self._out_cursor, self._in_count)
+            db = 10.0 * math.log10(power) if power > _TINY else SILENCE_DBFS
+            self._out_db[slot & _MASK] = db
+            if db > _BOT_ACTIVE_DBFS:
+                self._last_bot_frame = slot
+            self._out_count += 1
+            self._out_cursor = slot + 1
+            return
         if not isinstance(audio, (bytes, bytearray, memoryview)):
             raise TypeError(
                 f"outbound audio must be mu-law bytes (bytes, bytearray or memoryview), "
                 f"not {type(audio).__name__}"
             )
-        if not self._out_rest and len(audio) == FRAME_BYTES and type(audio) is bytes:
-            data: bytes | bytearray | memoryview = audio  # the hot path: one whole frame
-            whole = FRAME_BYTES
-        else:
-            data = self._out_rest + bytes(audio)
-            whole = len(data) - len(data) % FRAME_BYTES
-            self._out_rest = bytes(data[whole:])
-            if not whole:
-                return
+        data = self._out_rest + bytes(audio)
+        whole = len(data) - len(data) % FRAME_BYTES
+        self._out_rest = data[whole:]
+        if not whole:
+            return
         codes = np.frombuffer(data, dtype=np.uint8, count=whole)
         slot = max(self._out_cursor, self._in_count)
         for start in range(0, whole, FRAME_BYTES):
@@ -287,6 +389,7 @@ class CalibrationGate:
         estimate = float(np.partition(history, k)[k])
         if self._calibrated_since is None:
             self._floor = estimate
+            self._floor_power = 10.0 ** (estimate / 10.0)
             self._floor_history.append(estimate)
             del self._floor_history[:-3]
             cfg = self._config
@@ -310,6 +413,7 @@ class CalibrationGate:
         else:
             assert self._floor is not None
             self._floor = min(estimate, self._floor + _FLOOR_RISE_DB)
+            self._floor_power = 10.0 ** (self._floor / 10.0)
         every = 2 * _BLOCK if self._delay is None else 3 * _BLOCK  # slower once converged
         if n % every == 0 and n - self._last_bot_frame <= _ECHO_WINDOW and n >= 25:
             self._learn_echo(n)
@@ -325,10 +429,15 @@ class CalibrationGate:
         y = np.maximum(outbound, _BOT_ACTIVE_DBFS)
         x = x - x.mean()
         x_norm = float(np.sqrt(x @ x))
-        # rows[k] is the outbound envelope delayed by (lag - k) frames, aligned with inbound.
-        rows = sliding_window_view(y, width)
-        rows = rows - rows.mean(axis=1, keepdims=True)
-        row_norm = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+        # Window k of y is the outbound envelope delayed by (lag - k) frames, aligned with
+        # inbound. As x sums to zero, its dot product with a window needs no centring; the
+        # centred norm of each window comes from running sums.
+        sums = np.concatenate(((0.0,), np.cumsum(y)))
+        squares = np.concatenate(((0.0,), np.cumsum(y * y)))
+        window_sum = sums[width:] - sums[:-width]
+        spread = squares[width:] - squares[:-width] - window_sum * window_sum / width
+        row_norm = np.sqrt(np.maximum(spread, 0.0))
+        dots = np.correlate(y, x, mode="valid")
         ref_any = _running_max(outbound, lag + 1)[-width:]
         block_any = self._loss(ref_any, inbound, lag)
         if block_any is not None:
@@ -337,7 +446,7 @@ class CalibrationGate:
             )
         if x_norm < 1e-9:
             return
-        corr = ((rows @ x) / np.maximum(row_norm * x_norm, 1e-9))[::-1]  # index = delay
+        corr = (dots / np.maximum(row_norm * x_norm, 1e-9))[::-1]  # index = delay
         # Learn fast until the delay is known, then slowly: a block of double talk must not
         # move a delay that many blocks agreed on.
         rate = 0.3 if self._delay is None else 0.1
@@ -422,17 +531,22 @@ class CalibrationGate:
         Returns:
             A :class:`~voiceguard.Decision` about :attr:`~voiceguard.Action.BARGE_IN`: allowed,
             suppressed with its reason, or deferred (:attr:`~voiceguard.Decision.retry_at` says
-            when to call :meth:`recheck`). A new ``speech_started`` replaces a pending one.
+            when to call :meth:`recheck`). A new ``speech_started`` replaces a pending one, and
+            ends the watch over the previous segment (see :meth:`poll_barge_in`).
         """
         cfg = self._config
         if audio_start_ms is not None:
             onset = (audio_start_ms + cfg.prefix_padding_ms) // round(FRAME_SECONDS * 1000)
+            if audio_start_ms <= 0:  # the padding was cut at the start: onset is earlier
+                onset = 0
             onset = min(max(onset, self._in_count - 25), self._in_count - 1)
         else:
             onset = self._in_count - 10
         self._pending_onset = max(0, onset)
         self._pending_since = now
         self._pending_user_has_spoken = user_has_spoken
+        self._watch_onset = None
+        self._late = None
         return self._judge(now)
 
     def recheck(self, now: float) -> Decision:
@@ -458,6 +572,9 @@ class CalibrationGate:
     def speech_stopped(self, now: float) -> Decision | None:
         """Report ``input_audio_buffer.speech_stopped``.
 
+        It also ends the watch over a suppressed segment (see :meth:`poll_barge_in`); a late
+        barge-in found before the stop stays available to :meth:`poll_barge_in`.
+
         Args:
             now: Monotonic time in seconds.
 
@@ -469,9 +586,39 @@ class CalibrationGate:
         pending = self._pending_deadline is not None
         self._pending_deadline = None
         self._pending_onset = None
+        self._watch_onset = None
         if not pending:
             return None
         return self._final(Verdict.SUPPRESS, Reason.TOO_SHORT, "speech stopped before confirmed")
+
+    def poll_barge_in(self, now: float) -> Decision | None:
+        """A late barge-in: the caller's own speech found inside a suppressed segment.
+
+        The server VAD raises one ``speech_started`` per segment. When the bot's echo or line
+        noise opened the segment and the gate suppressed it, a caller who starts talking before
+        the segment ends gets no ``speech_started`` of their own. So after a suppression the gate
+        keeps watching the caller's frames until :meth:`speech_stopped` or the next
+        :meth:`judge_speech_started`, with the same test as a judgement (frames
+        :attr:`~voiceguard.CalibrationConfig.speech_margin_db` above noise and echo for
+        :attr:`~voiceguard.CalibrationConfig.confirm_time`, a speech-like spectrum). Call this
+        after :meth:`push_inbound`; it costs nothing when there is no news.
+
+        Args:
+            now: Monotonic time in seconds.
+
+        Returns:
+            At most once per suppressed segment, an allowed :class:`~voiceguard.Decision`
+            about :attr:`~voiceguard.Action.BARGE_IN` with :attr:`~voiceguard.Reason.OK`, to be
+            treated as a barge-in; otherwise ``None``. Nothing is watched when
+            :attr:`~voiceguard.CalibrationConfig.watch_suppressed_speech` is off, or after a
+            suppression with :attr:`~voiceguard.Reason.USER_NOT_SPOKEN`.
+
+        .. versionadded:: 0.1.0
+        """
+        late = self._late
+        if late is not None:
+            self._late = None
+        return late
 
     def next_deadline(self) -> float | None:
         """When to call :meth:`recheck` for a deferred ``speech_started``, or ``None``."""
@@ -485,6 +632,15 @@ class CalibrationGate:
         else:
             logger.debug("speech_started allowed: %s", detail)
         return Decision(action=Action.BARGE_IN, verdict=verdict, reason=reason, detail=detail)
+
+    def _suppress(self, reason: Reason, detail: str, onset: int) -> Decision:
+        """Suppress the pending ``speech_started`` and watch its segment for the caller."""
+        if self._config.watch_suppressed_speech:
+            self._watch_onset = onset
+            self._watch_hits = 0
+            self._watch_next = self._in_count + 1
+            self._watch_min_power = math.inf
+        return self._final(Verdict.SUPPRESS, reason, detail)
 
     def _defer(self, now: float, reason: Reason, detail: str) -> Decision:
         cfg = self._config
@@ -501,32 +657,76 @@ class CalibrationGate:
             detail=detail,
         )
 
+    def _speech_frames(self, evidence: npt.NDArray[np.bool_], end: int) -> npt.NDArray[np.uint8]:
+        """The raw frames (one per row) of the latest evidence frames of the window before *end*."""
+        index = np.flatnonzero(evidence)[-_SPECTRUM_FRAMES:] + (end - evidence.size)
+        index = index[index >= end - _RAW_RING]
+        raw = b"".join(self._raw[i & _RAW_MASK] for i in index.tolist())
+        return np.frombuffer(raw, dtype=np.uint8).reshape(-1, FRAME_BYTES)
+
+    def _echo_free(self, onset: int) -> bool:
+        """True if no echo of the bot can reach frames from *onset* on (it has not talked)."""
+        return self._last_bot_frame < onset - self._max_lag - 2
+
+    def _early_speech(self, onset: int, n: int) -> str | None:
+        """Before calibration: why frames ``onset..n`` are the caller's speech, or ``None``.
+
+        Without a noise floor the quietest frame heard so far bounds it from above; with no bot
+        audio in the last :attr:`~voiceguard.CalibrationConfig.max_echo_delay` nothing can be
+        echo, so speech-like frames that rise above that bound are the caller.
+        """
+        cfg = self._config
+        if not self._echo_free(onset) or n - onset < self._confirm_frames:
+            return None
+        if (n - onset) * FRAME_SECONDS + 1e-9 < cfg.min_speech_duration:
+            return None
+        quietest = float(self._window(self._in_db, n, min(n, _RING)).min())
+        width = min(n - onset, _RING // 4)
+        inbound = self._window(self._in_db, n, width)
+        evidence = inbound - quietest >= cfg.speech_margin_db
+        count = int(np.count_nonzero(evidence))
+        if count < self._confirm_frames or not evidence[-(self._confirm_frames + 1) :].any():
+            return None
+        if _noise_like(self._speech_frames(evidence, n)) is not None:
+            return None
+        return (
+            f"{count} speech frames {cfg.speech_margin_db:g} dB above the quietest frame, "
+            "and the bot has not talked (cannot be echo); noise floor not known yet"
+        )
+
     def _judge(self, now: float) -> Decision:
         cfg = self._config
         n = self._in_count
         onset = self._pending_onset if self._pending_onset is not None else n - 10
-        if not self.calibrated and cfg.require_calibration:
-            return self._final(
-                Verdict.SUPPRESS,
-                Reason.NOT_CALIBRATED,
-                f"noise floor unknown after {n * FRAME_SECONDS:.2f} s of caller audio",
-            )
+        early: str | None = None
+        if not self.calibrated:
+            if cfg.allow_speech_before_calibration:
+                early = self._early_speech(onset, n)
+            if early is None and cfg.require_calibration:
+                return self._suppress(
+                    Reason.NOT_CALIBRATED,
+                    f"noise floor unknown after {n * FRAME_SECONDS:.2f} s of caller audio",
+                    onset,
+                )
         if cfg.require_user_has_spoken and not self._pending_user_has_spoken:
             return self._final(Verdict.SUPPRESS, Reason.USER_NOT_SPOKEN, "caller has not spoken")
+        if early is not None:
+            return self._final(Verdict.ALLOW, Reason.OK, early)
         width = max(1, min(n - onset, _RING // 4))
         floor = self._floor if self._floor is not None else SILENCE_DBFS
         inbound = self._window(self._in_db, n, width)
         echo = self._echo_bound(n, width)
         bot_talks = bool(np.any(echo > floor - 3.0))
         expected = 10.0 * np.log10(10.0 ** (floor / 10.0) + 10.0 ** (echo / 10.0))
-        evidence = int(np.count_nonzero(inbound - expected >= cfg.speech_margin_db))
+        above = inbound - expected >= cfg.speech_margin_db
+        evidence = int(np.count_nonzero(above))
         peak = float(inbound.max() - floor)
         timed_out = now - self._pending_since >= cfg.max_defer - 1e-9
         if peak < cfg.noise_margin_db:
-            return self._final(
-                Verdict.SUPPRESS,
+            return self._suppress(
                 Reason.BELOW_NOISE_FLOOR,
                 f"peak {peak:.1f} dB above the noise floor ({floor:.1f} dBFS)",
+                onset,
             )
         if evidence >= self._confirm_frames:
             lasted = (n - onset) * FRAME_SECONDS
@@ -542,15 +742,15 @@ class CalibrationGate:
                     retry_at=retry_at,
                     detail=f"speech lasted {lasted * 1000:.0f} ms so far",
                 )
-            recent = (
-                inbound[-(self._confirm_frames + 1) :] - expected[-(self._confirm_frames + 1) :]
-            )
-            if cfg.min_speech_duration > 0 and not np.any(recent >= cfg.speech_margin_db):
-                return self._final(
-                    Verdict.SUPPRESS,
+            if cfg.min_speech_duration > 0 and not above[-(self._confirm_frames + 1) :].any():
+                return self._suppress(
                     Reason.TOO_SHORT,
                     f"energy gone before {cfg.min_speech_duration * 1000:.0f} ms",
+                    onset,
                 )
+            burst = _noise_like(self._speech_frames(above, n))
+            if burst is not None:
+                return self._suppress(Reason.BELOW_NOISE_FLOOR, burst, onset)
             return self._final(
                 Verdict.ALLOW,
                 Reason.OK,
@@ -558,19 +758,84 @@ class CalibrationGate:
             )
         if bot_talks:
             if evidence == 0 or timed_out:
-                return self._final(
-                    Verdict.SUPPRESS,
+                return self._suppress(
                     Reason.ECHO_SUSPECTED,
                     f"echo explains the energy ({evidence} caller frames)",
+                    onset,
                 )
             return self._defer(now, Reason.DOUBLE_TALK, f"{evidence} caller frames so far")
         if timed_out or (evidence == 0 and n - onset >= self._confirm_frames * 3):
-            return self._final(
-                Verdict.SUPPRESS,
+            return self._suppress(
                 Reason.BELOW_NOISE_FLOOR,
                 f"only {evidence} frames {cfg.speech_margin_db:g} dB above the noise floor",
+                onset,
             )
         return self._defer(now, Reason.TOO_SHORT, f"{evidence} speech frames so far")
+
+    # ------------------------------------------------------------------ watching
+
+    def _watch_frame(self, power: float, n: int, now: float) -> None:
+        """One frame of a watched segment: a cheap test, and a full judgement when it fires."""
+        if self.calibrated:
+            reference = self._floor_power
+        else:
+            self._watch_min_power = min(self._watch_min_power, power)
+            reference = self._watch_min_power
+        if self._delay is not None and self._erl is not None:
+            ring = self._out_db
+            at = n - 1 - self._delay
+            bot = max(ring[(at - 1) & _MASK], ring[at & _MASK], ring[(at + 1) & _MASK])
+            if bot > _BOT_ACTIVE_DBFS:
+                reference += 10.0 ** ((bot - self._erl) / 10.0)
+        elif n - 1 - self._last_bot_frame <= self._max_lag + 1:
+            bot = float(self._window(self._out_db, n, self._max_lag + 1).max())
+            erl = (
+                self._erl_any
+                if self._erl_any is not None
+                else self._config.unknown_echo_return_loss_db
+            )
+            reference += 10.0 ** ((bot - erl) / 10.0)
+        hit = power >= reference * self._margin_ratio
+        hits = ((self._watch_hits << 1) | hit) & ((1 << _WATCH_HISTORY) - 1)
+        self._watch_hits = hits
+        needed = self._confirm_frames + _WATCH_EXTRA_FRAMES
+        if not hit or n < self._watch_next or hits.bit_count() < needed:
+            return
+        self._watch_next = n + _WATCH_RETRY
+        assert self._watch_onset is not None
+        start = max(self._watch_onset, n - _WATCH_WINDOW)
+        detail = self._late_speech(start, n)
+        if detail is None:
+            return
+        self._watch_onset = None
+        self._late_count += 1
+        self._late = self._final(Verdict.ALLOW, Reason.OK, detail)
+
+    def _late_speech(self, start: int, n: int) -> str | None:
+        """Why frames ``start..n`` of a watched segment are the caller's speech, or ``None``."""
+        cfg = self._config
+        if not self.calibrated:
+            if not cfg.allow_speech_before_calibration:
+                return None
+            early = self._early_speech(start, n)
+            return None if early is None else f"late: {early}"
+        width = n - start
+        if (n - start) * FRAME_SECONDS + 1e-9 < cfg.min_speech_duration:
+            return None
+        assert self._floor is not None
+        inbound = self._window(self._in_db, n, width)
+        echo = self._echo_bound(n, width)
+        expected = 10.0 * np.log10(10.0 ** (self._floor / 10.0) + 10.0 ** (echo / 10.0))
+        above = inbound - expected >= cfg.speech_margin_db + _WATCH_EXTRA_DB
+        evidence = int(np.count_nonzero(above))
+        if evidence < self._confirm_frames + _WATCH_EXTRA_FRAMES:
+            return None
+        if _noise_like(self._speech_frames(above, n)) is not None:
+            return None
+        return (
+            f"late: {evidence} frames {cfg.speech_margin_db + _WATCH_EXTRA_DB:g} dB above noise "
+            "and echo inside a suppressed segment"
+        )
 
     # ------------------------------------------------------------------ reporting
 
@@ -588,6 +853,7 @@ class CalibrationGate:
             outbound_frames=self._out_count,
             deferrals=self._deferrals,
             decisions=types.MappingProxyType(dict(self._counts)),
+            late_barge_ins=self._late_count,
         )
 
     def __repr__(self) -> str:
