@@ -420,3 +420,32 @@ def test_bad_config_is_refused() -> None:
         BridgeConfig(confirm_barge_in=-1)
     with pytest.raises(ConfigError, match=r"BridgeConfig\.calibration"):
         BridgeConfig(calibration=CalibrationConfig)  # type: ignore[arg-type]
+
+
+def test_after_a_barge_in_nothing_plays_and_the_watchdog_may_ask_again() -> None:
+    call = Call(greeting=None)
+    call.run_until(1.0)
+    call.bot_says("resp_1", "item_1")
+    call.say("caller_14", at=2.0)
+    call.run_until(2.25)
+    call.vad("started", "item_user_1", ms=2000 - 300)
+    assert not call.core.state.audio_playing, "the clear emptied the phone's buffer"
+    call.run_until(2.9)
+    call.model(wire.response_done("resp_1", "cancelled", "client_cancelled"))
+    assert call.core.on_watchdog(call.now) == [SendToModel(message={"type": "response.create"})]
+
+
+def test_speech_while_the_answer_is_being_requested_cancels_it_once_created() -> None:
+    call = Call(greeting=None)
+    call.run_until(1.0)
+    call.core.state.note_user_spoke()
+    call.vad("committed", "item_user_0", ms=0)  # the bot asks for an answer
+    call.say("caller_14", at=1.1)
+    call.run_until(1.4)
+    call.vad("started", "item_user_1", ms=1100 - 300)  # the caller goes on talking
+    call.run_until(2.1)  # confirmed: the cancel waits for the response to exist
+    assert call.sent("response.cancel") == []
+    call.bot_says("resp_1", "item_1")
+    assert call.sent("response.cancel") == [{"type": "response.cancel", "response_id": "resp_1"}]
+    call.run_until(2.5)
+    assert [m for m in call.to_phone if m["event"] == "media"] == [], "none of it was played"

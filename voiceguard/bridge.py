@@ -343,11 +343,13 @@ class BridgeCore:
     def _begin_barge_in(self, segment: str, now: float) -> list[BridgeAction]:
         """The caller is speaking: stop the bot at once, confirm later."""
         self.state.note_user_spoke()
-        bot_audible = not self.playout.idle or self.state.response_active
+        state = self.state
+        bot_audible = not self.playout.idle or state.response_active or state.create_in_flight
         if not bot_audible:
             return []  # an ordinary turn start; nothing to interrupt
         actions: list[BridgeAction] = []
         if self.playout.pause() and self._stream_sid is not None:
+            state.playback_cleared()
             actions.append(SendToPhone(message=clear_message(self._stream_sid)))
         item = self.state.current_item
         self._barge = _BargeIn(
@@ -512,6 +514,7 @@ class BridgeCore:
         self.creates.drop_pending(now)
         actions: list[BridgeAction] = []
         if self.playout.pause() and self._stream_sid is not None and not self._hung_up:
+            self.state.playback_cleared()
             actions.append(SendToPhone(message=clear_message(self._stream_sid)))
         cancel = self.cancels.request(now, barge_in=False)
         if cancel.allowed:

@@ -543,6 +543,16 @@ class CallState:
         new_heard = item.heard_ms if heard_ms is None else max(item.heard_ms, heard_ms)
         self._items[item_id] = dataclasses.replace(item, sent_ms=new_sent, heard_ms=new_heard)
 
+    def playback_cleared(self) -> None:
+        """Record that the phone's buffer was cleared (Twilio ``clear``): nothing plays any more.
+
+        What was sent but not heard is no longer on its way to the caller, so the current item's
+        sent position falls back to its heard position.
+        """
+        item = self.current_item
+        if item is not None and item.sent_ms > item.heard_ms:
+            self._items[item.item_id] = dataclasses.replace(item, sent_ms=item.heard_ms)
+
     def begin_closing(self) -> None:
         """Mark the call as closing. Idempotent; nothing new starts afterwards."""
         self._closing = True
