@@ -469,3 +469,27 @@ def test_new_options_are_validated() -> None:
         gate.push_inbound(bytearray(161), now=0.0)
     gate.push_inbound(memoryview(b"\xff" * 320), now=0.04)  # two frames through the slow path
     assert gate.statistics().inbound_frames == 2
+
+
+def test_sound_louder_than_the_bot_is_never_learned_as_its_echo() -> None:
+    """Something that follows the bot's envelope but is louder than the bot cannot be its echo.
+
+    (A caller whose speech happens to line up with the bot's words, the pattern the echo path
+    learner looks for.) Learning it would give an echo return loss below 0 dB and make the
+    caller's own speech look like echo for the rest of the call.
+    """
+    bot = np.zeros(10 * RATE)
+    place(bot, clip("greet_02", -16.0), 0.5)
+    inbound = noise(10, -62) + delayed(bot, 0.6, -4.0)  # 4 dB LOUDER than the bot
+    place(inbound, clip("caller_15", -12.0), 7.0)
+    call = Call(inbound, bot)
+    call.run_until(6.9)
+    stats = call.gate.statistics()
+    assert stats.echo_return_loss_db is None or stats.echo_return_loss_db >= 0
+    now = call.run_until(7.2)
+    decision = call.gate.judge_speech_started(now, audio_start_ms=7000 - 300)
+    if decision.deferred:
+        assert decision.retry_at is not None
+        now = call.run_until(decision.retry_at)
+        decision = call.gate.recheck(now)
+    assert decision.allowed, decision

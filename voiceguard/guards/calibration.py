@@ -77,6 +77,10 @@ _NOISE_CLUSTER_DB: Final = 3.0  # frames this close above the percentile look li
 _NOISE_CLUSTER_SHARE: Final = 0.3
 _BOT_ACTIVE_DBFS: Final = -60.0  # outbound frames louder than this are bot speech
 _ECHO_CONVERGED: Final = 0.35  # correlation needed to trust the delay estimate
+#: An echo is never louder than the audio it echoes (a passive line only loses level): a block
+#: whose apparent echo return loss is below this (dB) is the caller talking over the bot, and the
+#: echo path does not learn from it.
+_MIN_ECHO_LOSS_DB: Final = 0.0
 _ECHO_DISTINCT: Final = 0.2  # ... and how far the peak must stand above the median lag
 _FLOOR_RISE_DB: Final = 0.5  # per block, once calibrated
 _INV_FRAME: Final = 1.0 / FRAME_BYTES
@@ -440,7 +444,7 @@ class CalibrationGate:
         dots = np.correlate(y, x, mode="valid")
         ref_any = _running_max(outbound, lag + 1)[-width:]
         block_any = self._loss(ref_any, inbound, lag)
-        if block_any is not None:
+        if block_any is not None and block_any >= _MIN_ECHO_LOSS_DB:
             self._erl_any = (
                 block_any if self._erl_any is None else 0.7 * self._erl_any + 0.3 * block_any
             )
@@ -459,8 +463,11 @@ class CalibrationGate:
             self._echo_confidence - float(np.median(self._corr)) < _ECHO_DISTINCT
         ):
             return
-        self._delay = delay
         block = self._loss(self._reference(n, width, delay), inbound, 2)
+        if block is not None and block < _MIN_ECHO_LOSS_DB:
+            # Louder than the bot itself: that is the caller talking over it, not its echo.
+            return
+        self._delay = delay
         if block is not None:
             self._erl = block if self._erl is None else 0.7 * self._erl + 0.3 * block
 
