@@ -19,6 +19,7 @@ from voiceguard.config import (
     CallScopeConfig,
     CancelConfig,
     CreateConfig,
+    HandlerConfig,
     HangupFallbackConfig,
     IdleLadderConfig,
     MaxCallDurationConfig,
@@ -48,6 +49,7 @@ from voiceguard.guards.create import (
     ReleasedCreate,
     ResponseCreateGuard,
 )
+from voiceguard.handler import CallSummary, MediaHandler, ModelConnector
 from voiceguard.playout import HeardPosition, PlayoutBuffer, PlayoutChunk, PlayoutStatistics
 from voiceguard.state import (
     AssistantItem,
@@ -85,6 +87,7 @@ __all__ = (
     "CallScopedTimer",
     "CallState",
     "CallStateStatistics",
+    "CallSummary",
     "CancelArbiter",
     "CancelConfig",
     "Clock",
@@ -97,6 +100,7 @@ __all__ = (
     "Decision",
     "DecisionCounts",
     "DecisionSink",
+    "HandlerConfig",
     "HangUp",
     "HangupFallback",
     "HangupFallbackConfig",
@@ -108,6 +112,8 @@ __all__ = (
     "ManualClock",
     "MaxCallDuration",
     "MaxCallDurationConfig",
+    "MediaHandler",
+    "ModelConnector",
     "PlayoutBuffer",
     "PlayoutChunk",
     "PlayoutConfig",

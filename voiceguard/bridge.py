@@ -516,7 +516,8 @@ class BridgeCore:
         if self.playout.pause() and self._stream_sid is not None and not self._hung_up:
             self.state.playback_cleared()
             actions.append(SendToPhone(message=clear_message(self._stream_sid)))
-        cancel = self.cancels.request(now, barge_in=False)
-        if cancel.allowed:
-            actions.append(SendToModel(message=response_cancel(cancel.response_id)))
+        if self.state.response_active:
+            cancel = self.cancels.request(now, barge_in=False)
+            if cancel.allowed:
+                actions.append(SendToModel(message=response_cancel(cancel.response_id)))
         return actions

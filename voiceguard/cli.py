@@ -37,6 +37,77 @@ def _tour(args: argparse.Namespace) -> int:
     return 0 if guarded_problems == 0 else 1
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"--port {text!r}: allowed: an integer from 0 to 65535 (0 picks a free port)"
+        )
+    return value
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.1 <= value <= 100.0:
+        raise argparse.ArgumentTypeError(
+            f"--audio-speed {text!r}: allowed: a number from 0.1 to 100 (times real time)"
+        )
+    return value
+
+
+def _simulate_model(args: argparse.Namespace) -> int:
+    try:
+        import websockets  # noqa: F401, PLC0415 - only this command needs it
+    except ImportError:
+        print(
+            "voiceguard simulate-model needs the websockets package: pip install 'voiceguard[sim]'",
+            file=sys.stderr,
+        )
+        return 2
+    import anyio  # noqa: PLC0415 - keeps `voiceguard tour` free of the event loop import
+
+    from voiceguard.sim.realtime import RealtimeSimulator  # noqa: PLC0415
+
+    simulator = RealtimeSimulator(
+        beta=True if args.beta else None, seed=args.seed, audio_speed=args.audio_speed
+    )
+
+    async def serve() -> None:
+        async with simulator.running(host=args.host, port=args.port) as address:
+            mode = (
+                "beta event names"
+                if args.beta
+                else "GA event names; beta for clients sending OpenAI-Beta: realtime=v1"
+            )
+            print(
+                f"RealtimeSimulator listening on ws://{address.host}:{address.port}/v1/realtime "
+                f"({mode})\n"
+                f'  openai SDK: AsyncOpenAI(api_key="any", '
+                f'websocket_base_url="{address.base_url}")\n'
+                "  Press Ctrl+C to stop.",
+                flush=True,
+            )
+            await anyio.sleep_forever()
+
+    try:
+        anyio.run(serve)
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+    except OSError as exc:
+        print(
+            f"voiceguard simulate-model: cannot listen on {args.host}:{args.port}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``voiceguard`` command."""
     parser = argparse.ArgumentParser(
@@ -67,6 +138,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tour.add_argument("--json", action="store_true", help="print the results as JSON")
     tour.set_defaults(handler=_tour)
+    simulate = commands.add_parser(
+        "simulate-model",
+        help="run a local OpenAI Realtime server simulator until interrupted",
+        description=(
+            "Run voiceguard's RealtimeSimulator on its own, so any bot in any language can be "
+            "tested against it: it speaks the OpenAI Realtime WebSocket protocol at /v1/realtime "
+            "(and /realtime), accepts any bearer key, detects speech in the audio you append, "
+            "and answers with generated speech-like audio. Point the openai SDK at it with "
+            "websocket_base_url=ws://HOST:PORT/v1. Needs: pip install 'voiceguard[sim]'."
+        ),
+    )
+    simulate.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    simulate.add_argument(
+        "--port",
+        type=_port,
+        default=8765,
+        help="TCP port, 0 to 65535; 0 picks a free one (default: 8765)",
+    )
+    simulate.add_argument(
+        "--beta",
+        action="store_true",
+        help="always use beta event names (default: GA, beta only for clients that send "
+        "OpenAI-Beta: realtime=v1)",
+    )
+    simulate.add_argument(
+        "--seed", type=int, default=0, help="seed of ids and generated audio (default: 0)"
+    )
+    simulate.add_argument(
+        "--audio-speed",
+        type=_speed,
+        default=4.0,
+        help="how many times faster than real time audio is generated, 0.1 to 100 (default: 4)",
+    )
+    simulate.set_defaults(handler=_simulate_model)
+    from voiceguard.server import add_serve_command  # noqa: PLC0415 - its one registration
+
+    add_serve_command(commands)
     return parser
 
 

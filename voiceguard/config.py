@@ -26,6 +26,7 @@ __all__ = (
     "CallScopeConfig",
     "CancelConfig",
     "CreateConfig",
+    "HandlerConfig",
     "HangupFallbackConfig",
     "IdleLadderConfig",
     "MaxCallDurationConfig",
@@ -249,6 +250,59 @@ class BridgeConfig:
                 raise ConfigError(
                     f"{type(self).__name__}.{name}", getattr(self, name), f"a {kind.__name__}"
                 )
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandlerConfig:
+    """Configuration of :class:`~voiceguard.MediaHandler`: the bridge and the call's limits.
+
+    Attributes:
+        bridge: What the bridge says and how it reacts.
+        scope: The call scope's shutdown grace and timer error policy.
+        watchdog: The response watchdog's delay.
+        hangup: The hang-up fallback's delay.
+        start_timeout: Seconds to wait for Twilio's ``start`` before giving up on the stream
+            (no model session is opened before it). Default 10 s.
+        max_bad_messages: Malformed messages (from both peers together) a call tolerates; past
+            this the call ends. Each one is logged and counted. Default 100.
+    """
+
+    # Lambdas: these config classes are defined further down this module.
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    scope: CallScopeConfig = field(default_factory=lambda: CallScopeConfig())  # noqa: PLW0108
+    watchdog: ResponseWatchdogConfig = field(
+        default_factory=lambda: ResponseWatchdogConfig()  # noqa: PLW0108
+    )
+    hangup: HangupFallbackConfig = field(
+        default_factory=lambda: HangupFallbackConfig()  # noqa: PLW0108
+    )
+    start_timeout: float = 10.0
+    max_bad_messages: int = 100
+
+    def __post_init__(self) -> None:
+        for name, kind in (
+            ("bridge", BridgeConfig),
+            ("scope", CallScopeConfig),
+            ("watchdog", ResponseWatchdogConfig),
+            ("hangup", HangupFallbackConfig),
+        ):
+            if not isinstance(getattr(self, name), kind):
+                raise ConfigError(
+                    f"{type(self).__name__}.{name}", getattr(self, name), f"a {kind.__name__}"
+                )
+        _check_number(
+            self,
+            "start_timeout",
+            self.start_timeout,
+            low=0,
+            high=600,
+            unit="seconds",
+            low_open=True,
+        )
+        _check_number(
+            self, "max_bad_messages", self.max_bad_messages, low=0, high=1_000_000, integer=True
+        )
 
 
 # --- timers (CallScope, CallScopedTimer and the ready-made call timers) ---

@@ -1,0 +1,196 @@
+"""Helpers of the server tests: ``voiceguard serve`` as a subprocess, and a model-side router.
+
+``ServerProcess`` starts ``voiceguard serve`` as a user would (``python -m voiceguard serve``,
+port 0, the listening URL read from its output) and kills its whole process group when done.
+``ModelRouter`` listens on 127.0.0.1 as the Realtime API and hands each connection to the
+``RealtimeSimulator`` a test chooses, so one server process serves tests that need different
+scripted models; it also records the headers each connection came with.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Final
+
+import anyio
+import anyio.abc
+import httpx
+
+from voiceguard.sim.realtime import RealtimeSimulator
+from voiceguard.sim.websocket import (
+    HandshakeRejected,
+    WebSocketRequest,
+    WebSocketTransport,
+    serve_websocket,
+)
+
+#: The API key every test server gets; no log line may contain it.
+API_KEY: Final = "sk-test-VOICEGUARD-SECRET-0123456789abcdef"
+_LISTENING: Final = re.compile(r"listening on http://([0-9.]+):(\d+)")
+_START_TIMEOUT: Final = 20.0
+_STOP_TIMEOUT: Final = 5.0
+
+
+class ModelRouter:
+    """A Realtime endpoint on 127.0.0.1 that serves each connection with :attr:`simulator`."""
+
+    def __init__(self) -> None:
+        self.simulator = RealtimeSimulator()
+        self.port = 0
+        self.requests: list[WebSocketRequest] = []
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/realtime?model=gpt-realtime"
+
+    def use(self, simulator: RealtimeSimulator) -> RealtimeSimulator:
+        self.simulator = simulator
+        return simulator
+
+    def _accept(self, request: WebSocketRequest) -> None:
+        self.requests.append(request)
+        if not request.path.startswith("/v1/realtime"):
+            raise HandshakeRejected(404, "Not found\n")
+        if not request.headers.get("authorization", "").startswith("Bearer "):
+            raise HandshakeRejected(401, "Missing bearer authentication in header\n")
+
+    async def _handle(self, transport: WebSocketTransport) -> None:
+        request = transport.request
+        assert request is not None
+        await self.simulator.serve_connection(transport, path=request.path, headers=request.headers)
+
+    @classmethod
+    @asynccontextmanager
+    async def running(cls) -> AsyncIterator[ModelRouter]:
+        router = cls()
+        async with anyio.create_task_group() as tg:
+            router.port = await tg.start(
+                lambda task_status: serve_websocket(
+                    router._handle,
+                    host="127.0.0.1",
+                    port=0,
+                    accept=router._accept,
+                    subprotocols=("realtime",),
+                    task_status=task_status,
+                )
+            )
+            try:
+                yield router
+            finally:
+                tg.cancel_scope.cancel()
+
+
+class ServerProcess:
+    """A running ``voiceguard serve`` subprocess."""
+
+    def __init__(self, process: subprocess.Popen[bytes], stdout: Path, stderr: Path) -> None:
+        self.process = process
+        self.stdout_path = stdout
+        self.stderr_path = stderr
+        self.port = 0
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def media_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/media-stream"
+
+    def output(self) -> str:
+        """Everything the server printed and logged so far (stdout, then stderr)."""
+        return self.stdout_path.read_text(errors="replace") + self.stderr_path.read_text(
+            errors="replace"
+        )
+
+    async def get(self, path: str) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=self.http_url, timeout=5.0) as client:
+            return await client.get(path)
+
+    async def post(
+        self,
+        path: str,
+        *,
+        data: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+    ) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=self.http_url, timeout=5.0) as client:
+            if content is not None:
+                return await client.post(path, content=content, headers=headers)
+            return await client.post(path, data=data, headers=headers)
+
+    async def _wait_listening(self) -> None:
+        with anyio.fail_after(_START_TIMEOUT):
+            while True:
+                match = _LISTENING.search(self.stdout_path.read_text(errors="replace"))
+                if match:
+                    self.port = int(match.group(2))
+                    break
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"voiceguard serve exited early:\n{self.output()}")
+                await anyio.sleep(0.05)
+            # The socket listens before the app runs; wait until it answers.
+            while True:
+                try:
+                    if (await self.get("/healthz")).status_code in (200, 503):
+                        return
+                except httpx.TransportError:
+                    pass
+                await anyio.sleep(0.05)
+
+    def kill(self) -> None:
+        """Stop the server and every worker it started (its own process group)."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                pass
+            except ProcessLookupError:
+                return
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=_STOP_TIMEOUT)
+
+    @classmethod
+    @asynccontextmanager
+    async def running(
+        cls,
+        args: Sequence[str],
+        *,
+        log_dir: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[ServerProcess]:
+        environ = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("VOICEGUARD_", "TWILIO_", "OPENAI_"))
+        }
+        environ["OPENAI_API_KEY"] = API_KEY
+        environ["PYTHONUNBUFFERED"] = "1"
+        environ.update(env or {})
+        log_dir.mkdir(parents=True, exist_ok=True)
+        stdout = log_dir / "stdout.txt"
+        stderr = log_dir / "stderr.txt"
+        with stdout.open("wb") as out, stderr.open("wb") as err:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "voiceguard", "serve", "--port", "0", *args],
+                stdout=out,
+                stderr=err,
+                env=environ,
+                start_new_session=True,
+            )
+        server = cls(process, stdout, stderr)
+        try:
+            await server._wait_listening()
+            yield server
+        finally:
+            server.kill()

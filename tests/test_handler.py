@@ -1,0 +1,197 @@
+"""MediaHandler end to end, in virtual time: a simulated caller, the handler, the simulated model.
+
+Every call runs over in-memory transports on trio's MockClock, so a call of several seconds takes
+a fraction of a second and gives the same result every run. After every call: zero protocol errors
+at the simulated model, zero messages the simulated Twilio would refuse, no connection left open,
+no timer left pending.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import anyio
+import pytest
+import trio.testing
+
+from voiceguard import BridgeConfig, HandlerConfig
+from voiceguard.handler import CallSummary, MediaHandler
+from voiceguard.protocol import StreamStarted
+from voiceguard.sim.caller import CallerSimulator, CallRecord, EchoPath, HangUp, Speak
+from voiceguard.sim.realtime import FunctionCall, RealtimeSimulator, Reply
+from voiceguard.sim.transport import Transport, memory_pair
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+
+async def call(
+    sim: RealtimeSimulator,
+    caller: CallerSimulator,
+    *,
+    config: HandlerConfig | None = None,
+    before_start: Sequence[str] = (),
+) -> tuple[CallSummary, CallRecord]:
+    """One call through a MediaHandler; both peers simulated, 20-30 ms of latency each way."""
+    phone_caller, phone_bot = memory_pair(latency=0.02, names=("caller", "bot"))
+
+    @contextlib.asynccontextmanager
+    async def connect(start: StreamStarted) -> AsyncIterator[Transport]:
+        async with sim.connect(latency=0.03) as model:
+            yield model
+
+    handler = MediaHandler(phone_bot, connect, config=config)
+    summaries: list[CallSummary] = []
+
+    async def run_handler() -> None:
+        summaries.append(await handler.run())
+
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_handler)
+            for text in before_start:
+                await phone_caller.send(text)
+            record = await caller.run(phone_caller)
+    (summary,) = summaries
+    stats = sim.statistics()
+    assert stats.errors_by_code == {}, "the guarded bridge caused protocol errors"
+    assert stats.connections_open == 0, "a model connection was left open"
+    assert record.protocol_errors == [], "Twilio would have refused messages"
+    assert summary.timers is not None
+    assert summary.timers.pending == 0, "a timer outlived its call"
+    return summary, record
+
+
+@pytest.mark.anyio
+async def test_greeting_then_a_caller_turn_is_answered() -> None:
+    replies = [Reply(text="Hello! How can I help you today?"), Reply(text="Sure, one moment.")]
+    sim = RealtimeSimulator(replies=replies)
+    caller = CallerSimulator(script=[Speak(at=3.5, duration=1.0), HangUp(at=14.0)])
+    summary, record = await call(sim, caller)
+    assert summary.ended_by == "twilio stop"
+    assert summary.state is not None
+    assert summary.state.responses_created == 2
+    assert summary.cancels is not None and summary.cancels.total == 0
+    assert record.heard_seconds == pytest.approx(
+        sum(reply.audio_seconds() for reply in replies), abs=0.25
+    )
+    assert sim.statistics().responses_completed == 2
+
+
+@pytest.mark.anyio
+async def test_barge_in_stops_the_bot_cancels_and_truncates_to_what_was_heard() -> None:
+    sim = RealtimeSimulator(
+        replies=[
+            Reply(text="Hello!", duration=1.0),
+            Reply(text="A long explanation that goes on and on.", duration=8.0),
+            Reply(text="Of course.", duration=1.0),
+        ]
+    )
+    caller = CallerSimulator(
+        script=[
+            Speak(at=2.0, duration=0.8),  # asks a question
+            Speak(after_heard=1.5, duration=1.5, level_dbfs=-15.0),  # talks over the answer
+            HangUp(at=16.0),
+        ]
+    )
+    summary, record = await call(sim, caller)
+    assert record.clears, "the phone's buffer was cleared"
+    assert summary.state is not None
+    assert summary.state.cancels_sent == 1
+    assert summary.state.truncates_sent == 1
+    assert sim.statistics().responses_cancelled == 1
+    # Of the 8 s answer the caller heard about half a second before the bot stopped.
+    assert record.heard_seconds < 1.0 + 8.0
+
+
+@pytest.mark.anyio
+async def test_echo_of_the_greeting_is_no_barge_in() -> None:
+    sim = RealtimeSimulator(replies=[Reply(text="Hello, thanks for calling!", duration=4.0)])
+    caller = CallerSimulator(script=[HangUp(at=8.0)], echo=EchoPath(delay=0.15, return_loss_db=8.0))
+    summary, record = await call(sim, caller)
+    assert record.clears == [], "the bot cut itself off on its own echo"
+    assert summary.state is not None and summary.state.cancels_sent == 0
+    assert record.heard_seconds == pytest.approx(4.0, abs=0.25)
+
+
+@pytest.mark.anyio
+async def test_end_call_hangs_up_after_the_goodbye_played() -> None:
+    sim = RealtimeSimulator(
+        replies=[
+            Reply(text="Hello!", duration=1.0),
+            Reply(text="Goodbye!", duration=1.5, function_call=FunctionCall(name="end_call")),
+        ]
+    )
+    caller = CallerSimulator(script=[Speak(at=2.0, duration=0.6), HangUp(at=30.0)])
+    summary, record = await call(sim, caller)
+    assert summary.ended_by == "hang-up: goodbye played"
+    assert record.ended_by == "bot"
+    assert record.heard_seconds == pytest.approx(2.5, abs=0.25), "the whole goodbye was heard"
+
+
+@pytest.mark.anyio
+async def test_model_dropping_mid_response_ends_the_call_cleanly() -> None:
+    sim = RealtimeSimulator(
+        replies=[Reply(text="Hello there!", duration=3.0, drop_connection_after=1.0)]
+    )
+    caller = CallerSimulator(script=[HangUp(at=10.0)])
+    summary, record = await call(sim, caller)
+    assert summary.ended_by.startswith("model closed")
+    assert record.ended_by == "bot"
+
+
+@pytest.mark.anyio
+async def test_bad_messages_from_the_phone_are_counted_and_the_call_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sim = RealtimeSimulator(replies=[Reply(text="Hello!", duration=1.0)])
+    caller = CallerSimulator(script=[HangUp(at=4.0)])
+    with caplog.at_level(logging.WARNING, logger="voiceguard.handler"):
+        summary, _ = await call(
+            sim,
+            caller,
+            before_start=[
+                "not json",
+                '{"event": "media", "streamSid": "MZ1", "media": {"payload": "////"}}',
+                '{"event": "something_new"}',
+            ],
+        )
+    assert summary.ended_by == "twilio stop"
+    assert summary.bad_messages == {"twilio": 2}
+    assert any("not JSON" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.anyio
+async def test_no_start_means_no_model_session() -> None:
+    sim = RealtimeSimulator()
+    phone_caller, phone_bot = memory_pair(names=("caller", "bot"))
+
+    @contextlib.asynccontextmanager
+    async def connect(start: StreamStarted) -> AsyncIterator[Transport]:
+        async with sim.connect() as model:
+            yield model
+
+    handler = MediaHandler(
+        phone_bot, connect, config=HandlerConfig(start_timeout=2.0, bridge=BridgeConfig())
+    )
+    with anyio.fail_after(10):
+        summary = await handler.run()
+    assert summary.ended_by == "no start within 2 s"
+    assert sim.statistics().connections_total == 0
+    await phone_caller.aclose()
+
+
+@pytest.mark.realtime
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_a_short_call_in_real_time_on_asyncio(anyio_backend: str) -> None:
+    sim = RealtimeSimulator(replies=[Reply(text="Hi!", duration=0.6)], audio_speed=8.0)
+    caller = CallerSimulator(script=[HangUp(at=1.5)])
+    summary, record = await call(sim, caller)
+    assert summary.ended_by == "twilio stop"
+    assert record.heard_seconds == pytest.approx(0.6, abs=0.25)

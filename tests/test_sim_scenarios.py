@@ -1,0 +1,71 @@
+"""The scenario library: a careful bridge passes every scenario, the naive one fails the races,
+and a scenario in virtual time gives the same event log twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+import trio.testing
+from sim_bridges import NaiveBot, careful_bridge
+
+from voiceguard.sim import SCENARIOS, run_scenario
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> Any:
+    """Virtual time: each scenario covers 10-20 s of call time in a fraction of a second."""
+    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+
+#: Scenarios the naive (twilio-samples style) bridge must fail.
+NAIVE_FAILS = {
+    "echo-in-first-seconds",
+    "cancel-races-done",
+    "speech-started-burst",
+    "hangup-fallback-outlives-call",
+    "watchdog-after-goodbye",
+    "watchdog-lost-response",
+    "truncate-long-buffered-audio",
+    "duplicated-and-delayed-events",
+}
+
+
+def test_the_library_covers_the_seed_failures_and_the_faults() -> None:
+    assert set(SCENARIOS) >= NAIVE_FAILS | {"socket-drop-mid-response"}
+    for scenario in SCENARIOS.values():
+        assert scenario.expectations, scenario.name
+        assert scenario.description and scenario.title
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+async def test_a_careful_bridge_passes(name: str) -> None:
+    with anyio.fail_after(600):
+        run = await run_scenario(SCENARIOS[name], careful_bridge)
+    assert run.violations() == ()
+    assert run.leftover_tasks == 0
+
+
+@pytest.mark.parametrize("name", sorted(NAIVE_FAILS))
+async def test_the_naive_bridge_is_caught(name: str) -> None:
+    with anyio.fail_after(600):
+        run = await run_scenario(SCENARIOS[name], NaiveBot())
+    assert run.violations()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["speech-started-burst", "truncate-long-buffered-audio", "hangup-fallback-outlives-call"],
+)
+async def test_the_same_scenario_gives_the_same_event_log_twice(name: str) -> None:
+    scenario = SCENARIOS[name]
+    with anyio.fail_after(600):
+        first = await run_scenario(scenario, careful_bridge)
+        second = await run_scenario(scenario, careful_bridge)
+    log = first.event_log()
+    assert len(log) > 500
+    assert log == second.event_log()
+    assert first.calls[0].heard_audio() == second.calls[0].heard_audio()
