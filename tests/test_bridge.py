@@ -284,14 +284,14 @@ def test_real_barge_in_pauses_at_once_then_cancels_and_truncates_to_what_was_hea
     call = Call(greeting=None)
     call.run_until(1.0)  # calibrate on the quiet line
     call.bot_says("resp_1", "item_1")
-    call.say("caller_14", at=2.0)
-    call.run_until(2.25)
+    call.say("caller_14", at=3.5)
+    call.run_until(3.75)
     heard_before = call.core.state.current_item.heard_ms  # type: ignore[union-attr]
-    call.vad("started", "item_user_1", ms=2000 - 300)
+    call.vad("started", "item_user_1", ms=3500 - 300)
     clears = [m for m in call.to_phone if m["event"] == "clear"]
     assert len(clears) == 1, "the bot stops on the phone at once"
     assert call.sent("response.cancel") == [], "the cancel waits for the confirmation"
-    call.run_until(2.9)
+    call.run_until(4.4)
     (cancel,) = call.sent("response.cancel")
     assert cancel["response_id"] == "resp_1"
     (truncate,) = call.sent("conversation.item.truncate")
@@ -303,8 +303,8 @@ def test_real_barge_in_pauses_at_once_then_cancels_and_truncates_to_what_was_hea
     ]
     assert media_after == []
     call.model(wire.response_done("resp_1", "cancelled", "client_cancelled"))
-    call.run_until(4.6)
-    call.vad("stopped", "item_user_1", ms=4600)
+    call.run_until(6.1)
+    call.vad("stopped", "item_user_1", ms=6100)
     call.vad("committed", "item_user_1", ms=0)
     assert call.sent("response.create") == [{"type": "response.create"}]
     assert call.timers[-1] == "start watchdog"
@@ -314,21 +314,21 @@ def test_a_blip_is_a_false_interruption_and_the_bot_resumes_where_it_stopped() -
     call = Call(greeting=None)
     call.run_until(1.0)
     call.bot_says("resp_1", "item_1")
-    call.say("caller_00", at=2.0)  # 0.26 s: a short sound
-    call.run_until(2.2)
-    call.vad("started", "item_user_1", ms=2000 - 300)
+    call.say("caller_00", at=3.5)  # 0.26 s: a short sound
+    call.run_until(3.7)
+    call.vad("started", "item_user_1", ms=3500 - 300)
     assert [m["event"] for m in call.to_phone].count("clear") == 1
     paused_at = call.core.state.current_item.heard_ms  # type: ignore[union-attr]
-    # The VAD ends the segment after 500 ms of silence: 2.0 + 0.1 s of speech + 0.5 s.
-    call.run_until(2.45)
-    call.vad("stopped", "item_user_1", ms=2000 + 100 + 500)
+    # The VAD ends the segment after 500 ms of silence: 3.5 + 0.1 s of speech + 0.5 s.
+    call.run_until(3.95)
+    call.vad("stopped", "item_user_1", ms=3500 + 100 + 500)
     call.vad("committed", "item_user_1", ms=0)
     assert call.sent("response.cancel") == []
     assert call.sent("conversation.item.truncate") == []
     assert call.sent("conversation.item.delete") == [
         {"type": "conversation.item.delete", "item_id": "item_user_1"}
     ]
-    call.run_until(3.0)
+    call.run_until(4.5)
     resumed = [
         m
         for m in call.to_phone[[m["event"] for m in call.to_phone].index("clear") :]
@@ -397,12 +397,17 @@ def test_watchdog_asks_again_only_when_nothing_runs_or_plays() -> None:
     call.run_until(1.0)
     call.core.state.note_user_spoke()
     call.vad("committed", "item_user_1", ms=0)
-    assert call.sent("response.create") == [{"type": "response.create"}]
-    assert call.core.on_watchdog(call.now) == []  # the create is still in flight
-    call.model(wire.error("conversation_already_has_active_response"))  # it failed
-    assert call.core.on_watchdog(call.now) == [SendToModel(message={"type": "response.create"})]
+    create = SendToModel(message={"type": "response.create"})
+    assert call.sent("response.create") == [create.message]
+    # The watchdog's whole delay passed without response.created: the create was lost.
+    assert call.core.on_watchdog(call.now) == [create]
+    assert call.core.state.statistics().anomalies["create_abandoned"] == 1
     call.bot_says("resp_1", "item_1")
     assert call.timers[-1] == "stop watchdog"
+    assert call.core.on_watchdog(call.now) == [], "a response runs: nothing to ask for"
+    call.model(wire.response_done("resp_1"))
+    call.run_until(call.now + 6.0)  # played to the end
+    assert call.core.on_watchdog(call.now) == [create]
 
 
 def test_close_clears_the_phone_and_cancels_what_runs() -> None:
@@ -426,11 +431,11 @@ def test_after_a_barge_in_nothing_plays_and_the_watchdog_may_ask_again() -> None
     call = Call(greeting=None)
     call.run_until(1.0)
     call.bot_says("resp_1", "item_1")
-    call.say("caller_14", at=2.0)
-    call.run_until(2.25)
-    call.vad("started", "item_user_1", ms=2000 - 300)
+    call.say("caller_14", at=3.5)
+    call.run_until(3.75)
+    call.vad("started", "item_user_1", ms=3500 - 300)
     assert not call.core.state.audio_playing, "the clear emptied the phone's buffer"
-    call.run_until(2.9)
+    call.run_until(4.4)
     call.model(wire.response_done("resp_1", "cancelled", "client_cancelled"))
     assert call.core.on_watchdog(call.now) == [SendToModel(message={"type": "response.create"})]
 

@@ -53,6 +53,7 @@ def test_all_is_complete() -> None:
         "voiceguard.server",
         "voiceguard.transports",
         "voiceguard.testing",
+        "voiceguard.demo",
     )
     missing = []
     for module_name in public_modules():

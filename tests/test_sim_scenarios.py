@@ -1,5 +1,8 @@
-"""The scenario library: a careful bridge passes every scenario, the naive one fails the races,
-and a scenario in virtual time gives the same event log twice."""
+"""The scenario library against the real bridges, in virtual time.
+
+The reference MediaHandler passes every scenario with zero protocol errors at the simulated
+model; the naive bridge (written like the popular Twilio sample) fails the races; a scenario in
+virtual time gives the same event log twice."""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from typing import Any
 import anyio
 import pytest
 import trio.testing
-from sim_bridges import NaiveBot, careful_bridge
 
+from voiceguard.demo import NaiveBridge, guarded_bridge
 from voiceguard.sim import SCENARIOS, run_scenario
 
 pytestmark = pytest.mark.anyio
@@ -42,17 +45,19 @@ def test_the_library_covers_the_seed_failures_and_the_faults() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
-async def test_a_careful_bridge_passes(name: str) -> None:
+async def test_the_guarded_bridge_passes(name: str) -> None:
     with anyio.fail_after(600):
-        run = await run_scenario(SCENARIOS[name], careful_bridge)
+        run = await run_scenario(SCENARIOS[name], guarded_bridge())
     assert run.violations() == ()
     assert run.leftover_tasks == 0
+    assert run.simulator.statistics().errors_by_code == {}
+    assert run.simulator.statistics().connections_open == 0
 
 
 @pytest.mark.parametrize("name", sorted(NAIVE_FAILS))
 async def test_the_naive_bridge_is_caught(name: str) -> None:
     with anyio.fail_after(600):
-        run = await run_scenario(SCENARIOS[name], NaiveBot())
+        run = await run_scenario(SCENARIOS[name], NaiveBridge())
     assert run.violations()
 
 
@@ -63,8 +68,8 @@ async def test_the_naive_bridge_is_caught(name: str) -> None:
 async def test_the_same_scenario_gives_the_same_event_log_twice(name: str) -> None:
     scenario = SCENARIOS[name]
     with anyio.fail_after(600):
-        first = await run_scenario(scenario, careful_bridge)
-        second = await run_scenario(scenario, careful_bridge)
+        first = await run_scenario(scenario, guarded_bridge())
+        second = await run_scenario(scenario, guarded_bridge())
     log = first.event_log()
     assert len(log) > 500
     assert log == second.event_log()

@@ -220,3 +220,31 @@ def test_a_cleared_phone_buffer_plays_nothing_more() -> None:
     state.record_playout(item_id="item_1", sent_ms=300)  # played on after a false interruption
     playing.append(state.audio_playing)
     assert playing == [True, False, True]
+
+
+def test_output_before_a_late_response_created_is_adopted() -> None:
+    state = CallState()
+    state.create_sent(now=0.0)
+    state.observe(wire.output_item_added("resp_1", "item_1"))  # response.created is late
+    state.observe(wire.audio_delta("resp_1", "item_1", 100))
+    assert state.active_response_id == "resp_1"
+    assert state.should_play("resp_1")
+    state.observe(wire.response_created("resp_1"))  # the late one: a duplicate now
+    item = state.current_item
+    assert item is not None and item.received_ms == 100
+    assert dict(state.statistics().anomalies) == {
+        "output_before_response_created": 1,
+        "duplicate_response_created": 1,
+    }
+
+
+def test_a_lost_create_can_be_abandoned() -> None:
+    state = CallState()
+    with pytest.raises(StateTransitionError, match=r"no response\.create is in flight"):
+        state.abandon_create(now=0.0)
+    state.create_sent(now=0.0, greeting=True)
+    state.abandon_create(now=3.0)
+    assert not state.create_in_flight
+    assert not state.greeting_lock
+    state.create_sent(now=3.0)  # a new one may go
+    assert state.create_in_flight

@@ -114,6 +114,8 @@ def test_every_state_event_pair_transitions_or_raises_leaving_state_unchanged(
     try:
         if trigger is LifecycleTrigger.CREATE_SENT:
             state.create_sent(now=1.0)
+        elif trigger is LifecycleTrigger.CREATE_ABANDONED:
+            state.abandon_create(now=1.0)
         elif trigger is LifecycleTrigger.CANCEL_SENT:
             state.cancel_sent(now=1.0, response_id=response_id)
         elif trigger is LifecycleTrigger.RESPONSE_CREATED:
@@ -142,7 +144,11 @@ def test_the_table_is_complete_and_only_local_moves_are_illegal() -> None:
         for trigger in LifecycleTrigger:
             for match in ResponseMatch:
                 outcome = TRANSITIONS[phase, trigger, match]
-                if trigger not in (LifecycleTrigger.CREATE_SENT, LifecycleTrigger.CANCEL_SENT):
+                if trigger not in (
+                    LifecycleTrigger.CREATE_SENT,
+                    LifecycleTrigger.CANCEL_SENT,
+                    LifecycleTrigger.CREATE_ABANDONED,
+                ):
                     assert isinstance(outcome, ResponsePhase)
     assert len(TRANSITIONS) == len(ResponsePhase) * len(LifecycleTrigger) * len(ResponseMatch)
 

@@ -496,7 +496,13 @@ class BridgeCore:
     # ------------------------------------------------------------------ timers and the end
 
     def on_watchdog(self, now: float) -> list[BridgeAction]:
-        """The watchdog fired: a caller turn got no response; ask once more (if still valid)."""
+        """The watchdog fired: a caller turn got no response; ask once more (if still valid).
+
+        A create still waiting for its ``response.created`` after the watchdog's whole delay was
+        lost on the way: it is abandoned first, so that the new one may go.
+        """
+        if self.state.create_in_flight:
+            self.state.abandon_create(now=now)
         if self.creates.request(_WATCHDOG, now).allowed:
             return [SendToModel(message=response_create())]
         return []

@@ -89,6 +89,8 @@ class LifecycleTrigger(enum.Enum):
     RESPONSE_DONE = "RESPONSE_DONE"
     #: The server rejected the caller's create (remote ``error``).
     CREATE_REJECTED = "CREATE_REJECTED"
+    #: The caller gave up waiting for a create's ``response.created`` (local: a lost request).
+    CREATE_ABANDONED = "CREATE_ABANDONED"
     #: The server rejected the caller's cancel because nothing was active (remote ``error``).
     CANCEL_REJECTED = "CANCEL_REJECTED"
 
@@ -105,7 +107,6 @@ class ResponseMatch(enum.Enum):
     OTHER = "OTHER"
 
 
-_LOCAL: Final = frozenset({LifecycleTrigger.CREATE_SENT, LifecycleTrigger.CANCEL_SENT})
 _P = ResponsePhase
 _T = LifecycleTrigger
 _M = ResponseMatch
@@ -140,6 +141,11 @@ def _build_transitions() -> Mapping[
                 else:
                     table[phase, _T.CANCEL_SENT, match] = "that response is not the active one"
 
+            if phase is _P.CREATE_REQUESTED:
+                table[phase, _T.CREATE_ABANDONED, match] = _P.DONE
+            else:
+                table[phase, _T.CREATE_ABANDONED, match] = "no response.create is in flight"
+
             # Remote: never illegal; anomalies keep the phase.
             # response.created: a finished id is a late duplicate; any other id becomes active.
             if match is _M.FINISHED or (phase in _BUSY and match is _M.ACTIVE):
@@ -168,7 +174,8 @@ def _build_transitions() -> Mapping[
 
 
 #: ``(phase, trigger, match) -> next phase``, or a ``str`` saying why the move is illegal.
-#: Only the triggers the bridge reports (``CREATE_SENT``, ``CANCEL_SENT``) can be illegal.
+#: Only the triggers the bridge reports (``CREATE_SENT``, ``CANCEL_SENT``, ``CREATE_ABANDONED``)
+#: can be illegal.
 TRANSITIONS: Final = _build_transitions()
 
 
@@ -502,6 +509,21 @@ class CallState:
         self._last_cancel_at = now
         self._counts["cancels_sent"] += 1
 
+    def abandon_create(self, *, now: float) -> None:
+        """Give up on a ``response.create`` whose ``response.created`` never came (a lost request).
+
+        The create is no longer in flight, so a new one may be sent (a watchdog does this). If
+        the lost response shows up after all, it is tracked like any response the server started.
+
+        Raises:
+            StateTransitionError: If no create is in flight. The state is unchanged.
+        """
+        self._apply(LifecycleTrigger.CREATE_ABANDONED, ResponseMatch.ACTIVE)
+        self._create_event_id = None
+        self._anomaly("create_abandoned")
+        if self._greeting_pending and self._greeting_response_id is None:
+            self.release_greeting_lock()
+
     def truncate_sent(self, *, item_id: str, audio_end_ms: int) -> None:
         """Record that ``conversation.item.truncate`` was sent.
 
@@ -595,7 +617,21 @@ class CallState:
         elif isinstance(event, InputTranscriptionCompleted) and event.transcript.strip():
             self._user_has_spoken = True
 
+    def _adopt_early_output(self, response_id: str) -> None:
+        """Output of a response never announced while our create is in flight: it is ours.
+
+        Its ``response.created`` is late (reordered) or lost; the first output stands in for it,
+        and the real one, when it comes, is a duplicate.
+        """
+        if (
+            self._phase is ResponsePhase.CREATE_REQUESTED
+            and self.match(response_id) is ResponseMatch.OTHER
+        ):
+            self._anomaly("output_before_response_created")
+            self._on_trigger(LifecycleTrigger.RESPONSE_CREATED, response_id)
+
     def _on_audio(self, event: AudioDelta) -> None:
+        self._adopt_early_output(event.response_id)
         if self.match(event.response_id) is not ResponseMatch.ACTIVE:
             self._counts["late_deltas"] += 1  # of a finished or unknown response: never played
             return
@@ -612,6 +648,7 @@ class CallState:
     def _on_output_item(self, event: OutputItemAdded) -> None:
         if event.item_type != "message" or event.role not in (None, "assistant"):
             return
+        self._adopt_early_output(event.response_id)
         if event.item_id in self._items:
             self._anomaly("duplicate_output_item")
         elif self.match(event.response_id) is not ResponseMatch.ACTIVE:

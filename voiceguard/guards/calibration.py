@@ -45,7 +45,7 @@ import math
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, final
+from typing import Final, Literal, final
 
 import numpy as np
 import numpy.typing as npt
@@ -444,13 +444,24 @@ class CalibrationGate:
         dots = np.correlate(y, x, mode="valid")
         ref_any = _running_max(outbound, lag + 1)[-width:]
         block_any = self._loss(ref_any, inbound, lag)
-        if block_any is not None and block_any >= _MIN_ECHO_LOSS_DB:
-            self._erl_any = (
-                block_any if self._erl_any is None else 0.7 * self._erl_any + 0.3 * block_any
-            )
-        if x_norm < 1e-9:
+        corr = (
+            (dots / np.maximum(row_norm * x_norm, 1e-9))[::-1]  # index = delay
+            if x_norm >= 1e-9
+            else None
+        )
+        # Energy heard while the bot talks is its echo only if it follows the bot's envelope at
+        # some delay: otherwise it is the caller talking over the bot (double talk), and taking
+        # it for echo would hide the caller's speech behind it for the rest of the call.
+        echo_like = corr is not None and float(np.max(corr)) >= _ECHO_CONVERGED
+        if (
+            block_any is not None
+            and block_any[0] >= _MIN_ECHO_LOSS_DB
+            and (block_any[1] == "bound" or echo_like)
+        ):
+            loss = block_any[0]
+            self._erl_any = loss if self._erl_any is None else 0.7 * self._erl_any + 0.3 * loss
+        if corr is None:
             return
-        corr = (dots / np.maximum(row_norm * x_norm, 1e-9))[::-1]  # index = delay
         # Learn fast until the delay is known, then slowly: a block of double talk must not
         # move a delay that many blocks agreed on.
         rate = 0.3 if self._delay is None else 0.1
@@ -459,11 +470,17 @@ class CalibrationGate:
         if self._delay is not None and self._corr[delay] < self._corr[self._delay] + 0.05:
             delay = self._delay  # hysteresis: keep the current delay unless clearly beaten
         self._echo_confidence = float(self._corr[delay])
+        if delay >= len(self._corr) - 1:
+            # A maximum at the far edge of the searched range is not a located peak: it is what
+            # a caller who answers right after the bot looks like (their speech follows the bot
+            # by about the longest delay searched). A real echo path lies inside the range.
+            return
         if self._echo_confidence < _ECHO_CONVERGED or (
             self._echo_confidence - float(np.median(self._corr)) < _ECHO_DISTINCT
         ):
             return
-        block = self._loss(self._reference(n, width, delay), inbound, 2)
+        measured = self._loss(self._reference(n, width, delay), inbound, 2)
+        block = None if measured is None else measured[0]
         if block is not None and block < _MIN_ECHO_LOSS_DB:
             # Louder than the bot itself: that is the caller talking over it, not its echo.
             return
@@ -473,7 +490,7 @@ class CalibrationGate:
 
     def _loss(
         self, ref: npt.NDArray[np.float64], inbound: npt.NDArray[np.float64], spread: int
-    ) -> float | None:
+    ) -> tuple[float, Literal["visible", "bound"]] | None:
         """Echo return loss (dB) seen between a reference envelope and the inbound one.
 
         Uses the frames where the reference is bot speech. If the echo shows above the noise
@@ -488,9 +505,9 @@ class CalibrationGate:
         visible = bot & (inbound > self._floor + 6.0)
         shown = int(np.count_nonzero(visible))
         if shown >= 10 and shown >= 0.3 * talking:
-            return float(np.median(ref[visible] - inbound[visible]))
+            return float(np.median(ref[visible] - inbound[visible])), "visible"
         if talking >= spread + 25 and shown < 0.15 * talking:
-            return float(np.median(ref[bot])) - self._floor
+            return float(np.median(ref[bot])) - self._floor, "bound"
         return None
 
     def _reference(self, end: int, width: int, delay: int) -> npt.NDArray[np.float64]:

@@ -2,7 +2,7 @@
 
 We have no speech synthesizer here, and a test should not need one: the server VAD (and
 :class:`~voiceguard.sim.vad.EnergyVad`, which emulates it) reacts to energy over time, not to
-words. :func:`speech_like` makes band-limited noise shaped into syllables (about four a second,
+words. :func:`speech_like` makes voiced, formant-shaped syllables (about four a second,
 with short dips between them that never last long enough to end a turn), which every energy VAD
 takes for speech. Everything is deterministic for a given ``seed``.
 
@@ -89,6 +89,10 @@ def _band_noise(n: int, rng: np.random.Generator) -> npt.NDArray[np.float64]:
     return shaped[32 : 32 + n]
 
 
+#: Vowel-like formant pairs (F1, F2) in Hz; each syllable picks one.
+_VOWELS: Final = ((730, 1090), (530, 1840), (270, 2290), (570, 840), (300, 870), (660, 1720))
+
+
 def speech_like(
     duration: float,
     *,
@@ -96,13 +100,19 @@ def speech_like(
     seed: int = 0,
     syllables_per_second: float = 4.0,
 ) -> bytes:
-    """A speech-like signal: voice-band noise in syllable-shaped bursts.
+    """A speech-like signal: voiced syllables with a pitch, formants and a little breath.
+
+    Each syllable is a harmonic series on a gliding pitch (90-220 Hz, as a voice), its harmonics
+    weighted by two vowel formants chosen per syllable, plus 10 % breath noise, under a syllable
+    envelope. Like speech, and unlike line noise or a click, its spectrum is far from flat and
+    most of its energy lies in the voice band; a voice-activity detector and the calibration
+    gate both take it for a talker. It is not intelligible.
 
     Args:
         duration: Seconds (rounded up to whole 20 ms frames).
         level_dbfs: RMS level over the whole signal, in dBFS (telephone speech is typically
             -25 to -15).
-        seed: Seed of the noise; the same seed gives the same bytes.
+        seed: Seed of the pitch, vowels and breath noise; the same seed gives the same bytes.
         syllables_per_second: Syllable rate of the envelope.
 
     Returns:
@@ -117,19 +127,45 @@ def speech_like(
     if n == 0:
         return b""
     rng = np.random.default_rng(seed)
-    noise = _band_noise(n, rng)
     t = np.arange(n) / SAMPLE_RATE
     # Syllables: raised-cosine bursts whose dips keep 15% of the amplitude, with a little jitter
     # in the rate so the pattern is not a pure tone of the envelope.
     jitter = 1.0 + 0.15 * np.sin(2 * np.pi * 0.37 * t + rng.uniform(0, 2 * np.pi))
     phase = np.cumsum(jitter) * syllables_per_second / SAMPLE_RATE
     envelope = 0.15 + 0.85 * (0.5 - 0.5 * np.cos(2 * np.pi * phase))
+    syllable = np.floor(phase).astype(np.int64)
+    # Pitch: a speaker's base, an intonation glide per syllable and a slow drift.
+    base = rng.uniform(90.0, 220.0)
+    glides = rng.uniform(-0.12, 0.12, size=int(syllable[-1]) + 2)
+    f0 = (
+        base
+        * (1.0 + glides[syllable] * (phase - syllable))
+        * (1.0 + 0.03 * np.sin(2 * np.pi * 0.5 * t))
+    )
+    pitch_phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
+    vowels = np.asarray(_VOWELS, dtype=np.float64)[
+        rng.integers(0, len(_VOWELS), size=int(syllable[-1]) + 2)
+    ]
+    f1, f2 = vowels[syllable, 0], vowels[syllable, 1]
+    voiced = np.zeros(n)
+    for k in range(1, 3400 // 90 + 1):
+        freq = k * f0
+        weight = (
+            np.exp(-(((freq - f1) / 120.0) ** 2))
+            + 0.6 * np.exp(-(((freq - f2) / 180.0) ** 2))
+            + 0.05 / k
+        )
+        voiced += np.where(freq < 3400.0, weight, 0.0) * np.sin(k * pitch_phase)
+    voiced /= np.sqrt(np.mean(voiced**2)) + 1e-12
+    breath = _band_noise(n, rng)
+    breath /= np.sqrt(np.mean(breath**2)) + 1e-12
+    signal = voiced + 0.1 * breath
     # Fade in and out over 20 ms so the onset is clean.
     ramp = min(n // 2, FRAME_BYTES)
     fade = np.ones(n)
     fade[:ramp] = np.linspace(0.0, 1.0, ramp)
     fade[n - ramp :] = np.linspace(1.0, 0.0, ramp)
-    return _to_ulaw(_scale_to(noise * envelope * fade, level_dbfs))
+    return _to_ulaw(_scale_to(signal * envelope * fade, level_dbfs))
 
 
 def line_noise(duration: float, *, level_dbfs: float = -60.0, seed: int = 0) -> bytes:
