@@ -24,6 +24,7 @@ from voiceguard.bridge import (
     BridgeAction,
     BridgeCore,
     HangUp,
+    NoteActivity,
     SendToModel,
     SendToPhone,
     StartTimer,
@@ -68,6 +69,7 @@ class Call:
         self.to_phone: list[dict[str, Any]] = []
         self.timers: list[str] = []
         self.hangups: list[str] = []
+        self.activity: list[str] = []  # what the idle ladder is told
         self.heard: list[tuple[float, bytes]] = []  # what the caller heard, when
         self.playing: list[tuple[float, str, bytes]] = []  # Twilio's buffer: end time, mark, audio
         self.phone_end = 0.0
@@ -105,6 +107,8 @@ class Call:
                 self.timers.append(f"start {action.timer}")
             elif isinstance(action, StopTimer):
                 self.timers.append(f"stop {action.timer}")
+            elif isinstance(action, NoteActivity):
+                self.activity.append(action.who)
             elif isinstance(action, HangUp):
                 self.hangups.append(action.reason)
 
@@ -292,6 +296,7 @@ def test_real_barge_in_pauses_at_once_then_cancels_and_truncates_to_what_was_hea
     assert len(clears) == 1, "the bot stops on the phone at once"
     assert call.sent("response.cancel") == [], "the cancel waits for the confirmation"
     call.run_until(4.4)
+    assert call.activity.count("caller") == 1
     (cancel,) = call.sent("response.cancel")
     assert cancel["response_id"] == "resp_1"
     (truncate,) = call.sent("conversation.item.truncate")
@@ -355,6 +360,8 @@ def test_echo_of_the_bot_is_not_a_barge_in_and_its_turn_is_deleted() -> None:
     assert call.sent("response.create") == []
     assert call.sent("conversation.item.delete")[-1]["item_id"] == "item_echo_1"
     assert call.core.gate.statistics().decisions.get(Reason.ECHO_SUSPECTED, 0) >= 1
+    assert "caller" not in call.activity, "echo must not keep a silent line alive"
+    assert "bot" in call.activity
 
 
 def test_end_call_hangs_up_after_the_goodbye_has_played() -> None:

@@ -17,7 +17,7 @@ import anyio
 import pytest
 import trio.testing
 
-from voiceguard import BridgeConfig, HandlerConfig
+from voiceguard import BridgeConfig, HandlerConfig, IdleLadderConfig, MaxCallDurationConfig
 from voiceguard.handler import CallSummary, MediaHandler
 from voiceguard.protocol import StreamStarted
 from voiceguard.sim.caller import CallerSimulator, CallRecord, EchoPath, HangUp, Speak
@@ -195,3 +195,59 @@ async def test_a_short_call_in_real_time_on_asyncio(anyio_backend: str) -> None:
     summary, record = await call(sim, caller)
     assert summary.ended_by == "twilio stop"
     assert record.heard_seconds == pytest.approx(0.6, abs=0.25)
+
+
+@pytest.mark.anyio
+async def test_a_silent_caller_is_prompted_twice_then_hung_up() -> None:
+    sim = RealtimeSimulator(
+        replies=[
+            Reply(text="Hello!", duration=1.0),
+            Reply(text="Are you still there?", duration=1.0),
+            Reply(text="Hello? Are you there?", duration=1.0),
+        ]
+    )
+    caller = CallerSimulator(script=[HangUp(at=60.0)])  # says nothing
+    config = HandlerConfig(
+        idle=IdleLadderConfig(prompt_delays=(4.0, 4.0), hangup_delay=4.0),
+    )
+    summary, record = await call(sim, caller, config=config)
+    assert summary.ended_by == "hang-up: caller silent"
+    assert record.ended_by == "bot"
+    assert sim.statistics().responses_created == 3  # the greeting and two prompts
+    assert record.ended_at is not None
+    # Greeting ~1.3 s, then three rungs of 4 s, each counted from the end of the bot's audio.
+    assert 13.0 <= record.ended_at <= 16.0
+
+
+@pytest.mark.anyio
+async def test_the_time_limit_says_goodbye_and_the_hard_limit_ends_the_call() -> None:
+    polite = RealtimeSimulator(
+        replies=[
+            Reply(text="Hello!", duration=1.0),
+            Reply(
+                text="Sorry, we are out of time. Bye!", function_call=FunctionCall(name="end_call")
+            ),
+        ]
+    )
+    limits = MaxCallDurationConfig(limit=5.0, hard_limit=12.0)
+    summary, record = await call(
+        polite,
+        CallerSimulator(script=[HangUp(at=60.0)]),
+        config=HandlerConfig(max_duration=limits),
+    )
+    assert summary.ended_by == "hang-up: goodbye played"
+    assert record.ended_at is not None and record.ended_at < 12.0
+
+    stubborn = RealtimeSimulator(
+        replies=[
+            Reply(text="Hello!", duration=1.0),
+            Reply(text="Let me go on and on.", duration=2.0),
+        ]
+    )
+    summary, record = await call(
+        stubborn,
+        CallerSimulator(script=[HangUp(at=60.0)]),
+        config=HandlerConfig(max_duration=limits),
+    )
+    assert summary.ended_by == "hang-up: maximum call duration"
+    assert record.ended_at == pytest.approx(12.0, abs=0.2)

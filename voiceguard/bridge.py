@@ -64,6 +64,7 @@ __all__ = (
     "BridgeAction",
     "BridgeCore",
     "HangUp",
+    "NoteActivity",
     "SendToModel",
     "SendToPhone",
     "StartTimer",
@@ -127,6 +128,19 @@ class StopTimer:
 
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NoteActivity:
+    """Tell the idle ladder that someone spoke (silence is counted from here).
+
+    Attributes:
+        who: ``"caller"`` for speech the calibration gate accepted (never noise or echo), or
+            ``"bot"`` when the bot starts or finishes speaking.
+    """
+
+    who: Literal["caller", "bot"]
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HangUp:
     """End the call: close the Twilio stream (with no TwiML after ``<Connect>``, the call ends).
 
@@ -138,7 +152,7 @@ class HangUp:
 
 
 #: What :class:`BridgeCore` asks its runtime to do.
-BridgeAction: TypeAlias = SendToModel | SendToPhone | StartTimer | StopTimer | HangUp
+BridgeAction: TypeAlias = SendToModel | SendToPhone | StartTimer | StopTimer | NoteActivity | HangUp
 
 _WATCHDOG: Final = CreateRequest(
     origin=CreateOrigin.AUTOMATIC,
@@ -239,9 +253,12 @@ class BridgeCore:
             return self._on_media(event, now)
         if isinstance(event, MarkPlayed):
             heard = self.playout.mark_played(event.name)
+            actions: list[BridgeAction] = []
             if heard is not None:
                 self.state.record_playout(item_id=heard.item_id, heard_ms=heard.heard_ms)
-            return self._maybe_hang_up("goodbye played")
+                if self.playout.idle:
+                    actions.append(NoteActivity(who="bot"))  # the bot's audio ended just now
+            return actions + self._maybe_hang_up("goodbye played")
         if isinstance(event, StreamStarted):
             return self._on_start(event, now)
         if isinstance(event, StreamStopped):
@@ -285,6 +302,7 @@ class BridgeCore:
             segment = next(reversed(self._segments), None)
             if segment is not None:
                 self._segments[segment] = True
+                actions.append(NoteActivity(who="caller"))
                 actions += self._begin_barge_in(segment, now)
         return actions
 
@@ -316,7 +334,7 @@ class BridgeCore:
         elif isinstance(event, InputAudioCommitted):
             actions += self._on_turn(event.item_id, now)
         elif isinstance(event, ResponseCreated):
-            actions.append(StopTimer(timer="watchdog"))
+            actions += [StopTimer(timer="watchdog"), NoteActivity(who="bot")]
         elif isinstance(event, FunctionCallArgumentsDone) and event.name == END_CALL_TOOL_NAME:
             actions += self._begin_hang_up(now)
         elif isinstance(event, ResponseDone):
@@ -338,7 +356,9 @@ class BridgeCore:
             self._segments.popitem(last=False)
         while len(self._segment_start) > _SEGMENTS_REMEMBERED:
             self._segment_start.popitem(last=False)
-        return self._begin_barge_in(segment, now) if decision.allowed else []
+        if not decision.allowed:
+            return []  # noise or echo: not activity, so a noisy line still counts as silent
+        return [NoteActivity(who="caller"), *self._begin_barge_in(segment, now)]
 
     def _begin_barge_in(self, segment: str, now: float) -> list[BridgeAction]:
         """The caller is speaking: stop the bot at once, confirm later."""
@@ -506,6 +526,52 @@ class BridgeCore:
         if self.creates.request(_WATCHDOG, now).allowed:
             return [SendToModel(message=response_create())]
         return []
+
+    def on_idle_prompt(self, number: int, now: float) -> list[BridgeAction]:
+        """The caller has been silent for a rung of the idle ladder: ask whether they are there.
+
+        The prompt is an automatic create that is dropped if anything runs or plays.
+        """
+        prompt = CreateRequest(
+            origin=CreateOrigin.AUTOMATIC,
+            policy=CreatePolicy.DROP,
+            require_playback_idle=True,
+            response={"instructions": self._config.idle_prompt},
+            label=f"idle_prompt_{number}",
+        )
+        if self.creates.request(prompt, now).allowed:
+            return [SendToModel(message=response_create(prompt.response))]
+        return []
+
+    def on_idle_hangup(self, now: float) -> list[BridgeAction]:
+        """The caller stayed silent through every prompt: end the call."""
+        if self._hung_up:
+            return []
+        self._hung_up = True
+        self.state.begin_hangup()
+        return [HangUp(reason="caller silent")]
+
+    def on_max_duration(self, now: float) -> list[BridgeAction]:
+        """The call reached its polite time limit: the bot says goodbye and calls ``end_call``.
+
+        The goodbye waits for a running response (it is deferred, not dropped); the hard limit
+        ends the call if the goodbye never comes.
+        """
+        goodbye = CreateRequest(
+            response={"instructions": self._config.time_limit_goodbye},
+            label="time_limit_goodbye",
+        )
+        if self.creates.request(goodbye, now).allowed:
+            return [SendToModel(message=response_create(goodbye.response))]
+        return []
+
+    def on_max_duration_hard(self, now: float) -> list[BridgeAction]:
+        """The call reached its hard time limit: end it."""
+        if self._hung_up:
+            return []
+        self._hung_up = True
+        self.state.begin_hangup()
+        return [HangUp(reason="maximum call duration")]
 
     def on_hangup_fallback(self, now: float) -> list[BridgeAction]:
         """The goodbye's mark never came: hang up anyway."""

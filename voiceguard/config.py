@@ -200,6 +200,10 @@ class BridgeConfig:
             false interruption (a cough, a click) and the bot resumes. Default 0.2 s.
         delete_echo_turns: Delete from the conversation a caller turn the gate judged to be echo
             or noise (it is never answered either way). Default on.
+        idle_prompt: Instructions for the response that asks a silent caller whether they are
+            still there (each prompt of the idle ladder).
+        time_limit_goodbye: Instructions for the goodbye at the call's polite time limit (the
+            model is asked to call ``end_call`` after it).
         calibration: The calibration gate's configuration.
         cancel: The cancel arbiter's configuration.
         create: The create guard's configuration.
@@ -213,6 +217,12 @@ class BridgeConfig:
     confirm_barge_in: float = 0.6
     min_barge_in_speech: float = 0.2
     delete_echo_turns: bool = True
+    idle_prompt: str = (
+        "The caller has been silent for a while. Briefly ask if they are still there."
+    )
+    time_limit_goodbye: str = (
+        "The call has reached its time limit. Say a short, friendly goodbye, then call end_call."
+    )
     # A lambda: CalibrationConfig is defined further down this module.
     calibration: CalibrationConfig = field(default_factory=lambda: CalibrationConfig())  # noqa: PLW0108
     cancel: CancelConfig = field(default_factory=CancelConfig)
@@ -224,6 +234,10 @@ class BridgeConfig:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"{type(self).__name__}.{name}", value, "a string or None")
+        for name in ("idle_prompt", "time_limit_goodbye"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"{type(self).__name__}.{name}", value, "a non-empty string")
         _check_number(
             self,
             "silence_duration_ms",
@@ -262,6 +276,8 @@ class HandlerConfig:
         scope: The call scope's shutdown grace and timer error policy.
         watchdog: The response watchdog's delay.
         hangup: The hang-up fallback's delay.
+        idle: The idle ladder's rungs (prompt, prompt, hang up on a silent caller).
+        max_duration: The call's polite and hard time limits.
         start_timeout: Seconds to wait for Twilio's ``start`` before giving up on the stream
             (no model session is opened before it). Default 10 s.
         max_bad_messages: Malformed messages (from both peers together) a call tolerates; past
@@ -277,6 +293,10 @@ class HandlerConfig:
     hangup: HangupFallbackConfig = field(
         default_factory=lambda: HangupFallbackConfig()  # noqa: PLW0108
     )
+    idle: IdleLadderConfig = field(default_factory=lambda: IdleLadderConfig())  # noqa: PLW0108
+    max_duration: MaxCallDurationConfig = field(
+        default_factory=lambda: MaxCallDurationConfig()  # noqa: PLW0108
+    )
     start_timeout: float = 10.0
     max_bad_messages: int = 100
 
@@ -286,6 +306,8 @@ class HandlerConfig:
             ("scope", CallScopeConfig),
             ("watchdog", ResponseWatchdogConfig),
             ("hangup", HangupFallbackConfig),
+            ("idle", IdleLadderConfig),
+            ("max_duration", MaxCallDurationConfig),
         ):
             if not isinstance(getattr(self, name), kind):
                 raise ConfigError(

@@ -29,12 +29,13 @@ from voiceguard.bridge import (
     BridgeAction,
     BridgeCore,
     HangUp,
+    NoteActivity,
     SendToModel,
     SendToPhone,
     StartTimer,
     StopTimer,
 )
-from voiceguard.call_timers import HangupFallback, ResponseWatchdog
+from voiceguard.call_timers import HangupFallback, IdleLadder, MaxCallDuration, ResponseWatchdog
 from voiceguard.config import HandlerConfig
 from voiceguard.errors import RemoteProtocolError
 from voiceguard.guards._record import DecisionCounts
@@ -135,6 +136,7 @@ class MediaHandler:
         self._scope: CallScope | None = None
         self._watchdog: ResponseWatchdog | None = None
         self._fallback: HangupFallback | None = None
+        self._idle: IdleLadder | None = None
         self._outbox: MemoryObjectSendStream[list[BridgeAction]] | None = None
         self._ran = False
 
@@ -193,6 +195,16 @@ class MediaHandler:
                 scope, self._on_watchdog, config=self._config.watchdog
             )
             self._fallback = HangupFallback(scope, self._on_fallback, config=self._config.hangup)
+            self._idle = IdleLadder(
+                scope, self._on_idle_prompt, self._on_idle_hangup, config=self._config.idle
+            )
+            limits = MaxCallDuration(
+                scope,
+                self._on_max_duration,
+                self._on_max_duration_hard,
+                config=self._config.max_duration,
+            )
+            limits.start()
             scope.on_close(self._final_sends)
             scope.start_soon(self._sender, inbox, name="sender")
             await self._emit(self._core.on_phone(start, anyio.current_time()))
@@ -321,6 +333,15 @@ class MediaHandler:
             timer = self._watchdog if action.timer == "watchdog" else self._fallback
             assert timer is not None
             timer.disarm()
+        elif isinstance(action, NoteActivity):
+            idle = self._idle
+            assert idle is not None
+            if self._core.state.hangup_pending:
+                idle.cancel()
+            elif action.who == "caller":
+                idle.caller_activity()
+            else:
+                idle.bot_activity()
         elif isinstance(action, HangUp):
             logger.info("hanging up: %s", action.reason, extra=self._extra())
             self._end(f"hang-up: {action.reason}")
@@ -334,6 +355,18 @@ class MediaHandler:
 
     async def _on_watchdog(self) -> None:
         await self._emit(self._core.on_watchdog(anyio.current_time()))
+
+    async def _on_idle_prompt(self, number: int) -> None:
+        await self._emit(self._core.on_idle_prompt(number, anyio.current_time()))
+
+    async def _on_idle_hangup(self) -> None:
+        await self._emit(self._core.on_idle_hangup(anyio.current_time()))
+
+    async def _on_max_duration(self) -> None:
+        await self._emit(self._core.on_max_duration(anyio.current_time()))
+
+    async def _on_max_duration_hard(self) -> None:
+        await self._emit(self._core.on_max_duration_hard(anyio.current_time()))
 
     async def _on_fallback(self) -> None:
         await self._emit(self._core.on_hangup_fallback(anyio.current_time()))
