@@ -19,10 +19,10 @@ import trio.testing
 
 from voiceguard import BridgeConfig, HandlerConfig, IdleLadderConfig, MaxCallDurationConfig
 from voiceguard.handler import CallSummary, MediaHandler
-from voiceguard.protocol import StreamStarted
+from voiceguard.protocol import StreamStarted, dumps
 from voiceguard.sim.caller import CallerSimulator, CallRecord, EchoPath, HangUp, Speak
 from voiceguard.sim.realtime import FunctionCall, RealtimeSimulator, Reply
-from voiceguard.sim.transport import Transport, memory_pair
+from voiceguard.sim.transport import Transport, TransportClosed, memory_pair
 
 
 @pytest.fixture
@@ -251,3 +251,64 @@ async def test_the_time_limit_says_goodbye_and_the_hard_limit_ends_the_call() ->
     )
     assert summary.ended_by == "hang-up: maximum call duration"
     assert record.ended_at == pytest.approx(12.0, abs=0.2)
+
+
+@pytest.mark.anyio
+async def test_bad_input_from_the_model_is_counted_and_the_call_goes_on() -> None:
+    """A raw model peer that sends an unknown event, a malformed one and errors of every code."""
+    phone_caller, phone_bot = memory_pair(latency=0.02, names=("caller", "bot"))
+    model_bot, model_peer = memory_pair(latency=0.02, names=("bot", "model"))
+    error_codes = [
+        "response_cancel_not_active",
+        "conversation_already_has_active_response",
+        "input_audio_buffer_commit_empty",
+        "integer_below_min_value",
+        "unsupported_content_type",
+        None,
+    ]
+
+    async def raw_model() -> None:
+        await model_peer.send('{"type": "session.created", "event_id": "e0", "session": {}}')
+        await model_peer.send('{"type": "something.new", "event_id": "e1"}')
+        await model_peer.send('{"type": "response.done", "event_id": "e2", "response": {}}')
+        await model_peer.send("{not json")
+        for n, code in enumerate(error_codes):
+            error = {"type": "invalid_request_error", "message": f"problem {n}"}
+            if code is not None:
+                error["code"] = code
+            await model_peer.send(dumps({"type": "error", "event_id": f"x{n}", "error": error}))
+        with contextlib.suppress(TransportClosed):
+            while True:
+                await model_peer.receive()
+        await model_peer.aclose()
+
+    @contextlib.asynccontextmanager
+    async def connect(start: StreamStarted) -> AsyncIterator[Transport]:
+        yield model_bot
+
+    caller = CallerSimulator(script=[HangUp(at=3.0)])
+    handler = MediaHandler(phone_bot, connect)
+    summaries: list[CallSummary] = []
+
+    async def run_handler() -> None:
+        summaries.append(await handler.run())
+        await model_bot.aclose()
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_handler)
+            tg.start_soon(raw_model)
+            record = await caller.run(phone_caller)
+    (summary,) = summaries
+    assert summary.ended_by == "twilio stop", "the call went on until the caller hung up"
+    assert summary.bad_messages == {"realtime": 2}  # the malformed response.done and the non-JSON
+    assert summary.model_errors == {
+        "response_cancel_not_active": 1,
+        "conversation_already_has_active_response": 1,
+        "input_audio_buffer_commit_empty": 1,
+        "integer_below_min_value": 1,
+        "unsupported_content_type": 1,
+        "invalid_request_error": 1,
+    }
+    assert record.protocol_errors == []
+    assert summary.timers is not None and summary.timers.pending == 0
