@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     from voiceguard.server import add_serve_command  # noqa: PLC0415 - its one registration
 
     add_serve_command(commands)
+    from voiceguard.demo import add_demo_command  # noqa: PLC0415 - its one registration
+
+    add_demo_command(commands)
     return parser
 
 
