@@ -118,6 +118,7 @@ def _outcome(bridge: str, **changes: Any) -> RunOutcome:
         "calls": 1,
         "violations": (),
         "model_errors": {},
+        "crossed_cancels": 0,
         "false_barge_ins": 0,
         "truncations_beyond_heard": 0,
         "cross_call_actions": 0,
@@ -134,7 +135,7 @@ def test_measures_add_up_over_runs_and_only_the_guarded_side_decides_ok() -> Non
         _outcome("naive", violations=("must not x",), model_errors={"a": 2}),
         _outcome("naive", calls=2, calls_ended_cleanly=1, barge_in_latencies=(0.1, 0.3)),
         _outcome("guarded", barge_in_latencies=(0.2,)),
-        _outcome("guarded", barge_in_latencies=(0.4, 0.1, 0.3)),
+        _outcome("guarded", barge_in_latencies=(0.4, 0.1, 0.3), crossed_cancels=1),
     )
     report = DemoReport(
         scenarios=(SHORT,), repetitions=2, seed=0, outcomes=outcomes, wall_seconds=1.0
@@ -145,7 +146,8 @@ def test_measures_add_up_over_runs_and_only_the_guarded_side_decides_ok() -> Non
     assert naive.problems == 1 + 2 + 1
     assert report.guarded.latency_median == pytest.approx(0.25)
     assert report.guarded.latency_p95 == pytest.approx(0.4)
-    assert report.ok
+    assert report.guarded.crossed_cancels == 1
+    assert report.ok, "a cancel that crossed response.done is reported, not a problem"
     assert outcomes[0].summary() == "FAILED: 1 rule broken, 2 model errors"
     assert "cancel-races-done #1: must not x; model errors a x2" in report.render()
     assert json.loads(json.dumps(report.to_json()))["bridges"]["naive"]["problems"] == 4

@@ -2,9 +2,13 @@
 
 The server runs as a user starts it (a subprocess); each scenario's scripted model is a
 ``RealtimeSimulator`` behind the ``ModelRouter``; each call is a ``CallerSimulator`` over a
-WebSocket to ``/media-stream``. Every call must meet the scenario's expectations with zero protocol
-errors at the model and nothing left open. This is the slowest test module (the scenarios are
-10-20 s calls played in real time, one after the other): about two minutes.
+WebSocket to ``/media-stream``. Every call must meet the scenario's expectations and DESIGN.md's
+invariants, checked from the outside: zero protocol errors at the model (1, 2: no cancel or
+create the server refuses), no call hung up by another call's timer (3), no interruption of the
+bot while the caller was silent (4: echo and noise are not barge-ins), no truncate past what the
+caller had heard (5), nothing of an interrupted answer heard after its clear (6), nothing left
+open. This is the slowest test module (10-20 s calls played in real time, one after the other):
+about two minutes.
 """
 
 from __future__ import annotations
@@ -15,6 +19,11 @@ import anyio
 import pytest
 from server_harness import ModelRouter, ServerProcess
 
+from voiceguard.demo import (  # the demo's measures, applied to each call
+    _cut_by_another_call,
+    _false_barge_ins,
+    _truncations_beyond_heard,
+)
 from voiceguard.sim import SCENARIOS
 from voiceguard.sim.caller import CallRecord
 from voiceguard.sim.scenarios import ScenarioRun
@@ -70,5 +79,14 @@ async def test_every_scenario_through_the_reference_server(
     stats = simulator.statistics()
     assert stats.errors_by_code == {}
     assert stats.connections_total == scenario.calls
-    for record in records:
+    connections = simulator.connections
+    assert len(connections) == len(records)
+    for record, connection in zip(records, connections, strict=True):
+        own = [connection]
         assert record.protocol_errors == []
+        assert not _cut_by_another_call(record, own)
+        assert _false_barge_ins(record, own) == 0
+        assert _truncations_beyond_heard(record, own) == 0
+        for cleared_at in record.clears:
+            # The clear stops the bot at once; a resumed false interruption may play on later.
+            assert record.heard_between(cleared_at + 0.1, cleared_at + 0.3) <= 0.05

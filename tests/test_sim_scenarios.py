@@ -14,6 +14,8 @@ import trio.testing
 
 from voiceguard.demo import NaiveBridge, guarded_bridge
 from voiceguard.sim import SCENARIOS, run_scenario
+from voiceguard.sim.realtime import RealtimeSimulator, Reply
+from voiceguard.sim.scenarios import CROSSING_WINDOW, ScenarioRun
 
 pytestmark = pytest.mark.anyio
 
@@ -74,3 +76,23 @@ async def test_the_same_scenario_gives_the_same_event_log_twice(name: str) -> No
     assert len(log) > 500
     assert log == second.event_log()
     assert first.calls[0].heard_audio() == second.calls[0].heard_audio()
+
+
+async def test_a_cancel_crossing_response_done_is_told_from_a_late_one() -> None:
+    """The scenarios' rules leave out the one race no bridge can close, and only that."""
+    sim = RealtimeSimulator(replies=[Reply(text="Hi.", duration=0.5)], audio_speed=10.0)
+    async with sim.connect() as model:
+        await model.send('{"type": "response.create"}')
+        while '"response.done"' not in await model.receive():
+            pass
+        await anyio.sleep(CROSSING_WINDOW / 2)
+        await model.send('{"type": "response.cancel"}')  # crossed it on the wire
+        await anyio.sleep(CROSSING_WINDOW * 5)
+        await model.send('{"type": "response.cancel"}')  # long after: the bridge's mistake
+        await anyio.sleep(0.1)
+    run = ScenarioRun(
+        scenario=SCENARIOS["cancel-races-done"], simulator=sim, calls=(), leftover_tasks=0
+    )
+    assert run.error_codes() == ["response_cancel_not_active"] * 2
+    assert run.crossed_cancels() == 1
+    assert run.error_codes(crossed=False) == ["response_cancel_not_active"]

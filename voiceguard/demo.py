@@ -256,7 +256,11 @@ class RunOutcome:
         bridge: ``"naive"`` or ``"guarded"``.
         calls: Calls made.
         violations: The scenario's rules the bridge broke, in words.
-        model_errors: The ``error`` events the model simulator sent, counted by code.
+        model_errors: The ``error`` events the model simulator sent, counted by code (without
+            the cancels that crossed ``response.done``).
+        crossed_cancels: Cancels that crossed ``response.done`` on the wire, the one race no
+            bridge can close (see :meth:`voiceguard.sim.scenarios.ScenarioRun.crossed_cancels`);
+            reported, not counted as a problem.
         false_barge_ins: Interruptions of the bot while the caller was silent.
         truncations_beyond_heard: ``conversation.item.truncate`` events that point past the
             audio of that item the caller had heard.
@@ -274,6 +278,7 @@ class RunOutcome:
     calls: int
     violations: tuple[str, ...]
     model_errors: Mapping[str, int]
+    crossed_cancels: int
     false_barge_ins: int
     truncations_beyond_heard: int
     cross_call_actions: int
@@ -322,6 +327,7 @@ class RunOutcome:
             "calls": self.calls,
             "violations": list(self.violations),
             "model_errors": dict(sorted(self.model_errors.items())),
+            "crossed_cancels": self.crossed_cancels,
             "false_barge_ins": self.false_barge_ins,
             "truncations_beyond_heard": self.truncations_beyond_heard,
             "cross_call_actions": self.cross_call_actions,
@@ -345,6 +351,7 @@ class BridgeMeasures:
         scenario_violations: Scenario rules broken (expectations that did not hold).
         false_barge_ins: Interruptions of the bot while the caller was silent.
         model_errors: Protocol ``error`` events from the model, counted by code.
+        crossed_cancels: Cancels that crossed ``response.done`` on the wire (not problems).
         truncations_beyond_heard: Truncates that point past the audio the caller had heard.
         cross_call_actions: Calls hung up by the bridge with no reason of their own.
         barge_in_latencies: Seconds from each barge-in's onset to the phone's ``clear``.
@@ -359,6 +366,7 @@ class BridgeMeasures:
     scenario_violations: int
     false_barge_ins: int
     model_errors: Mapping[str, int]
+    crossed_cancels: int
     truncations_beyond_heard: int
     cross_call_actions: int
     barge_in_latencies: tuple[float, ...]
@@ -388,6 +396,7 @@ class BridgeMeasures:
             scenario_violations=sum(len(o.violations) for o in mine),
             false_barge_ins=sum(o.false_barge_ins for o in mine),
             model_errors=dict(sorted(errors.items())),
+            crossed_cancels=sum(o.crossed_cancels for o in mine),
             truncations_beyond_heard=sum(o.truncations_beyond_heard for o in mine),
             cross_call_actions=sum(o.cross_call_actions for o in mine),
             barge_in_latencies=tuple(s for o in mine for s in o.barge_in_latencies),
@@ -436,6 +445,7 @@ class BridgeMeasures:
             "false_barge_ins": self.false_barge_ins,
             "model_errors": self.model_errors_total,
             "model_errors_by_code": dict(self.model_errors),
+            "crossed_cancels": self.crossed_cancels,
             "truncations_beyond_heard": self.truncations_beyond_heard,
             "cross_call_actions": self.cross_call_actions,
             "barge_in_latency_ms": {
@@ -534,6 +544,11 @@ class DemoReport:
                 "protocol errors from the model",
                 str(naive.model_errors_total),
                 str(guarded.model_errors_total),
+            ),
+            (
+                "cancels that crossed response.done (harmless race)",
+                str(naive.crossed_cancels),
+                str(guarded.crossed_cancels),
             ),
             (
                 "truncations beyond what the caller heard",
@@ -755,7 +770,7 @@ class _Run:
             missed += not_cleared
             if not was_cut and key in self.finished and not any(c.open for c in own):
                 clean += 1
-        errors = Counter(code or "null" for code in played.error_codes())
+        errors = Counter(code or "null" for code in played.error_codes(crossed=False))
         return RunOutcome(
             scenario=self.scenario.name,
             repetition=self.repetition,
@@ -763,6 +778,7 @@ class _Run:
             calls=len(played.calls),
             violations=played.violations(),
             model_errors=dict(sorted(errors.items())),
+            crossed_cancels=played.crossed_cancels(),
             false_barge_ins=false_barge_ins,
             truncations_beyond_heard=truncations,
             cross_call_actions=cut,

@@ -27,6 +27,7 @@ import anyio
 from voiceguard.sim.caller import CallerSimulator, CallRecord, EchoPath, HangUp, Speak
 from voiceguard.sim.realtime import (
     ConnectionRecord,
+    EmittedError,
     EventFault,
     FunctionCall,
     RealtimeSimulator,
@@ -35,6 +36,7 @@ from voiceguard.sim.realtime import (
 from voiceguard.sim.transport import Transport, memory_pair
 
 __all__ = (
+    "CROSSING_WINDOW",
     "SCENARIOS",
     "Bridge",
     "ConnectModel",
@@ -50,6 +52,17 @@ ConnectModel = Callable[[], AbstractAsyncContextManager[Transport]]
 Bridge = Callable[[Transport, ConnectModel], Awaitable[None]]
 
 _GRACE: Final = 8.0
+#: Seconds after the server sent ``response.done`` within which a ``response.cancel`` that
+#: arrives counts as having crossed it on the wire (the bridge could not have known yet): one-way
+#: latency both ways plus the time to read the event, with room for a loaded machine.
+CROSSING_WINDOW: Final = 0.2
+
+
+def _crossed_cancel(connection: ConnectionRecord, error: EmittedError) -> bool:
+    if error.code != "response_cancel_not_active":
+        return False
+    done = [e.time for e in connection.sent("response.done") if e.time <= error.time]
+    return bool(done) and error.time - done[-1] <= CROSSING_WINDOW
 
 
 @final
@@ -141,9 +154,30 @@ class ScenarioRun:
         """The model connections, in order."""
         return self.simulator.connections
 
-    def error_codes(self) -> list[str | None]:
-        """Codes of every ``error`` the model simulator sent, over all connections."""
-        return [e.code for c in self.connections for e in c.errors]
+    def error_codes(self, *, crossed: bool = True) -> list[str | None]:
+        """Codes of the ``error`` events the model simulator sent, over all connections.
+
+        Args:
+            crossed: Include the cancels that crossed ``response.done`` on the wire (see
+                :meth:`crossed_cancels`); the rules of the scenarios leave them out.
+        """
+        return [
+            e.code
+            for c in self.connections
+            for e in c.errors
+            if crossed or not _crossed_cancel(c, e)
+        ]
+
+    def crossed_cancels(self) -> int:
+        """``response_cancel_not_active`` errors for cancels that crossed ``response.done``.
+
+        A ``response.cancel`` that reaches the server less than :data:`CROSSING_WINDOW` after
+        the server sent ``response.done`` left the bridge before the bridge could know the
+        response was over: the one race no client can close (the server calls the error
+        harmless). A cancel of a response finished longer ago is the bridge's mistake and is
+        counted as an error.
+        """
+        return sum(1 for c in self.connections for e in c.errors if _crossed_cancel(c, e))
 
     def violations(self) -> tuple[str, ...]:
         """The rules the bridge broke (empty when it behaved)."""
@@ -240,12 +274,12 @@ async def run_scenario(scenario: Scenario, bridge: Bridge) -> ScenarioRun:
 
 
 def _no_errors(run: ScenarioRun) -> bool:
-    return not run.error_codes()
+    return not run.error_codes(crossed=False)
 
 
 def _no_error(code: str) -> Callable[[ScenarioRun], bool]:
     def check(run: ScenarioRun) -> bool:
-        return code not in run.error_codes()
+        return code not in run.error_codes(crossed=False)
 
     return check
 
