@@ -61,8 +61,14 @@ CROSSING_WINDOW: Final = 0.2
 def _crossed_cancel(connection: ConnectionRecord, error: EmittedError) -> bool:
     if error.code != "response_cancel_not_active":
         return False
-    done = [e.time for e in connection.sent("response.done") if e.time <= error.time]
-    return bool(done) and error.time - done[-1] <= CROSSING_WINDOW
+    done = [e for e in connection.sent("response.done") if e.time <= error.time]
+    if not done or error.time - done[-1].time > CROSSING_WINDOW:
+        return False
+    # A response the server cancelled itself at speech start (interrupt_response) was never
+    # the client's to cancel: a bridge that knows its session sends no cancel then.
+    response = done[-1].event.get("response")
+    details = response.get("status_details") if isinstance(response, Mapping) else None
+    return not (isinstance(details, Mapping) and details.get("reason") == "turn_detected")
 
 
 @final
@@ -174,7 +180,8 @@ class ScenarioRun:
         A ``response.cancel`` that reaches the server less than :data:`CROSSING_WINDOW` after
         the server sent ``response.done`` left the bridge before the bridge could know the
         response was over: the one race no client can close (the server calls the error
-        harmless). A cancel of a response finished longer ago is the bridge's mistake and is
+        harmless). A cancel of a response finished longer ago, or of one the server cancelled
+        by itself at the caller's speech (``interrupt_response``), is the bridge's mistake and is
         counted as an error.
         """
         return sum(1 for c in self.connections for e in c.errors if _crossed_cancel(c, e))
