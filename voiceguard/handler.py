@@ -132,6 +132,7 @@ class MediaHandler:
         self._model_errors: Counter[str] = Counter()
         self._ended_by = ""
         self._wake = anyio.Event()
+        self._sleeping_until = math.inf  # the deadline the ticker sleeps until (-inf: busy)
         self._model: Transport | None = None
         self._scope: CallScope | None = None
         self._watchdog: ResponseWatchdog | None = None
@@ -300,8 +301,10 @@ class MediaHandler:
                     await anyio.sleep(_STUCK_DEADLINE_RETRY)
                 continue
             timeout = math.inf if deadline is None else deadline - now
+            self._sleeping_until = math.inf if deadline is None else deadline
             with anyio.move_on_after(timeout):
                 await wake.wait()
+            self._sleeping_until = -math.inf
 
     async def _sender(self, inbox: MemoryObjectReceiveStream[list[BridgeAction]]) -> None:
         async for batch in inbox:
@@ -349,7 +352,12 @@ class MediaHandler:
         return True
 
     async def _emit(self, actions: list[BridgeAction]) -> None:
-        self._wake.set()
+        # The ticker is woken only when the core's next deadline moved before the one it sleeps
+        # until: most messages (every caller frame) leave it unchanged, and a wake-up per frame
+        # was a good part of a call's CPU.
+        deadline = self._core.next_deadline()
+        if deadline is not None and deadline < self._sleeping_until:
+            self._wake.set()
         if actions and self._outbox is not None:
             await self._outbox.send(actions)
 

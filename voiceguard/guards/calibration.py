@@ -84,6 +84,8 @@ _MIN_ECHO_LOSS_DB: Final = 0.0
 _ECHO_DISTINCT: Final = 0.2  # ... and how far the peak must stand above the median lag
 _FLOOR_RISE_DB: Final = 0.5  # per block, once calibrated
 _INV_FRAME: Final = 1.0 / FRAME_BYTES
+#: ``ndarray.sum`` without its Python-level wrapper (the same reduction, the same result).
+_SUM: Final = np.add.reduce
 _TINY: Final = 10.0 ** (SILENCE_DBFS / 10.0)
 
 # Spectral check of the frames that carry the candidate speech (run only when judging).
@@ -135,6 +137,15 @@ def _noise_like(codes: npt.NDArray[np.uint8]) -> str | None:
     if low > _LOW_SHARE:
         return f"noise burst: {100 * low:.0f} % of the energy below 450 Hz (a thump)"
     return None
+
+
+def _median(values: npt.NDArray[np.float64]) -> float:
+    """``numpy.median`` of a non-empty 1-D array without NaN, with less overhead (same value)."""
+    half = values.size // 2
+    if values.size % 2:
+        return float(np.partition(values, half)[half])
+    part = np.partition(values, (half - 1, half))
+    return float((part[half - 1] + part[half]) / 2.0)
 
 
 def _running_max(values: npt.NDArray[np.float64], span: int) -> npt.NDArray[np.float64]:
@@ -297,7 +308,7 @@ class CalibrationGate:
         """
         if type(frame) is bytes and len(frame) == FRAME_BYTES:  # the hot path: one frame
             self._raw[self._in_count & _RAW_MASK] = frame
-            self._push_in(float(_POWER.take(np.frombuffer(frame, dtype=np.uint8)).sum()), now)
+            self._push_in(float(_SUM(_POWER.take(np.frombuffer(frame, dtype=np.uint8)))), now)
             return
         size = check_frame(frame, what="inbound frame")
         data = bytes(frame)
@@ -336,7 +347,7 @@ class CalibrationGate:
         """
         if type(audio) is bytes and len(audio) == FRAME_BYTES and not self._out_rest:
             # The hot path: one whole frame.
-            power = float(_POWER.take(np.frombuffer(audio, dtype=np.uint8)).sum()) * _INV_FRAME
+            power = float(_SUM(_POWER.take(np.frombuffer(audio, dtype=np.uint8)))) * _INV_FRAME
             slot = max(self._out_cursor, self._in_count)
             db = 10.0 * math.log10(power) if power > _TINY else SILENCE_DBFS
             self._out_db[slot & _MASK] = db
@@ -476,7 +487,7 @@ class CalibrationGate:
             # by about the longest delay searched). A real echo path lies inside the range.
             return
         if self._echo_confidence < _ECHO_CONVERGED or (
-            self._echo_confidence - float(np.median(self._corr)) < _ECHO_DISTINCT
+            self._echo_confidence - _median(self._corr) < _ECHO_DISTINCT
         ):
             return
         measured = self._loss(self._reference(n, width, delay), inbound, 2)
@@ -505,9 +516,9 @@ class CalibrationGate:
         visible = bot & (inbound > self._floor + 6.0)
         shown = int(np.count_nonzero(visible))
         if shown >= 10 and shown >= 0.3 * talking:
-            return float(np.median(ref[visible] - inbound[visible])), "visible"
+            return _median(ref[visible] - inbound[visible]), "visible"
         if talking >= spread + 25 and shown < 0.15 * talking:
-            return float(np.median(ref[bot])) - self._floor, "bound"
+            return _median(ref[bot]) - self._floor, "bound"
         return None
 
     def _reference(self, end: int, width: int, delay: int) -> npt.NDArray[np.float64]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ TWILIO: Final[Peer] = "twilio"
 _MAX_DIGITS: Final = 18
 #: Longest value quoted in an error message; longer values are cut.
 _MAX_QUOTED: Final = 40
+#: One encoder for every message: ``json.dumps`` with options builds a new one per call.
+_encode: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+#: Text that JSON carries as it is inside a string: the base64 alphabet.
+_BASE64_TEXT: Final = re.compile(r"[A-Za-z0-9+/=]*")
 
 
 @final
@@ -62,8 +67,19 @@ def dumps(message: Mapping[str, Any]) -> str:
         LocalProtocolError: If the message is not JSON-serialisable (a non-string key, a value of
             an unsupported type, NaN or infinity).
     """
+    if type(message) is dict and len(message) == 2:
+        # The hot path, once per caller frame: an append whose audio is plain base64 needs no
+        # escaping, so its JSON text is put together directly (the same text as the encoder's).
+        audio = message.get("audio")
+        if (
+            type(audio) is str
+            and message.get("type") == "input_audio_buffer.append"
+            and next(iter(message)) == "type"
+            and _BASE64_TEXT.fullmatch(audio) is not None
+        ):
+            return '{"type":"input_audio_buffer.append","audio":"' + audio + '"}'
     try:
-        return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _encode(message)
     except (TypeError, ValueError, RecursionError) as exc:
         raise LocalProtocolError(f"message is not JSON-serialisable: {exc}") from None
 
