@@ -33,7 +33,7 @@ exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store"]
 nitpicky = True
 # Third-party names without an inventory available offline. Each is a real type of that library.
 nitpick_ignore_regex = [
-    (r"py:.*", r"(anyio|trio|numpy|np|websockets|openai|starlette|uvicorn)(\..*)?"),
+    (r"py:.*", r"(anyio|trio|numpy|np|websockets|openai|starlette|uvicorn|hypothesis)(\..*)?"),
     (r"py:.*", r"(numpy\.typing|npt)\..*"),
     (r"py:class", r"NDArray"),
 ]

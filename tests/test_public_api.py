@@ -54,6 +54,8 @@ def test_all_is_complete() -> None:
         "voiceguard.transports",
         "voiceguard.testing",
         "voiceguard.demo",
+        "voiceguard.trace",
+        "voiceguard.replay",
     )
     missing = []
     for module_name in public_modules():

@@ -19,13 +19,10 @@ import anyio
 import pytest
 from server_harness import ModelRouter, ServerProcess
 
-from voiceguard.demo import (  # the demo's measures, applied to each call
-    _cut_by_another_call,
-    _false_barge_ins,
-    _truncations_beyond_heard,
-)
+from voiceguard.demo import _cut_by_another_call  # the demo's measures, applied to each call
 from voiceguard.sim import SCENARIOS
 from voiceguard.sim.caller import CallRecord
+from voiceguard.sim.measures import false_barge_ins, truncations_beyond_heard
 from voiceguard.sim.scenarios import ScenarioRun
 
 pytestmark = pytest.mark.anyio
@@ -85,8 +82,8 @@ async def test_every_scenario_through_the_reference_server(
         own = [connection]
         assert record.protocol_errors == []
         assert not _cut_by_another_call(record, own)
-        assert _false_barge_ins(record, own) == 0
-        assert _truncations_beyond_heard(record, own) == 0
+        assert false_barge_ins(record, own) == 0
+        assert truncations_beyond_heard(record, own) == 0
         for cleared_at in record.clears:
             # The clear stops the bot at once; a resumed false interruption may play on later.
             assert record.heard_between(cleared_at + 0.1, cleared_at + 0.3) <= 0.05

@@ -51,6 +51,7 @@ from voiceguard.guards.create import (
     ResponseCreateGuard,
 )
 from voiceguard.handler import CallSummary, MediaHandler, ModelConnector
+from voiceguard.metrics import CallMetrics, call_metrics
 from voiceguard.playout import HeardPosition, PlayoutBuffer, PlayoutChunk, PlayoutStatistics
 from voiceguard.state import (
     AssistantItem,
@@ -80,6 +81,7 @@ __all__ = (
     "CalibrationStatistics",
     "CalibrationStatus",
     "CallIdentity",
+    "CallMetrics",
     "CallScope",
     "CallScopeConfig",
     "CallScopeError",
@@ -141,4 +143,5 @@ __all__ = (
     "Verdict",
     "VoiceguardError",
     "__version__",
+    "call_metrics",
 )

@@ -21,11 +21,12 @@ import base64
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal, TypeAlias, final
 
 from voiceguard.config import BridgeConfig
 from voiceguard.decisions import Decision
+from voiceguard.guards._record import DecisionCounts, DecisionSink, Recorder
 from voiceguard.guards.calibration import CalibrationGate
 from voiceguard.guards.cancel import CancelArbiter
 from voiceguard.guards.create import CreateOrigin, CreatePolicy, CreateRequest, ResponseCreateGuard
@@ -163,6 +164,7 @@ _WATCHDOG: Final = CreateRequest(
 _TURN: Final = CreateRequest(label="turn")
 #: Caller segments whose judgement is remembered (one per speech_started; a few are plenty).
 _SEGMENTS_REMEMBERED: Final = 32
+_DELTAS_REMEMBERED: Final = 64
 
 
 @dataclass(slots=True)
@@ -183,6 +185,9 @@ class BridgeCore:
     Args:
         config: What the bridge says and how it reacts.
         state: The call's state (one is made when omitted).
+        on_decision: Receives every decision of the call's guards (the calibration gate's
+            judgements of ``speech_started``, the cancel arbiter's and the create guard's), in
+            the order they are made: for metrics and call traces.
 
     Attributes:
         state: The call's :class:`~voiceguard.CallState`.
@@ -196,8 +201,11 @@ class BridgeCore:
         "_barge",
         "_config",
         "_fallback_armed",
+        "_false_interruptions",
+        "_gate_record",
         "_hung_up",
         "_pending_segment",
+        "_recent_deltas",
         "_segment_start",
         "_segments",
         "_silenced",
@@ -210,15 +218,29 @@ class BridgeCore:
     )
 
     def __init__(
-        self, *, config: BridgeConfig | None = None, state: CallState | None = None
+        self,
+        *,
+        config: BridgeConfig | None = None,
+        state: CallState | None = None,
+        on_decision: DecisionSink | None = None,
     ) -> None:
         self._config = config if config is not None else BridgeConfig()
         self.state = state if state is not None else CallState()
         self.gate = CalibrationGate(self._config.calibration)
-        self.cancels = CancelArbiter(self.state, config=self._config.cancel)
-        self.creates = ResponseCreateGuard(
-            self.state, config=self._config.create, calibration=self.gate
+        self.cancels = CancelArbiter(
+            self.state, config=self._config.cancel, on_decision=on_decision
         )
+        self.creates = ResponseCreateGuard(
+            self.state, config=self._config.create, calibration=self.gate, on_decision=on_decision
+        )
+        state_ = self.state
+        self._gate_record = Recorder(
+            guard="calibration_gate",
+            logger=logger,
+            sink=on_decision,
+            identity=lambda: (state_.call_sid, state_.stream_sid),
+        )
+        self._false_interruptions = 0
         self.playout = PlayoutBuffer(config=self._config.playout)
         self._stream_sid: str | None = None
         self._barge: _BargeIn | None = None
@@ -229,6 +251,8 @@ class BridgeCore:
         self._silenced: str | None = None  # a response the caller talked over: never played
         self._hung_up = False
         self._fallback_armed = False
+        # Event ids of the latest audio deltas: a repeated one (a replaying proxy) is dropped.
+        self._recent_deltas: OrderedDict[str, None] = OrderedDict()
 
     @property
     def config(self) -> BridgeConfig:
@@ -244,6 +268,18 @@ class BridgeCore:
     def hung_up(self) -> bool:
         """True once a :class:`HangUp` was returned."""
         return self._hung_up
+
+    @property
+    def false_interruptions(self) -> int:
+        """Barge-ins allowed, then found false (the speech vanished) and the bot resumed."""
+        return self._false_interruptions
+
+    def barge_in_statistics(self) -> DecisionCounts:
+        """The calibration gate's judgements of ``speech_started`` as this bridge acted on them.
+
+        Deferrals, final verdicts and late barge-ins, each counted once.
+        """
+        return self._gate_record.snapshot()
 
     # ------------------------------------------------------------------ the phone side
 
@@ -298,6 +334,9 @@ class BridgeCore:
         actions: list[BridgeAction] = [SendToModel(message=input_audio_append(event.payload))]
         self.gate.push_inbound(event.audio, now)
         late = self.gate.poll_barge_in(now)
+        if late is not None:
+            item = next(reversed(self._segments), None)
+            self._gate_record.record(replace(late, item_id=item), now)
         if late is not None and late.allowed:
             segment = next(reversed(self._segments), None)
             if segment is not None:
@@ -310,6 +349,8 @@ class BridgeCore:
 
     def on_model(self, event: RealtimeServerEvent, now: float) -> list[BridgeAction]:
         """Take one event from the Realtime API; return what to do."""
+        if isinstance(event, AudioDelta) and self._repeated_delta(event):
+            return []
         self.state.observe(event)
         actions: list[BridgeAction] = []
         if isinstance(event, AudioDelta):
@@ -338,13 +379,22 @@ class BridgeCore:
         elif isinstance(event, FunctionCallArgumentsDone) and event.name == END_CALL_TOOL_NAME:
             actions += self._begin_hang_up(now)
         elif isinstance(event, ResponseDone):
-            if any(item.name == END_CALL_TOOL_NAME for item in event.output):
+            # Only a finished end_call counts: one cut off by a barge-in was never made.
+            if any(
+                item.name == END_CALL_TOOL_NAME
+                and (
+                    item.status == "completed"
+                    or (item.status is None and event.status == "completed")
+                )
+                for item in event.output
+            ):
                 actions += self._begin_hang_up(now)
             actions += self._maybe_hang_up("goodbye played")
         actions += self._release(now)
         return actions
 
     def _judged(self, segment: str, decision: Decision, now: float) -> list[BridgeAction]:
+        self._gate_record.record(replace(decision, item_id=segment), now)
         if decision.deferred:
             self._pending_segment = segment  # the gate asks again at its deadline (on_tick)
             return []
@@ -397,6 +447,7 @@ class BridgeCore:
     def _false_interruption(self, segment: str, now: float) -> list[BridgeAction]:
         """The speech was too short to be the caller taking the turn: the bot plays on."""
         self._barge = None
+        self._false_interruptions += 1
         self._segments[segment] = False
         self.cancels.withdraw()
         self.playout.resume()
@@ -512,6 +563,23 @@ class BridgeCore:
                 self.state.record_playout(item_id=chunk.item_id, sent_ms=chunk.end_ms)
         actions += self._maybe_hang_up("goodbye played")
         return actions
+
+    def _repeated_delta(self, event: AudioDelta) -> bool:
+        """True for an audio delta seen before (same event id): playing it would say it twice
+        and count its audio twice towards truncation."""
+        recent = self._recent_deltas
+        if event.event_id in recent:
+            logger.warning(
+                "dropped a repeated audio delta %s of response %s",
+                event.event_id,
+                event.response_id,
+                extra={"call_sid": self.state.call_sid},
+            )
+            return True
+        recent[event.event_id] = None
+        if len(recent) > _DELTAS_REMEMBERED:
+            recent.popitem(last=False)
+        return False
 
     # ------------------------------------------------------------------ timers and the end
 

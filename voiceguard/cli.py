@@ -180,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     from voiceguard.demo import add_demo_command  # noqa: PLC0415 - its one registration
 
     add_demo_command(commands)
+    from voiceguard.replay import add_replay_command  # noqa: PLC0415 - its one registration
+
+    add_replay_command(commands)
     return parser
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -30,6 +31,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, final
 from urllib.parse import parse_qs, urlsplit
 
@@ -58,6 +60,8 @@ from voiceguard.protocol import (
     session_update,
 )
 from voiceguard.sim.caller import CallerSimulator, CallRecord
+from voiceguard.sim.measures import false_barge_ins as _false_barge_ins
+from voiceguard.sim.measures import truncations_beyond_heard as _truncations_beyond_heard
 from voiceguard.sim.realtime import ConnectionRecord
 from voiceguard.sim.scenarios import SCENARIOS, Bridge, ConnectModel, Scenario, ScenarioRun
 from voiceguard.sim.transport import NORMAL_CLOSURE, Transport, TransportClosed
@@ -208,10 +212,6 @@ _HOST: Final = "127.0.0.1"
 _BRIDGES: Final = ("naive", "guarded")
 #: Seconds each bridge gets after a run's last call to finish its work for the run's calls.
 _GRACE: Final = 8.0
-#: How far past the audio heard a truncate may point: two 20 ms frames, plus rounding.
-_TRUNCATE_SLACK_MS: Final = 60
-#: Bridge actions (a ``clear``, a cancelled response) this close together are one interruption.
-_SAME_INTERRUPTION: Final = 1.0
 #: An interruption this long after the caller stopped talking is still the caller's.
 _SPEECH_TAIL: Final = 1.0
 #: Bot audio heard in the 60 ms after the caller starts talking that makes it a barge-in.
@@ -222,13 +222,10 @@ _STAGGER: Final = 0.1
 #: show as the bridges' faults (20 at once on a loaded 2-core machine made the guarded bridge
 #: miss a barge-in; 10 did not). The default demo (10 scenarios, 2 bridges) is two batches.
 _CONCURRENT_RUNS: Final = 10
-#: What a bridge stops this long before a call ends is the hang-up's clean-up.
-_HANG_UP_FLUSH: Final = 0.5
 #: The ``start.customParameters`` key that routes a call to its run's model simulator.
 _CALL_PARAMETER: Final = "voiceguardDemoCall"
 #: ``--calls`` allows 1 to this many repetitions of each scenario.
 MAX_REPETITIONS: Final = 20
-_AUDIO_DELTAS: Final = frozenset({"response.output_audio.delta", "response.audio.delta"})
 
 #: An ASGI application (what :func:`~voiceguard.server.create_app` returns is one).
 _Asgi = Callable[
@@ -630,62 +627,6 @@ def _call_key_of(path: str) -> str:
     return values[0]
 
 
-def _caller_talking(record: CallRecord, at: float) -> bool:
-    return any(start - 0.05 <= at <= end + _SPEECH_TAIL for start, end in record.spoke)
-
-
-def _false_barge_ins(record: CallRecord, own: Sequence[ConnectionRecord]) -> int:
-    """Interruptions of the bot (a ``clear``, a cancelled response) while the caller was silent.
-
-    What a bridge stops as the call ends (in its last half second) is the hang-up's clean-up,
-    not an interruption: not counted.
-    """
-    times = list(record.clears)
-    for connection in own:
-        for event in connection.sent("response.done"):
-            response = event.event.get("response")
-            if isinstance(response, Mapping) and response.get("status") == "cancelled":
-                times.append(event.time - record.started_at)
-    ended = record.ended_at if record.ended_at is not None else math.inf
-    count = 0
-    previous = -math.inf
-    for at in sorted(times):
-        if at >= ended - _HANG_UP_FLUSH:
-            break
-        if at - previous > _SAME_INTERRUPTION and not _caller_talking(record, at):
-            count += 1
-        previous = at
-    return count
-
-
-def _truncations_beyond_heard(record: CallRecord, own: Sequence[ConnectionRecord]) -> int:
-    """Truncates pointing past the audio of their item the caller could have heard by then.
-
-    The caller heard at most the bot audio played between the item's first audio delta leaving
-    the model and the truncate reaching it (an upper bound: earlier audio may still have been
-    playing), so a truncate past that bound is past what was heard.
-    """
-    count = 0
-    for connection in own:
-        first_audio: dict[str, float] = {}
-        for event in connection.sent():
-            if event.type in _AUDIO_DELTAS:
-                first_audio.setdefault(str(event.event.get("item_id")), event.time)
-        for event in connection.received("conversation.item.truncate"):
-            end_ms = event.event.get("audio_end_ms")
-            if not isinstance(end_ms, int):
-                continue
-            start = first_audio.get(str(event.event.get("item_id")))
-            heard = (
-                0.0
-                if start is None
-                else record.heard_between(start - record.started_at, event.time - record.started_at)
-            )
-            if end_ms > heard * 1000 + _TRUNCATE_SLACK_MS:
-                count += 1
-    return count
-
-
 def _cut_by_another_call(record: CallRecord, own: Sequence[ConnectionRecord]) -> bool:
     """The bridge hung up although nothing in this call asked it to."""
     if record.ended_by != "bot":
@@ -884,14 +825,16 @@ def _naive_handler(calls: _Calls) -> Callable[[WebSocketTransport], Any]:
     return handle
 
 
-def _guarded_app(calls: _Calls) -> _Asgi:
+def _guarded_app(calls: _Calls, trace_dir: str | None = None) -> _Asgi:
     """The reference server's app, each call's model routed to its run's simulator."""
     from voiceguard.server import ServerConfig, create_app  # noqa: PLC0415 - the server extra
 
     def connect(start: StreamStarted) -> AbstractAsyncContextManager[Transport]:
         return calls.connect_model(start.custom_parameters.get(_CALL_PARAMETER, ""))
 
-    app: _Asgi = create_app(ServerConfig(max_calls=10_000), connect_model=connect)
+    # The demo's audio is synthetic, so its traces keep it: they can be replayed.
+    config = ServerConfig(max_calls=10_000, trace_dir=trace_dir, trace_audio=True)
+    app: _Asgi = create_app(config, connect_model=connect)
 
     async def counted(
         scope: MutableMapping[str, Any],
@@ -987,6 +930,7 @@ async def run_demo(
     repetitions: int = 1,
     seed: int = 0,
     progress: Callable[[RunOutcome, int, int], object] | None = None,
+    trace_dir: str | os.PathLike[str] | None = None,
 ) -> DemoReport:
     """Play scenarios through the naive bridge and the guarded reference server, side by side.
 
@@ -1009,6 +953,9 @@ async def run_demo(
         seed: Varies the generated audio, line noise and ids; repetition *r* uses ``seed + r``.
             0 plays the scenarios exactly as defined.
         progress: Called as ``progress(outcome, done, total)`` after each run.
+        trace_dir: Write a trace of each guarded call there, with its audio (see
+            :mod:`voiceguard.trace`), named ``<scenario>-<call>.jsonl`` (``-r<N>`` added for
+            repetition *N* > 0); replay one with ``voiceguard replay``.
 
     Returns:
         Every run's outcome and each bridge's totals.
@@ -1067,7 +1014,10 @@ async def run_demo(
                 _naive_handler(calls), host=_HOST, port=0, task_status=task_status
             )
         )
-        async with _uvicorn(_guarded_app(calls)) as guarded_port:
+        traces = None if trace_dir is None else Path(trace_dir)
+        before = set(traces.glob("*.jsonl")) if traces is not None and traces.is_dir() else set()
+        guarded_app = _guarded_app(calls, None if traces is None else str(traces))
+        async with _uvicorn(guarded_app) as guarded_port:
             urls = {
                 "naive": f"ws://{_HOST}:{naive_port}/media-stream",
                 "guarded": f"ws://{_HOST}:{guarded_port}/media-stream",
@@ -1076,6 +1026,8 @@ async def run_demo(
                 for index, run in enumerate(runs):
                     players.start_soon(play, index, urls[run.bridge])
         servers.cancel_scope.cancel()
+    if traces is not None:
+        _name_traces(traces, calls, before)
     return DemoReport(
         scenarios=chosen,
         repetitions=repetitions,
@@ -1083,6 +1035,29 @@ async def run_demo(
         outcomes=tuple(o for o in outcomes if o is not None),
         wall_seconds=time.monotonic() - began,
     )
+
+
+def _name_traces(directory: Path, calls: _Calls, before: set[Path]) -> None:
+    """Rename the traces written in this demo after their scenario and call number."""
+    for path in sorted(set(directory.glob("*.jsonl")) - before):
+        key = None
+        with path.open(encoding="utf-8") as file:
+            for _, line in zip(range(3), file, strict=False):
+                record = json.loads(line) if line.strip() else {}
+                if isinstance(record, dict) and record.get("k") == "in":
+                    key = _start_key(json.dumps(record.get("msg")))
+                    break
+        if key is None:
+            continue
+        try:
+            run = calls.run_of(key)
+        except LookupError:
+            continue
+        number = key.rpartition(".")[2]
+        suffix = f"-r{run.repetition}" if run.repetition else ""
+        target = directory / f"{run.scenario.name}-{number}{suffix}.jsonl"
+        if not target.exists():
+            path.rename(target)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1158,7 +1133,13 @@ def _demo_command(args: argparse.Namespace) -> int:
         )
 
     async def main() -> DemoReport:
-        return await run_demo(names, repetitions=args.calls, seed=args.seed, progress=progress)
+        return await run_demo(
+            names,
+            repetitions=args.calls,
+            seed=args.seed,
+            progress=progress,
+            trace_dir=args.trace,
+        )
 
     try:
         report = anyio.run(main, backend="asyncio")
@@ -1170,6 +1151,13 @@ def _demo_command(args: argparse.Namespace) -> int:
     else:
         print()
         print(report.render())
+    if args.trace:
+        print(
+            f"traces of the guarded calls are in {args.trace}; replay one with: "
+            f"voiceguard replay {Path(args.trace) / (names[0] + '-0.jsonl')} "
+            "--timeline timeline.html",
+            file=sys.stderr,
+        )
     return 0 if report.ok else 1
 
 
@@ -1215,5 +1203,11 @@ def add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         default=0,
         help="vary the generated audio, line noise and ids; 0 plays the scenarios as defined "
         "(default: 0)",
+    )
+    demo.add_argument(
+        "--trace",
+        metavar="DIR",
+        help="write a trace of each guarded call to DIR (<scenario>-<call>.jsonl, audio kept), "
+        "for voiceguard replay",
     )
     demo.set_defaults(handler=_demo_command)

@@ -16,15 +16,16 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final, TypeAlias, final
+from typing import Any, Final, Literal, TypeAlias, final
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from voiceguard.audio import FRAME_BYTES
 from voiceguard.bridge import (
     BridgeAction,
     BridgeCore,
@@ -40,9 +41,11 @@ from voiceguard.config import HandlerConfig
 from voiceguard.errors import RemoteProtocolError
 from voiceguard.guards._record import DecisionCounts
 from voiceguard.guards.calibration import CalibrationStatistics
+from voiceguard.metrics import CallMetrics, call_metrics
 from voiceguard.playout import PlayoutStatistics
 from voiceguard.protocol import (
     RealtimeError,
+    SpeechStarted,
     StreamStarted,
     StreamStopped,
     dumps,
@@ -53,6 +56,7 @@ from voiceguard.protocol.twilio import Connected, MediaReceived, TwilioEvent
 from voiceguard.sim.transport import NORMAL_CLOSURE, Transport, TransportClosed
 from voiceguard.state import CallStateStatistics
 from voiceguard.timers import CallScope, CallScopeStatistics
+from voiceguard.trace import TraceRecorder
 
 __all__ = ("CallSummary", "MediaHandler", "ModelConnector")
 
@@ -64,6 +68,12 @@ ModelConnector: TypeAlias = Callable[[StreamStarted], AbstractAsyncContextManage
 
 #: Action batches waiting to be sent; a slow peer holds the readers back instead of growing memory.
 _QUEUE_DEPTH: Final = 64
+#: Messages sent once per audio frame: logged at DEBUG only, never above.
+_FRAME_MESSAGES: Final = frozenset({"media", "mark", "input_audio_buffer.append"})
+#: Sent messages that change what the caller hears or the model does: logged at INFO.
+_INTERVENTIONS: Final = frozenset(
+    {"clear", "response.cancel", "conversation.item.truncate", "conversation.item.delete"}
+)
 #: A deadline that does not move after a tick is retried after this long (never a busy loop).
 _STUCK_DEADLINE_RETRY: Final = 0.005
 
@@ -87,6 +97,8 @@ class CallSummary:
         gate: The calibration gate's statistics.
         playout: The playout buffer's counters.
         timers: The call scope's timer statistics (``pending`` is 0 after every call).
+        metrics: The call's guarded actions counted for metrics (barge-ins, cancels, creates,
+            timers, truncations, reaction latencies); None if the stream never started.
     """
 
     call_sid: str | None
@@ -101,6 +113,7 @@ class CallSummary:
     gate: CalibrationStatistics | None
     playout: PlayoutStatistics | None
     timers: CallScopeStatistics | None
+    metrics: CallMetrics | None = None
 
 
 @final
@@ -110,8 +123,12 @@ class MediaHandler:
     Args:
         phone: The Twilio Media Streams connection.
         connect_model: Opens the model connection once the stream has started (so no model
-            session is opened for a caller that never starts a stream).
+            session is opened for a caller that never starts a stream). It may refuse the
+            call by raising :class:`~voiceguard.errors.RemoteProtocolError` (e.g. for bad
+            custom parameters): the call then ends with ``"start refused: ..."``.
         config: The bridge's behaviour and the call's limits.
+        trace: Records the call (every message in and out, every decision) to a JSON Lines
+            file; see :mod:`voiceguard.trace`. None records nothing.
 
     Call :meth:`run` once; it returns when the call is over. One call's failure stays in its own
     :meth:`run`: the caller (the server) logs it and goes on with the other calls.
@@ -123,11 +140,21 @@ class MediaHandler:
         connect_model: ModelConnector,
         *,
         config: HandlerConfig | None = None,
+        trace: TraceRecorder | None = None,
     ) -> None:
         self._phone = phone
         self._connect_model = connect_model
         self._config = config if config is not None else HandlerConfig()
-        self._core = BridgeCore(config=self._config.bridge)
+        self._trace = trace
+        self._start_text = ""
+        self._reacting_since: float | None = None
+        self._reactions: list[float] = []
+        self._unheard_at_truncation: list[float] = []
+        if trace is not None:
+            trace.set_config(self._config.bridge)
+        self._core = BridgeCore(
+            config=self._config.bridge, on_decision=trace.decision if trace is not None else None
+        )
         self._bad: Counter[str] = Counter()
         self._model_errors: Counter[str] = Counter()
         self._ended_by = ""
@@ -140,6 +167,7 @@ class MediaHandler:
         self._idle: IdleLadder | None = None
         self._outbox: MemoryObjectSendStream[list[BridgeAction]] | None = None
         self._ran = False
+        self._start: StreamStarted | None = None
 
     @property
     def core(self) -> BridgeCore:
@@ -155,7 +183,7 @@ class MediaHandler:
         if self._ran:
             raise RuntimeError("MediaHandler.run() may be called once; make a handler per call")
         self._ran = True
-        start = await self._await_start()
+        start = self._start = await self._await_start()
         if start is None:
             with anyio.CancelScope(shield=True):
                 await self._close_phone()
@@ -172,8 +200,23 @@ class MediaHandler:
             self._end(f"model connection failed: {exc}")
         except OSError as exc:
             self._end(f"model connection failed: {exc}")
+        except RemoteProtocolError as exc:  # the connector refused the start (its parameters)
+            self._count_bad(exc.peer, str(exc))
+            self._end(f"start refused: {exc}")
         with anyio.CancelScope(shield=True):
             await self._close_phone()
+        if self._trace is not None:
+            gate = self._core.gate.statistics()
+            self._trace.end(
+                anyio.current_time(),
+                ended_by=self._ended_by or "ended",
+                gate={
+                    "noise_floor_dbfs": gate.noise_floor_dbfs,
+                    "echo_delay_ms": gate.echo_delay_ms,
+                    "echo_return_loss_db": gate.echo_return_loss_db,
+                    "echo_confidence": gate.echo_confidence,
+                },
+            )
         return self._summary(start, anyio.current_time() - began, scope)
 
     async def _run_call(self, start: StreamStarted, scope: CallScope, model: Transport) -> None:
@@ -208,7 +251,12 @@ class MediaHandler:
             limits.start()
             scope.on_close(self._final_sends)
             scope.start_soon(self._sender, inbox, name="sender")
-            await self._emit(self._core.on_phone(start, anyio.current_time()))
+            now = anyio.current_time()
+            if self._trace is not None:
+                self._trace.start(
+                    self._start_text, now, call_sid=start.call_sid, stream_sid=start.stream_sid
+                )
+            await self._emit(self._core.on_phone(start, now))
             scope.start_soon(self._read_phone, name="phone reader")
             scope.start_soon(self._read_model, model, name="model reader")
             scope.start_soon(self._tick, name="ticker")
@@ -227,6 +275,7 @@ class MediaHandler:
                     return None
                 event = self._parse_phone(text)
                 if isinstance(event, StreamStarted):
+                    self._start_text = text
                     return event
                 if isinstance(event, StreamStopped):
                     self._end("twilio stop before start")
@@ -258,7 +307,10 @@ class MediaHandler:
             if isinstance(event, StreamStarted):
                 self._count_bad("twilio", "a second start")
                 continue
-            await self._emit(core.on_phone(event, anyio.current_time()))
+            now = anyio.current_time()
+            if self._trace is not None:
+                self._trace.received("phone", text, now)
+            await self._emit(core.on_phone(event, now))
             if isinstance(event, StreamStopped):
                 self._end("twilio stop")
                 return
@@ -286,7 +338,12 @@ class MediaHandler:
                     event.message,
                     extra=self._extra(code=event.code),
                 )
-            await self._emit(core.on_model(event, anyio.current_time()))
+            now = anyio.current_time()
+            if self._trace is not None:
+                self._trace.received("model", text, now)
+            if isinstance(event, SpeechStarted):
+                self._reacting_since = now
+            await self._emit(core.on_model(event, now))
 
     async def _tick(self) -> None:
         core = self._core
@@ -295,6 +352,8 @@ class MediaHandler:
             now = anyio.current_time()
             deadline = core.next_deadline()
             if deadline is not None and deadline <= now:
+                if self._trace is not None:
+                    self._trace.tick(now)
                 await self._emit(core.on_tick(now))
                 after = core.next_deadline()
                 if after is not None and after <= now:
@@ -320,6 +379,7 @@ class MediaHandler:
             except TransportClosed:
                 self._end("phone closed")
                 return False
+            self._sent("phone", action.message)
         elif isinstance(action, SendToModel):
             model = self._model
             assert model is not None
@@ -328,14 +388,17 @@ class MediaHandler:
             except TransportClosed as exc:
                 self._end(f"model closed ({exc.code})")
                 return False
+            self._sent("model", action.message)
         elif isinstance(action, StartTimer):
             timer = self._watchdog if action.timer == "watchdog" else self._fallback
             assert timer is not None
             timer.arm()
+            self._runtime_action("start_timer", timer=action.timer)
         elif isinstance(action, StopTimer):
             timer = self._watchdog if action.timer == "watchdog" else self._fallback
             assert timer is not None
             timer.disarm()
+            self._runtime_action("stop_timer", timer=action.timer)
         elif isinstance(action, NoteActivity):
             idle = self._idle
             assert idle is not None
@@ -347,6 +410,7 @@ class MediaHandler:
                 idle.bot_activity()
         elif isinstance(action, HangUp):
             logger.info("hanging up: %s", action.reason, extra=self._extra())
+            self._runtime_action("hang_up", reason=action.reason)
             self._end(f"hang-up: {action.reason}")
             return False
         return True
@@ -361,45 +425,107 @@ class MediaHandler:
         if actions and self._outbox is not None:
             await self._outbox.send(actions)
 
+    def _timer_now(self, name: str, number: int | None = None) -> float:
+        now = anyio.current_time()
+        if self._trace is not None:
+            self._trace.timer(name, now, number=number)
+        return now
+
     async def _on_watchdog(self) -> None:
-        await self._emit(self._core.on_watchdog(anyio.current_time()))
+        await self._emit(self._core.on_watchdog(self._timer_now("watchdog")))
 
     async def _on_idle_prompt(self, number: int) -> None:
-        await self._emit(self._core.on_idle_prompt(number, anyio.current_time()))
+        await self._emit(self._core.on_idle_prompt(number, self._timer_now("idle_prompt", number)))
 
     async def _on_idle_hangup(self) -> None:
-        await self._emit(self._core.on_idle_hangup(anyio.current_time()))
+        await self._emit(self._core.on_idle_hangup(self._timer_now("idle_hangup")))
 
     async def _on_max_duration(self) -> None:
-        await self._emit(self._core.on_max_duration(anyio.current_time()))
+        await self._emit(self._core.on_max_duration(self._timer_now("max_duration")))
 
     async def _on_max_duration_hard(self) -> None:
-        await self._emit(self._core.on_max_duration_hard(anyio.current_time()))
+        await self._emit(self._core.on_max_duration_hard(self._timer_now("max_duration_hard")))
 
     async def _on_fallback(self) -> None:
-        await self._emit(self._core.on_hangup_fallback(anyio.current_time()))
+        await self._emit(self._core.on_hangup_fallback(self._timer_now("hangup_fallback")))
 
     async def _final_sends(self) -> None:
         """Run under the scope's shielded grace: stop the bot on the phone, cancel what runs."""
-        for action in self._core.close(anyio.current_time()):
+        now = anyio.current_time()
+        if self._trace is not None:
+            self._trace.close_call(now)
+        for action in self._core.close(now):
             if isinstance(action, SendToPhone) and not self._ended_by.startswith("phone"):
                 with suppress(TransportClosed):
                     await self._phone.send(dumps(action.message))
+                self._sent("phone", action.message, final=True)
             elif isinstance(action, SendToModel) and self._model is not None:
                 with suppress(TransportClosed):
                     await self._model.send(dumps(action.message))
+                self._sent("model", action.message, final=True)
+
+    def _sent(
+        self, peer: Literal["phone", "model"], message: Mapping[str, Any], *, final: bool = False
+    ) -> None:
+        """Log, trace and measure a message just sent (audio frames: DEBUG at most)."""
+        kind = message.get("type") or message.get("event")
+        trace = self._trace
+        if kind in _FRAME_MESSAGES:
+            if trace is not None:
+                trace.sent(peer, message, anyio.current_time())
+            if logger.isEnabledFor(logging.DEBUG):
+                extra = self._extra(peer=peer, sent=kind)
+                logger.debug("sent %s to the %s", kind, peer, extra=extra)
+            return
+        now = anyio.current_time()
+        if trace is not None:
+            trace.sent(peer, message, now)
+        extra = self._extra(
+            peer=peer,
+            sent=kind,
+            response_id=message.get("response_id"),
+            item_id=message.get("item_id"),
+            t=now,
+        )
+        if kind == "clear" and not final and self._reacting_since is not None:
+            self._reactions.append(now - self._reacting_since)
+            self._reacting_since = None
+        elif kind == "conversation.item.truncate":
+            item = self._core.state.current_item
+            end_ms = message.get("audio_end_ms")
+            same = item is not None and item.item_id == message.get("item_id")
+            if item is not None and same and isinstance(end_ms, int):
+                self._unheard_at_truncation.append(max(0.0, item.sent_ms - end_ms))
+        level = logging.INFO if kind in _INTERVENTIONS else logging.DEBUG
+        logger.log(level, "sent %s to the %s", kind, peer, extra=extra)
+
+    def _runtime_action(self, what: str, **fields: object) -> None:
+        if self._trace is not None:
+            self._trace.action(what, anyio.current_time(), **fields)
+        logger.debug("%s %s", what, fields, extra=self._extra(action=what))
 
     # ------------------------------------------------------------------ helpers
 
     def _parse_phone(self, text: str) -> TwilioEvent | None:
         try:
-            return parse_twilio_message(text)
+            event = parse_twilio_message(text)
         except RemoteProtocolError as exc:
             self._count_bad("twilio", str(exc))
             return None
+        if isinstance(event, MediaReceived) and (not event.audio or len(event.audio) % FRAME_BYTES):
+            # Twilio sends whole 20 ms frames; the calibration gate measures nothing else.
+            self._count_bad(
+                "twilio",
+                f"twilio 'media': field 'media.payload': {len(event.audio)} bytes of audio; "
+                f"expected a positive multiple of {FRAME_BYTES} (20 ms frames)",
+            )
+            return None
+        return event
 
     def _count_bad(self, peer: str, what: str) -> None:
         self._bad[peer] += 1
+        if self._trace is not None:
+            self._trace.bad("phone" if peer == "twilio" else "model", what, anyio.current_time())
         logger.warning("malformed %s message: %s", peer, what, extra=self._extra(peer=peer))
 
     def _too_many_bad(self) -> bool:
@@ -421,8 +547,12 @@ class MediaHandler:
                 await self._phone.aclose(NORMAL_CLOSURE, self._ended_by[:100])
 
     def _extra(self, **fields: object) -> dict[str, object]:
-        state = self._core.state
-        return {"call_sid": state.call_sid, "stream_sid": state.stream_sid, **fields}
+        start = self._start  # names the call even before the core has seen its start
+        return {
+            "call_sid": start.call_sid if start is not None else None,
+            "stream_sid": start.stream_sid if start is not None else None,
+            **fields,
+        }
 
     def _summary(
         self, start: StreamStarted | None, duration: float, scope: CallScope | None
@@ -442,4 +572,12 @@ class MediaHandler:
             gate=core.gate.statistics() if started else None,
             playout=core.playout.statistics() if started else None,
             timers=scope.statistics() if scope is not None else None,
+            metrics=call_metrics(
+                core,
+                timers=scope.statistics() if scope is not None else None,
+                barge_in_reactions=self._reactions,
+                unheard_at_truncation=self._unheard_at_truncation,
+            )
+            if started
+            else None,
         )

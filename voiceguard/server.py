@@ -30,6 +30,7 @@ import base64
 import copy
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import re
@@ -43,9 +44,10 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import voiceguard
 from voiceguard.config import BridgeConfig, HandlerConfig
 from voiceguard.decisions import Reason, Verdict
-from voiceguard.errors import ConfigError, LocalProtocolError
+from voiceguard.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from voiceguard.handler import CallSummary, MediaHandler, ModelConnector
 from voiceguard.protocol import StreamStarted, connect_stream_twiml
+from voiceguard.trace import TraceRecorder
 from voiceguard.transports import (
     DEFAULT_MAX_PHONE_MESSAGE_BYTES,
     StarletteWebSocketTransport,
@@ -68,6 +70,7 @@ __all__ = (
     "ServerConfig",
     "add_serve_command",
     "app_from_env",
+    "check_custom_parameters",
     "compute_twilio_signature",
     "create_app",
     "validate_twilio_signature",
@@ -92,6 +95,10 @@ _SIGNATURE_HEADER: Final = "x-twilio-signature"
 _POLICY_VIOLATION: Final = 1008
 _TRY_AGAIN_LATER: Final = 1013
 _LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
+#: Limits on a call's ``start.customParameters`` (the TwiML ``<Parameter>`` values).
+MAX_CUSTOM_PARAMETERS: Final = 32
+MAX_CUSTOM_PARAMETER_CHARS: Final = 1024
+_PARAMETER_NAME: Final = re.compile(r"[A-Za-z0-9_.\-]{1,64}\Z")
 
 
 # ============================================================================================
@@ -175,6 +182,61 @@ def validate_twilio_signature(
     return matched
 
 
+def check_custom_parameters(
+    parameters: Mapping[str, object], *, allowed: frozenset[str] | None = None
+) -> None:
+    """Check a call's ``start.customParameters`` before anything is opened for the call.
+
+    Twilio passes the TwiML ``<Parameter>`` values through unchanged, so they are as trustworthy
+    as whoever wrote the TwiML (or reached an unsigned stream). At most
+    ``MAX_CUSTOM_PARAMETERS`` (32) parameters, each name 1 to 64 letters, digits, ``_``, ``-`` or
+    ``.``, each value a string of at most ``MAX_CUSTOM_PARAMETER_CHARS`` (1024) characters
+    without control characters; with *allowed*, only those names. The error never quotes a
+    value (a parameter may carry a secret).
+
+    Args:
+        parameters: ``start.customParameters``.
+        allowed: The names a call may carry; None allows any name.
+
+    Raises:
+        RemoteProtocolError: Naming the parameter (when its name is well formed) and the
+            problem.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def refuse(field: str | None, problem: str) -> RemoteProtocolError:
+        where = "start.customParameters" + (f".{field}" if field is not None else "")
+        return RemoteProtocolError(
+            peer="twilio", message_type="start", field=where, problem=problem
+        )
+
+    if len(parameters) > MAX_CUSTOM_PARAMETERS:
+        raise refuse(
+            None, f"{len(parameters)} parameters; allowed: at most {MAX_CUSTOM_PARAMETERS}"
+        )
+    for name, value in parameters.items():
+        key: object = name  # JSON keys are strings; a mapping from elsewhere may differ
+        if not (isinstance(key, str) and _PARAMETER_NAME.match(key)):
+            raise refuse(
+                None,
+                f"a parameter name of {len(str(name))} characters that is not 1 to 64 letters, "
+                "digits, '_', '-' or '.'",
+            )
+        if allowed is not None and name not in allowed:
+            raise refuse(name, "not an allowed parameter (see --allowed-parameters)")
+        if not isinstance(value, str):
+            raise refuse(name, f"expected a string, got {type(value).__name__}")
+        if len(value) > MAX_CUSTOM_PARAMETER_CHARS:
+            raise refuse(
+                name,
+                f"a value of {len(value)} characters; allowed: at most "
+                f"{MAX_CUSTOM_PARAMETER_CHARS}",
+            )
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise refuse(name, "a value with control characters")
+
+
 # ============================================================================================
 # Options: one table for the command line, the environment and the config
 
@@ -254,6 +316,15 @@ def _parse_log_level(text: str) -> str:
 
 def _parse_text(text: str) -> str:
     return text
+
+
+def _parse_parameter_names(text: str) -> frozenset[str]:
+    names = frozenset(name.strip() for name in text.split(",") if name.strip())
+    if not names or not all(_PARAMETER_NAME.match(name) for name in names):
+        raise ValueError(
+            "comma-separated parameter names of 1 to 64 letters, digits, '_', '-' or '.'"
+        )
+    return names
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,6 +422,40 @@ _OPTIONS: Final = (
         "instructions for the bot's greeting; empty: wait for the caller to speak first",
     ),
     _Option("log_level", _parse_log_level, "info", "LEVEL", "one of " + ", ".join(_LOG_LEVELS)),
+    _Option(
+        "allow_unsigned",
+        _parse_bool,
+        False,
+        "BOOL",
+        "listen on a non-loopback address without TWILIO_AUTH_TOKEN (development only: anyone "
+        "who reaches the server can then open model sessions on your API key)",
+        is_flag=True,
+    ),
+    _Option(
+        "allowed_parameters",
+        _parse_parameter_names,
+        None,
+        "NAMES",
+        "comma-separated names of the start.customParameters a call may carry; a call with "
+        "another is refused (default: any name, within the size limits)",
+    ),
+    _Option(
+        "trace_dir",
+        _parse_text,
+        None,
+        "DIR",
+        "write a trace of every call (each message in and out, each decision) to DIR, one "
+        "JSON Lines file per call; replay one with voiceguard replay",
+    ),
+    _Option(
+        "trace_audio",
+        _parse_bool,
+        False,
+        "BOOL",
+        "keep the audio in traces (default: each payload is replaced by its length and energy); "
+        "voiceguard replay needs it to re-judge barge-ins",
+        is_flag=True,
+    ),
 )
 _BY_NAME: Final = {option.name: option for option in _OPTIONS}
 _CONFIG_OPTIONS: Final = (
@@ -363,6 +468,9 @@ _CONFIG_OPTIONS: Final = (
     "instructions",
     "voice",
     "greeting",
+    "trace_dir",
+    "trace_audio",
+    "allowed_parameters",
 )
 
 
@@ -402,6 +510,13 @@ class ServerConfig:
             one closes the stream with 1009. Default 64 KiB.
         max_body_bytes: The largest webhook body accepted, in bytes (413 past it). Default 64 KiB.
         handler: The bridge's behaviour and each call's limits.
+        trace_dir: Write a trace of every call to this directory (see :mod:`voiceguard.trace`);
+            None writes none.
+        trace_audio: Keep the audio payloads in traces (caller audio is personal data: off by
+            default, when each payload is replaced by its length and energy).
+        allowed_parameters: The names of ``start.customParameters`` a call may carry; a call
+            with another name is refused before its model session opens. None allows any name
+            (every call's parameters are still checked by :func:`check_custom_parameters`).
     """
 
     realtime_url: str = DEFAULT_REALTIME_URL
@@ -413,6 +528,9 @@ class ServerConfig:
     max_message_bytes: int = DEFAULT_MAX_PHONE_MESSAGE_BYTES
     max_body_bytes: int = _DEFAULT_MAX_BODY_BYTES
     handler: HandlerConfig = field(default_factory=HandlerConfig)
+    trace_dir: str | None = None
+    trace_audio: bool = False
+    allowed_parameters: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
@@ -434,11 +552,24 @@ class ServerConfig:
             _BY_NAME["max_body_bytes"].parse(str(body))
         except ValueError as exc:
             raise ConfigError(f"{owner}.max_body_bytes", body, str(exc)) from None
-        if not isinstance(self.realtime_beta, bool):
-            raise ConfigError(f"{owner}.realtime_beta", self.realtime_beta, "True or False")
+        for flag in ("realtime_beta", "trace_audio"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{owner}.{flag}", getattr(self, flag), "True or False")
+        trace_dir: object = self.trace_dir  # checked at run time: callers may not be typed
+        if trace_dir is not None and not (isinstance(trace_dir, str) and trace_dir):
+            raise ConfigError(f"{owner}.trace_dir", trace_dir, "a directory path or None")
         for name in ("api_key", "twilio_auth_token"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise ConfigError(f"{owner}.{name}", "<hidden>", "a string or None")
+        allowed: object = self.allowed_parameters
+        if allowed is not None and not (
+            isinstance(allowed, frozenset)
+            and allowed
+            and all(isinstance(n, str) and _PARAMETER_NAME.match(n) for n in allowed)
+        ):
+            raise ConfigError(
+                f"{owner}.allowed_parameters", allowed, _allowed(_BY_NAME["allowed_parameters"])
+            )
         if not isinstance(self.handler, HandlerConfig):
             raise ConfigError(f"{owner}.handler", self.handler, "a HandlerConfig")
         if self.public_url is not None:
@@ -452,7 +583,8 @@ class ServerConfig:
         :attr:`twilio_auth_token`; ``VOICEGUARD_REALTIME_URL``, ``VOICEGUARD_REALTIME_BETA``,
         ``VOICEGUARD_PUBLIC_URL``, ``VOICEGUARD_MAX_CALLS``, ``VOICEGUARD_MAX_MESSAGE_BYTES``,
         ``VOICEGUARD_MAX_BODY_BYTES``, ``VOICEGUARD_INSTRUCTIONS``, ``VOICEGUARD_VOICE`` and
-        ``VOICEGUARD_GREETING`` (empty: no greeting) give the rest. Unset variables keep the
+        ``VOICEGUARD_GREETING`` (empty: no greeting), ``VOICEGUARD_TRACE_DIR`` and
+        ``VOICEGUARD_TRACE_AUDIO`` give the rest. Unset variables keep the
         defaults.
 
         Args:
@@ -530,6 +662,9 @@ def _build_config(values: Mapping[str, object], environ: Mapping[str, str]) -> S
         max_message_bytes=values["max_message_bytes"],  # type: ignore[arg-type]
         max_body_bytes=values["max_body_bytes"],  # type: ignore[arg-type]
         handler=HandlerConfig(bridge=bridge),
+        trace_dir=values["trace_dir"] or None,  # type: ignore[arg-type]
+        trace_audio=values["trace_audio"],  # type: ignore[arg-type]
+        allowed_parameters=values["allowed_parameters"],  # type: ignore[arg-type]
     )
 
 
@@ -545,6 +680,8 @@ def _end_reason(ended_by: str) -> str:
         return "no start"
     if ended_by.startswith("more than") and "malformed" in ended_by:
         return "too many malformed messages"
+    if ended_by.startswith("start refused"):
+        return "start refused"
     return re.sub(r"\s*\([^)]*\)", "", ended_by).strip()[:60] or "ended"
 
 
@@ -602,6 +739,52 @@ class _Metrics:
             ["guard", "verdict", "reason"],
             registry=registry,
         )
+        self.barge_ins = Counter(
+            "voiceguard_barge_ins",
+            "Caller speech starts, by outcome: allowed (the bot paused), suppressed (echo or "
+            "noise), false_resumed (allowed, then the speech vanished and the bot resumed).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.cancels = Counter(
+            "voiceguard_cancels",
+            "response.cancel, by outcome: sent, or suppressed by the cancel arbiter.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.creates = Counter(
+            "voiceguard_creates",
+            "response.create, by outcome: sent, deferred (held until the running response "
+            "ended), or dropped by the create guard.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.timers = Counter(
+            "voiceguard_timers",
+            "Call-scoped timers, by outcome: armed, fired, or suppressed (due after its call "
+            "closed or for another call).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.truncations = Counter(
+            "voiceguard_truncations",
+            "conversation.item.truncate messages sent (the model forgets what was not heard).",
+            registry=registry,
+        )
+        self.unheard = Histogram(
+            "voiceguard_truncation_unheard_ms",
+            "Audio sent to the phone past a truncation point and not yet confirmed played by a "
+            "mark: the most by which the heard position can be wrong, in ms.",
+            buckets=(0, 20, 50, 100, 200, 400, 800, 1600, 3200),
+            registry=registry,
+        )
+        self.reaction = Histogram(
+            "voiceguard_barge_in_reaction_seconds",
+            "From a speech_started reaching the bridge to the Twilio clear that silences the "
+            "bot, for each allowed barge-in.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=registry,
+        )
 
     def record(self, summary: CallSummary, refused: Mapping[str, int]) -> None:
         self.ended.labels(_end_reason(summary.ended_by)).inc()
@@ -625,6 +808,43 @@ class _Metrics:
             for reason, count in summary.gate.decisions.items():
                 judged = Verdict.ALLOW if reason is Reason.OK else Verdict.SUPPRESS
                 self.decisions.labels("calibration_gate", judged.value, reason.value).inc(count)
+        m = summary.metrics
+        if m is None:
+            return
+        for counter, outcomes in (
+            (
+                self.barge_ins,
+                {
+                    "allowed": m.barge_ins_allowed,
+                    "suppressed": m.barge_ins_suppressed,
+                    "false_resumed": m.barge_ins_false_resumed,
+                },
+            ),
+            (self.cancels, {"sent": m.cancels_sent, "suppressed": m.cancels_suppressed}),
+            (
+                self.creates,
+                {
+                    "sent": m.creates_sent,
+                    "deferred": m.creates_deferred,
+                    "dropped": m.creates_dropped,
+                },
+            ),
+            (
+                self.timers,
+                {
+                    "armed": m.timers_armed,
+                    "fired": m.timers_fired,
+                    "suppressed": m.timers_suppressed,
+                },
+            ),
+        ):
+            for outcome, count in outcomes.items():
+                counter.labels(outcome).inc(count)
+        self.truncations.inc(m.truncations)
+        for ms in m.unheard_at_truncation_ms:
+            self.unheard.observe(ms)
+        for seconds in m.barge_in_reaction:
+            self.reaction.observe(seconds)
 
 
 # ============================================================================================
@@ -639,7 +859,17 @@ class _Server:
         self.config = config
         self.metrics = _Metrics()
         self.active = 0
-        self.connect_model: ModelConnector = connect_model or self._connect_realtime
+        self.connect_model: ModelConnector = self._checked(connect_model or self._connect_realtime)
+
+    def _checked(self, connect: ModelConnector) -> ModelConnector:
+        """*connect*, after the call's custom parameters passed the checks."""
+        allowed = self.config.allowed_parameters
+
+        def checked(start: StreamStarted) -> AbstractAsyncContextManager[Transport]:
+            check_custom_parameters(start.custom_parameters, allowed=allowed)
+            return connect(start)
+
+        return checked
 
     def _connect_realtime(self, start: StreamStarted) -> AbstractAsyncContextManager[Transport]:
         config = self.config
@@ -747,7 +977,16 @@ class _Server:
             phone = StarletteWebSocketTransport(
                 websocket, max_message_bytes=self.config.max_message_bytes
             )
-            handler = MediaHandler(phone, self.connect_model, config=self.config.handler)
+            trace = (
+                TraceRecorder(
+                    self.config.trace_dir, audio="full" if self.config.trace_audio else "summary"
+                )
+                if self.config.trace_dir is not None
+                else None
+            )
+            handler = MediaHandler(
+                phone, self.connect_model, config=self.config.handler, trace=trace
+            )
             summary = await handler.run()
         except Exception:  # one call's failure must never reach another call or the server
             sid = handler.core.state.call_sid if handler is not None else None
@@ -970,6 +1209,8 @@ def _export(values: Mapping[str, object], environ: MutableMapping[str, str]) -> 
             environ.pop(option.env, None)
         elif isinstance(value, bool):
             environ[option.env] = "true" if value else "false"
+        elif isinstance(value, frozenset):
+            environ[option.env] = ",".join(sorted(value))
         else:
             environ[option.env] = str(value)
 
@@ -991,6 +1232,16 @@ def _bind(host: str, port: int) -> socket.socket:
 def _display_url(url: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether *host* is a loopback address (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: it may resolve to anything
 
 
 def _serve_command(args: argparse.Namespace) -> int:
@@ -1020,6 +1271,15 @@ def _serve_command(args: argparse.Namespace) -> int:
         )
         return 2
     host = str(values["host"])
+    if not config.twilio_auth_token and not values["allow_unsigned"] and not _is_loopback(host):
+        print(
+            f"voiceguard serve: refusing to listen on {host} without TWILIO_AUTH_TOKEN: anyone "
+            "who reaches the server could open model sessions on your API key; set "
+            "TWILIO_AUTH_TOKEN (requests are then checked for X-Twilio-Signature), listen on "
+            "127.0.0.1, or pass --allow-unsigned (development only)",
+            file=sys.stderr,
+        )
+        return 2
     workers = int(values["workers"])  # type: ignore[call-overload]
     level = str(values["log_level"])
     try:

@@ -26,11 +26,12 @@ from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Final, final
 from urllib.parse import urlsplit
 
 import anyio
 
+from voiceguard._redact import RedactingLogger
 from voiceguard._version import __version__
 from voiceguard.sim.transport import ABNORMAL_CLOSURE, NORMAL_CLOSURE, TransportClosed
 
@@ -62,7 +63,6 @@ _LOG: Final = logging.getLogger("voiceguard.transports")
 _WEBSOCKETS_LOG: Final = logging.getLogger("voiceguard.transports.realtime")
 #: A close reason must fit a control frame (125 bytes less the 2-byte code).
 _MAX_REASON_BYTES: Final = 123
-_REDACTED: Final = "<redacted>"
 _CLOSE_TIMEOUT: Final = 2.0
 
 
@@ -304,29 +304,6 @@ class RealtimeConnection:
         return f"<RealtimeConnection {state}>"
 
 
-class _RedactingLogger(logging.LoggerAdapter[logging.Logger]):
-    """Blanks the API key (and any ``Authorization`` header) in every record it passes on."""
-
-    def __init__(self, logger: logging.Logger, secrets: tuple[str, ...]) -> None:
-        super().__init__(logger, {})
-        self._secrets = tuple(s for s in secrets if s)
-
-    def _clean(self, value: object) -> object:
-        if isinstance(value, str):
-            for secret in self._secrets:
-                value = value.replace(secret, _REDACTED)
-        return value
-
-    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
-        if not self.isEnabledFor(level):
-            return
-        clean = [self._clean(arg) for arg in args]
-        # websockets logs each request header as ("> %s: %s", name, value).
-        if len(clean) == 2 and str(clean[0]).lower() in ("authorization", "openai-api-key"):
-            clean[1] = _REDACTED
-        self.logger.log(level, self._clean(msg), *clean, **kwargs)
-
-
 def _check_url(url: str) -> str:
     value: object = url
     if not isinstance(value, str):
@@ -389,7 +366,7 @@ async def connect_realtime(
     if beta:
         sent.append(("OpenAI-Beta", "realtime=v1"))
     sent.extend((headers or {}).items())
-    logger = _RedactingLogger(_WEBSOCKETS_LOG, (api_key or "",))
+    logger = RedactingLogger(_WEBSOCKETS_LOG, (api_key or "",))
     try:
         connection = await connect(
             url,

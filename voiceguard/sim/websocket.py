@@ -32,6 +32,7 @@ from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
+from voiceguard._redact import RedactingLogger
 from voiceguard.sim.transport import ABNORMAL_CLOSURE, NORMAL_CLOSURE, TransportClosed
 
 __all__ = (
@@ -43,6 +44,8 @@ __all__ = (
 )
 
 _LOG: Final = logging.getLogger("voiceguard.sim.websocket")
+#: What the WebSocket protocol logs (each header at DEBUG), with credentials blanked.
+_PROTOCOL_LOG: Final = RedactingLogger(_LOG)
 #: Largest message accepted (the Realtime API allows 15 MiB per append).
 MAX_MESSAGE_BYTES: Final = 16 * 2**20
 _READ_SIZE: Final = 65536
@@ -307,7 +310,7 @@ async def _serve_one(
             return next((Subprotocol(s) for s in subprotocols if s in offered), None)
 
         protocol = ServerProtocol(
-            select_subprotocol=select, max_size=MAX_MESSAGE_BYTES, logger=_LOG
+            select_subprotocol=select, max_size=MAX_MESSAGE_BYTES, logger=_PROTOCOL_LOG
         )
         try:
             with anyio.fail_after(handshake_timeout):
@@ -417,7 +420,7 @@ async def connect_websocket(
         uri,
         subprotocols=[Subprotocol(s) for s in subprotocols] or None,
         max_size=MAX_MESSAGE_BYTES,
-        logger=_LOG,
+        logger=_PROTOCOL_LOG,
     )
     with anyio.fail_after(timeout):
         stream = await anyio.connect_tcp(uri.host, uri.port)

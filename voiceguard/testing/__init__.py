@@ -21,6 +21,10 @@ Fixtures:
 ``assert_no_protocol_errors``
     A function you call at the end of a test: fails, listing them, if the simulator sent any
     ``error`` event or still has a connection open.
+
+:mod:`voiceguard.testing.strategies` has hypothesis strategies for fuzzing a bot with messages of
+both peers (arbitrary, valid and near-valid) and with whole calls; it needs hypothesis
+(``pip install 'voiceguard[testing]'``), which this plugin itself does not import.
 """
 
 from __future__ import annotations
