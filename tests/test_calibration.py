@@ -378,6 +378,19 @@ def test_early_loud_caller_is_allowed_before_calibration() -> None:
     assert strict.gate.judge_speech_started(now, audio_start_ms=0).reason is Reason.NOT_CALIBRATED
 
 
+def test_a_caller_who_talks_first_is_heard_even_when_the_bot_starts_over_them() -> None:
+    bot = np.zeros(2 * RATE)
+    place(bot, clip("greet_01", -16.0), 0.2)  # the greeting starts 100 ms into the caller's words
+    inbound = noise(2, -60) + delayed(bot, 0.1, 6.0)
+    place(inbound, clip("caller_16", -20.0), 0.1)
+    call = Call(inbound, bot)
+    now = call.run_until(0.3)
+    assert not call.gate.calibrated
+    decision = call.gate.judge_speech_started(now, audio_start_ms=0)
+    assert decision.allowed, decision
+    assert "cannot be echo" in decision.detail
+
+
 def test_early_rule_does_not_allow_what_could_be_echo_or_noise() -> None:
     bot = np.zeros(2 * RATE)
     place(bot, clip("greet_01", -16.0), 0.0)

@@ -662,8 +662,10 @@ class CalibrationGate:
     def _final(self, verdict: Verdict, reason: Reason, detail: str) -> Decision:
         self._pending_deadline = None
         self._counts[reason] = self._counts.get(reason, 0) + 1
+        # DEBUG: the bridge and the middleware record each judgement once, at INFO when
+        # suppressed, with the call's fields (guard "calibration_gate").
         if verdict is Verdict.SUPPRESS:
-            logger.info("speech_started suppressed: %s (%s)", reason.value, detail)
+            logger.debug("speech_started suppressed: %s (%s)", reason.value, detail)
         else:
             logger.debug("speech_started allowed: %s", detail)
         return Decision(action=Action.BARGE_IN, verdict=verdict, reason=reason, detail=detail)
@@ -699,34 +701,48 @@ class CalibrationGate:
         raw = b"".join(self._raw[i & _RAW_MASK] for i in index.tolist())
         return np.frombuffer(raw, dtype=np.uint8).reshape(-1, FRAME_BYTES)
 
-    def _echo_free(self, onset: int) -> bool:
-        """True if no echo of the bot can reach frames from *onset* on (it has not talked)."""
-        return self._last_bot_frame < onset - self._max_lag - 2
+    def _echo_free_end(self, onset: int, n: int) -> int:
+        """The end of the frames from *onset* on (up to *n*) that no echo of the bot can reach.
+
+        That is the first frame the bot played from ``max_echo_delay`` before *onset* on (an
+        echo never comes before the audio it echoes), or *n* when the bot has not played since.
+        Bot audio queued for later does not count: it has not played yet.
+        """
+        start = max(onset - self._max_lag - 2, n - _RING // 2)
+        if self._last_bot_frame < start or start >= n:
+            return n
+        active = np.flatnonzero(self._window(self._out_db, n, n - start) > _BOT_ACTIVE_DBFS)
+        if active.size == 0:
+            return n
+        return max(onset, start + int(active[0]))
 
     def _early_speech(self, onset: int, n: int) -> str | None:
         """Before calibration: why frames ``onset..n`` are the caller's speech, or ``None``.
 
-        Without a noise floor the quietest frame heard so far bounds it from above; with no bot
-        audio in the last :attr:`~voiceguard.CalibrationConfig.max_echo_delay` nothing can be
-        echo, so speech-like frames that rise above that bound are the caller.
+        Without a noise floor the quietest frame heard so far bounds it from above. Frames no
+        echo of the bot can reach (before its first audio since
+        :attr:`~voiceguard.CalibrationConfig.max_echo_delay` before the onset) cannot be echo, so
+        speech-like frames there that rise above that bound, and last until the bot starts, are
+        the caller: a caller who talks first is heard even if the bot starts over them.
         """
         cfg = self._config
-        if not self._echo_free(onset) or n - onset < self._confirm_frames:
+        end = self._echo_free_end(onset, n)
+        if end - onset < self._confirm_frames:
             return None
-        if (n - onset) * FRAME_SECONDS + 1e-9 < cfg.min_speech_duration:
+        if (end - onset) * FRAME_SECONDS + 1e-9 < cfg.min_speech_duration:
             return None
         quietest = float(self._window(self._in_db, n, min(n, _RING)).min())
-        width = min(n - onset, _RING // 4)
-        inbound = self._window(self._in_db, n, width)
+        width = min(end - onset, _RING // 4)
+        inbound = self._window(self._in_db, end, width)
         evidence = inbound - quietest >= cfg.speech_margin_db
         count = int(np.count_nonzero(evidence))
         if count < self._confirm_frames or not evidence[-(self._confirm_frames + 1) :].any():
             return None
-        if _noise_like(self._speech_frames(evidence, n)) is not None:
+        if _noise_like(self._speech_frames(evidence, end)) is not None:
             return None
         return (
-            f"{count} speech frames {cfg.speech_margin_db:g} dB above the quietest frame, "
-            "and the bot has not talked (cannot be echo); noise floor not known yet"
+            f"{count} speech frames {cfg.speech_margin_db:g} dB above the quietest frame "
+            "before any bot audio could echo them (cannot be echo); noise floor not known yet"
         )
 
     def _judge(self, now: float) -> Decision:
