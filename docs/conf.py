@@ -36,12 +36,16 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(anyio|trio|numpy|np|websockets|openai|starlette|uvicorn|hypothesis)(\..*)?"),
     (r"py:.*", r"(numpy\.typing|npt)\..*"),
     (r"py:class", r"NDArray"),
+    # Type variables of generic signatures (documented by the functions that use them).
+    (r"py:(class|obj)", r"(voiceguard\.middleware\._adapters\.)?_(Raw|E|R|H)"),
+    (r"py:class", r"~?_P"),
 ]
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_typehints_format = "short"
 autodoc_preserve_defaults = True
+autodoc_type_aliases = {"CloseErrors": "voiceguard.middleware.CloseErrors"}
 autodoc_default_options = {"members": True, "show-inheritance": True}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
     [
         ("voiceguard/guards/cancel.py", "docs/cancel-arbiter.md"),
         ("voiceguard/guards/create.py", "docs/response-create-guard.md"),
+        ("voiceguard/middleware/_core.py", "docs/middleware.md"),
     ],
 )
 def test_guard_page_lists_every_reason(module: str, page: str) -> None:

@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
 import pytest
-import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 from server_harness import ModelRouter
 
 from voiceguard.demo import run_demo
 from voiceguard.replay import replay
-from voiceguard.server import ServerConfig, compute_twilio_signature, create_app
+from voiceguard.server import ServerConfig, compute_twilio_signature, create_app, serving
 from voiceguard.sim.caller import CallerSimulator, EchoPath, HangUp, Speak
 from voiceguard.sim.realtime import RealtimeSimulator, Reply
 from voiceguard.trace import load_trace
@@ -92,29 +88,6 @@ def assert_no_secret(records: list[logging.LogRecord], *texts: str) -> None:
     for text in texts:
         for secret in secrets:
             assert secret not in text
-
-
-@asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[int]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        config = uvicorn.Config(
-            app, ws="websockets-sansio", lifespan="off", log_config=None, access_log=False
-        )
-        server = uvicorn.Server(config)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            with anyio.fail_after(10):
-                while not server.started:
-                    await anyio.sleep(0.01)
-            try:
-                yield int(sock.getsockname()[1])
-            finally:
-                server.should_exit = True
-    finally:
-        sock.close()
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

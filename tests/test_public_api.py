@@ -54,6 +54,7 @@ def test_all_is_complete() -> None:
         "voiceguard.transports",
         "voiceguard.testing",
         "voiceguard.demo",
+        "voiceguard.middleware",
         "voiceguard.trace",
         "voiceguard.replay",
     )

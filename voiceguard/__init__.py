@@ -68,6 +68,7 @@ from voiceguard.timers import (
     CallScopeState,
     CallScopeStatistics,
     TimerCallback,
+    current_call_scope,
 )
 
 __all__ = (
@@ -144,4 +145,5 @@ __all__ = (
     "VoiceguardError",
     "__version__",
     "call_metrics",
+    "current_call_scope",
 )

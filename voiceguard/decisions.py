@@ -108,6 +108,16 @@ class Reason(enum.Enum):
     #: Caller and bot talk at once and the evidence is not conclusive yet; ask again shortly.
     DOUBLE_TALK = "DOUBLE_TALK"
 
+    # --- truncation ---
+    #: The truncate pointed past what the caller heard (or the model sent); it goes out lowered
+    #: to that point, so the model keeps only what the caller heard and the server accepts it.
+    CLAMPED_TO_HEARD = "CLAMPED_TO_HEARD"
+    #: The truncate names an item with no audio received, so the server would refuse it.
+    UNKNOWN_ITEM = "UNKNOWN_ITEM"
+    #: The item was already truncated at or before this point, and a second truncate would only
+    #: earn an error.
+    ALREADY_TRUNCATED = "ALREADY_TRUNCATED"
+
 
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -865,40 +865,6 @@ def _guarded_app(calls: _Calls, trace_dir: str | None = None) -> _Asgi:
     return counted
 
 
-@asynccontextmanager
-async def _uvicorn(app: _Asgi) -> AsyncIterator[int]:
-    """Serve *app* with uvicorn on a free loopback port, in this event loop; yields the port."""
-    import socket  # noqa: PLC0415
-
-    import uvicorn  # noqa: PLC0415 - the server extra
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind((_HOST, 0))
-        sock.listen(512)
-        config = uvicorn.Config(
-            app,
-            ws="websockets-sansio",
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=1,
-        )
-        server = uvicorn.Server(config)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            with anyio.fail_after(10):
-                while not server.started:
-                    await anyio.sleep(0.01)
-            try:
-                yield int(sock.getsockname()[1])
-            finally:
-                server.should_exit = True
-    finally:
-        sock.close()
-
-
 async def _play(run: _Run, media_url: str) -> RunOutcome:
     """Make the run's calls to the bridge at *media_url*; measure what the bridge did."""
     scenario = run.scenario
@@ -975,6 +941,7 @@ async def run_demo(
         raise ValueError(
             f"repetitions = {repetitions!r}; allowed: an integer from 1 to {MAX_REPETITIONS}"
         )
+    from voiceguard.server import serving  # noqa: PLC0415 - the server extra
     from voiceguard.sim.websocket import serve_websocket  # noqa: PLC0415 - optional dep
 
     runs = [
@@ -1017,7 +984,7 @@ async def run_demo(
         traces = None if trace_dir is None else Path(trace_dir)
         before = set(traces.glob("*.jsonl")) if traces is not None and traces.is_dir() else set()
         guarded_app = _guarded_app(calls, None if traces is None else str(traces))
-        async with _uvicorn(guarded_app) as guarded_port:
+        async with serving(guarded_app, host=_HOST) as guarded_port:
             urls = {
                 "naive": f"ws://{_HOST}:{naive_port}/media-stream",
                 "guarded": f"ws://{_HOST}:{guarded_port}/media-stream",

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import copy
 import hashlib
 import hmac
@@ -36,10 +37,12 @@ import os
 import re
 import socket
 import sys
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, final
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import anyio
 
 import voiceguard
 from voiceguard.config import BridgeConfig, HandlerConfig
@@ -73,6 +76,7 @@ __all__ = (
     "check_custom_parameters",
     "compute_twilio_signature",
     "create_app",
+    "serving",
     "validate_twilio_signature",
 )
 
@@ -1054,6 +1058,49 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any, *, host: str = _DEFAULT_HOST) -> AsyncIterator[int]:
+    """Serve an ASGI *app* with uvicorn in the running event loop, on a free port of *host*.
+
+    For tests and demos: ``async with serving(create_app(config)) as port:`` gives a real server
+    on ``http://127.0.0.1:PORT`` (WebSockets included) for the block, and stops it after.
+
+    Args:
+        app: Any ASGI application (what :func:`create_app` returns, or your app around it).
+        host: The address to listen on; loopback by default.
+
+    Yields:
+        The TCP port it listens on.
+    """
+    import uvicorn  # noqa: PLC0415 - the server extra
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((host, 0))
+        sock.listen(512)
+        config = uvicorn.Config(
+            app,
+            ws="websockets-sansio",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=1,
+        )
+        server = uvicorn.Server(config)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            with anyio.fail_after(10):
+                while not server.started:
+                    await anyio.sleep(0.01)
+            try:
+                yield int(sock.getsockname()[1])
+            finally:
+                server.should_exit = True
+    finally:
+        sock.close()
 
 
 def create_app(

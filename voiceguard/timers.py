@@ -32,6 +32,7 @@ Ready-made timers for a phone call built on this module are in :mod:`voiceguard.
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import inspect
 import logging
@@ -54,6 +55,7 @@ __all__ = (
     "CallScopeStatistics",
     "CallScopedTimer",
     "TimerCallback",
+    "current_call_scope",
 )
 
 logger = logging.getLogger("voiceguard.timers")
@@ -217,6 +219,22 @@ def _log_extra(identity: CallIdentity, timer: str | None, reason: Reason | None)
     }
 
 
+_CURRENT: contextvars.ContextVar[CallScope | None] = contextvars.ContextVar(
+    "voiceguard_call_scope", default=None
+)
+
+
+def current_call_scope() -> CallScope | None:
+    """The :class:`~voiceguard.timers.CallScope` whose ``async with`` block (or task) runs, if any.
+
+    Set while the block runs, and seen by the tasks and timers the scope starts (they copy the
+    context when they start). Nested scopes: the innermost.
+
+    .. versionadded:: 0.1.0
+    """
+    return _CURRENT.get()
+
+
 @final
 class CallScope:
     """The lifetime of one call: a task group, the call's identity and a closing flag.
@@ -254,6 +272,7 @@ class CallScope:
     __slots__ = (
         "_config",
         "_counters",
+        "_current_token",
         "_identity",
         "_on_close",
         "_sink",
@@ -281,6 +300,7 @@ class CallScope:
         self._on_close: list[TimerCallback] = []
         self._counters = _Counters()
         self._sink = sink
+        self._current_token: contextvars.Token[CallScope | None] | None = None
 
     def __repr__(self) -> str:
         return f"<CallScope {self._identity} {self._state.value}>"
@@ -373,6 +393,7 @@ class CallScope:
         await task_group.__aenter__()
         self._task_group = task_group
         self._state = CallScopeState.OPEN
+        self._current_token = _CURRENT.set(self)
         logger.debug("call scope opened", extra=_log_extra(self._identity, None, None))
         return self
 
@@ -394,6 +415,12 @@ class CallScope:
                 suppress = await task_group.__aexit__(exc_type, exc, traceback)
             finally:
                 self._finish()
+                token, self._current_token = self._current_token, None
+                if token is not None:
+                    try:
+                        _CURRENT.reset(token)
+                    except ValueError:  # left in another context than it was entered in
+                        _CURRENT.set(None)
         return suppress
 
     def close(self) -> None:

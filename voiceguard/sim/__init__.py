@@ -28,6 +28,7 @@ from voiceguard.sim.caller import (
     ScriptStep,
     Speak,
 )
+from voiceguard.sim.measures import BridgeCheck, check_bridge, render_checks
 from voiceguard.sim.realtime import (
     ConnectionRecord,
     EmittedError,
@@ -46,7 +47,9 @@ from voiceguard.sim.scenarios import (
     Expectation,
     Scenario,
     ScenarioRun,
+    UrlBot,
     run_scenario,
+    run_scenario_over_websocket,
 )
 from voiceguard.sim.signals import line_noise, silence, speech_like, tone
 from voiceguard.sim.transport import MemoryTransport, Transport, TransportClosed, memory_pair
@@ -55,6 +58,7 @@ from voiceguard.sim.vad import EnergyVad, VadEvent, VadSpeechStarted, VadSpeechS
 __all__ = (
     "SCENARIOS",
     "Bridge",
+    "BridgeCheck",
     "CallRecord",
     "CallerSimulator",
     "ConnectModel",
@@ -82,12 +86,16 @@ __all__ = (
     "Speak",
     "Transport",
     "TransportClosed",
+    "UrlBot",
     "VadEvent",
     "VadSpeechStarted",
     "VadSpeechStopped",
+    "check_bridge",
     "line_noise",
     "memory_pair",
+    "render_checks",
     "run_scenario",
+    "run_scenario_over_websocket",
     "silence",
     "speech_like",
     "tone",

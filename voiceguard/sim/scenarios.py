@@ -43,7 +43,9 @@ __all__ = (
     "Expectation",
     "Scenario",
     "ScenarioRun",
+    "UrlBot",
     "run_scenario",
+    "run_scenario_over_websocket",
 )
 
 #: Opens a connection to the simulated model, as in ``async with connect_model() as model``.
@@ -235,7 +237,39 @@ async def run_scenario(scenario: Scenario, bridge: Bridge) -> ScenarioRun:
     Returns:
         The outcome; :meth:`ScenarioRun.violations` lists the rules broken.
     """
+    return await _run(scenario, scenario.make_simulator(), bridge)
+
+
+#: A bot under test that opens its own model connection by URL, as in
+#: ``await bot(twilio, model_base_url)``.
+UrlBot = Callable[[Transport, str], Awaitable[None]]
+
+
+async def run_scenario_over_websocket(scenario: Scenario, bot: UrlBot) -> ScenarioRun:
+    """Play *scenario* against a bot that opens its own model connection by URL.
+
+    For bots on the ``openai`` SDK (``AsyncOpenAI(websocket_base_url=model_base_url)``) or any
+    WebSocket client: the scenario's model simulator listens on 127.0.0.1 for the run, the
+    Twilio side stays in memory. It runs in real time (sockets need a real event loop: asyncio).
+
+    Args:
+        scenario: The scenario.
+        bot: ``async def bot(twilio, model_base_url)`` handling one call; *model_base_url* is
+            ``ws://127.0.0.1:PORT/v1``.
+
+    Returns:
+        The outcome, as :func:`run_scenario` gives it.
+    """
     simulator = scenario.make_simulator()
+    async with simulator.running() as address:
+
+        async def bridge(twilio: Transport, _connect_model: ConnectModel) -> None:
+            await bot(twilio, address.base_url)
+
+        return await _run(scenario, simulator, bridge)
+
+
+async def _run(scenario: Scenario, simulator: RealtimeSimulator, bridge: Bridge) -> ScenarioRun:
     started_at = anyio.current_time()
     records: list[CallRecord] = []
     running = 0
