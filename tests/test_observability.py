@@ -22,6 +22,7 @@ from server_harness import ModelRouter
 from voiceguard.demo import run_demo
 from voiceguard.replay import replay
 from voiceguard.server import ServerConfig, compute_twilio_signature, create_app, serving
+from voiceguard.sim import SCENARIOS
 from voiceguard.sim.caller import CallerSimulator, EchoPath, HangUp, Speak
 from voiceguard.sim.realtime import RealtimeSimulator, Reply
 from voiceguard.trace import load_trace
@@ -211,10 +212,11 @@ async def test_a_demo_call_trace_replays_to_identical_decisions(
     # Known secrets in the environment, where a user's would be; none may reach a record.
     monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
-    report = await run_demo(["truncate-long-buffered-audio"], trace_dir=tmp_path)
-    assert report.guarded.runs == 1  # (how well it went is test_demo's business)
-    (path,) = tmp_path.glob("*.jsonl")
-    assert path.name == "truncate-long-buffered-audio-0.jsonl"
+    report = await run_demo(trace_dir=tmp_path)  # the full demo: every scenario, both bridges
+    assert report.guarded.runs == len(SCENARIOS)  # (how well it went is test_demo's business)
+    traces = sorted(tmp_path.glob("*.jsonl"))
+    assert len(traces) >= len(SCENARIOS)
+    path = tmp_path / "truncate-long-buffered-audio-0.jsonl"
     trace = load_trace(path)
     assert trace.audio == "full"
     result = replay(trace)
@@ -222,4 +224,4 @@ async def test_a_demo_call_trace_replays_to_identical_decisions(
     assert result.identical, result.render()
     header = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
     assert header["config"]["calibration"]["speech_margin_db"] > 0
-    assert_no_secret(captured.records, path.read_text(encoding="utf-8"))
+    assert_no_secret(captured.records, *(t.read_text(encoding="utf-8") for t in traces))
