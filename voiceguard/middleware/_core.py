@@ -658,7 +658,8 @@ class CallGuard:
         self._segments[segment] = decision.allowed
         self._segments.move_to_end(segment)
         while len(self._segments) > _SEGMENTS_REMEMBERED:
-            self._segments.popitem(last=False)
+            forgotten, _ = self._segments.popitem(last=False)
+            self._held.pop(forgotten, None)  # a segment that never got its commit
         if not decision.allowed:
             self._watching = segment if self._speaking else None
             if self._on_judged is not None:
