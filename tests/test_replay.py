@@ -6,17 +6,14 @@ import json
 import shutil
 import struct
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
-from voiceguard import MediaHandler
 from voiceguard.cli import main
-from voiceguard.protocol import StreamStarted
+from voiceguard.demo import guarded_bridge
 from voiceguard.replay import (
     find_chromium,
     render_timeline,
@@ -25,8 +22,7 @@ from voiceguard.replay import (
     timeline_html,
     write_timeline,
 )
-from voiceguard.sim.scenarios import SCENARIOS, ConnectModel, run_scenario
-from voiceguard.sim.transport import Transport
+from voiceguard.sim.scenarios import SCENARIOS, run_scenario
 from voiceguard.trace import AudioMode, Trace, TraceRecorder, load_trace
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -36,18 +32,12 @@ def record_call(directory: Path, audio: AudioMode) -> Path:
     """One call of a barge-in scenario, recorded (virtual time: instant)."""
     recorders: list[TraceRecorder] = []
 
-    async def bridge(twilio: Transport, connect_model: ConnectModel) -> None:
-        @asynccontextmanager
-        async def connect(_start: StreamStarted) -> AsyncIterator[Transport]:
-            async with connect_model() as model:
-                yield model
-
-        recorder = TraceRecorder(directory, audio=audio)
-        recorders.append(recorder)
-        await MediaHandler(twilio, connect, trace=recorder).run()
+    def new_recorder() -> TraceRecorder:
+        recorders.append(TraceRecorder(directory, audio=audio))
+        return recorders[-1]
 
     async def play() -> None:
-        await run_scenario(SCENARIOS["speech-started-burst"], bridge)
+        await run_scenario(SCENARIOS["speech-started-burst"], guarded_bridge(trace=new_recorder))
 
     trio.run(play, clock=trio.testing.MockClock(autojump_threshold=0))
     (recorder,) = recorders

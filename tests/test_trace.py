@@ -7,20 +7,17 @@ in-memory transports, so every run is the same and takes a fraction of a second.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio.testing
 
-from voiceguard import BridgeConfig, CalibrationConfig, MediaHandler
+from voiceguard import BridgeConfig, CalibrationConfig
+from voiceguard.demo import guarded_bridge
 from voiceguard.errors import ConfigError
-from voiceguard.protocol import StreamStarted
 from voiceguard.replay import replay
-from voiceguard.sim.scenarios import SCENARIOS, Bridge, ConnectModel, run_scenario
-from voiceguard.sim.transport import Transport
+from voiceguard.sim.scenarios import SCENARIOS, run_scenario
 from voiceguard.trace import (
     AudioMode,
     Trace,
@@ -36,23 +33,14 @@ def anyio_backend() -> tuple[str, dict[str, Any]]:
     return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
 
 
-def traced_bridge(directory: Path, audio: AudioMode, recorders: list[TraceRecorder]) -> Bridge:
-    async def bridge(twilio: Transport, connect_model: ConnectModel) -> None:
-        @asynccontextmanager
-        async def connect(_start: StreamStarted) -> AsyncIterator[Transport]:
-            async with connect_model() as model:
-                yield model
-
-        recorder = TraceRecorder(directory, audio=audio)
-        recorders.append(recorder)
-        await MediaHandler(twilio, connect, trace=recorder).run()
-
-    return bridge
-
-
 async def record(scenario: str, directory: Path, audio: AudioMode = "full") -> list[Trace]:
     recorders: list[TraceRecorder] = []
-    run = await run_scenario(SCENARIOS[scenario], traced_bridge(directory, audio, recorders))
+
+    def new_recorder() -> TraceRecorder:
+        recorders.append(TraceRecorder(directory, audio=audio))
+        return recorders[-1]
+
+    run = await run_scenario(SCENARIOS[scenario], guarded_bridge(trace=new_recorder))
     assert run.violations() == ()
     traces = []
     for recorder in recorders:

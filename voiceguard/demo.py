@@ -65,6 +65,7 @@ from voiceguard.sim.measures import truncations_beyond_heard as _truncations_bey
 from voiceguard.sim.realtime import ConnectionRecord
 from voiceguard.sim.scenarios import SCENARIOS, Bridge, ConnectModel, Scenario, ScenarioRun
 from voiceguard.sim.transport import NORMAL_CLOSURE, Transport, TransportClosed
+from voiceguard.trace import TraceRecorder
 
 if TYPE_CHECKING:
     from voiceguard.sim.websocket import WebSocketTransport
@@ -80,11 +81,15 @@ __all__ = (
 )
 
 
-def guarded_bridge(config: HandlerConfig | None = None) -> Bridge:
+def guarded_bridge(
+    config: HandlerConfig | None = None, *, trace: Callable[[], TraceRecorder] | None = None
+) -> Bridge:
     """The reference :class:`~voiceguard.MediaHandler` as a scenario bridge (one handler a call).
 
     Args:
         config: The handler's configuration; the defaults when omitted.
+        trace: Makes the :class:`~voiceguard.trace.TraceRecorder` of each call; no traces when
+            omitted.
 
     Returns:
         ``async def bridge(twilio, connect_model)`` for
@@ -97,7 +102,8 @@ def guarded_bridge(config: HandlerConfig | None = None) -> Bridge:
             async with connect_model() as model:
                 yield model
 
-        await MediaHandler(twilio, connect, config=config).run()
+        recorder = trace() if trace is not None else None
+        await MediaHandler(twilio, connect, config=config, trace=recorder).run()
 
     return bridge
 
