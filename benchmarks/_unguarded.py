@@ -25,9 +25,9 @@ from voiceguard import (
     MediaHandler,
     ResponseCreateGuard,
 )
+from voiceguard.core.guards.calibration import CalibrationStatistics
+from voiceguard.core.guards.create import CreateRequest, ReleasedCreate
 from voiceguard.decisions import Action, Reason, Verdict
-from voiceguard.guards.calibration import CalibrationStatistics
-from voiceguard.guards.create import CreateRequest, ReleasedCreate
 
 
 class OpenGate:

@@ -26,7 +26,7 @@ Strategies (each modelled as the anchors document it; see ``docs/performance.md`
 * ``pipecat``: mute the caller until the bot's first utterance has finished
   (``MuteUntilFirstBotCompleteUserMuteStrategy``), then act once speech has lasted 0.2 s
   (Silero ``start_secs``).
-* ``voiceguard``: :class:`voiceguard.guards.calibration.CalibrationGate` with its default
+* ``voiceguard``: :class:`voiceguard.core.guards.calibration.CalibrationGate` with its default
   configuration, fed every 20 ms inbound frame, the outbound frames while the bot talks, and the
   events; deferred judgements are rechecked at the first frame at or after ``retry_at``.
 
@@ -65,7 +65,7 @@ sys.path.insert(0, str(HERE / "corpus"))
 import corpus  # noqa: E402
 
 from voiceguard.config import CalibrationConfig  # noqa: E402
-from voiceguard.guards.calibration import CalibrationGate  # noqa: E402
+from voiceguard.core.guards.calibration import CalibrationGate  # noqa: E402
 
 FRAME = 160
 Acts = list[int | None]  # per event: the ms at which the strategy acted, or None

@@ -5,8 +5,9 @@ Usage::
     python benchmarks/bridge_cpu.py [--json] [--calls 10] [--seconds 20] [--repeats 5] [--smoke]
 
 Method: each bridge runs alone in a child process (this script with ``--serve``), listening on
-127.0.0.1 for Twilio media streams (:func:`voiceguard.sim.websocket.serve_websocket`) and
-opening one model connection per call (:func:`voiceguard.sim.websocket.connect_websocket`), so
+127.0.0.1 for Twilio media streams
+(:func:`voiceguard.transports.websocket.serve_websocket`) and opening one model connection per
+call (:func:`voiceguard.transports.websocket.connect_websocket`), so
 all three use the same transports and differ only in the bridge:
 
 * **guards on**: :class:`voiceguard.MediaHandler` with its defaults;
@@ -62,7 +63,7 @@ def serve(kind: str, model_url: str, profile: Path | None = None) -> None:
 
     from voiceguard import MediaHandler  # noqa: PLC0415
     from voiceguard.demo import NaiveBridge  # noqa: PLC0415
-    from voiceguard.sim.websocket import connect_websocket, serve_websocket  # noqa: PLC0415
+    from voiceguard.transports.websocket import connect_websocket, serve_websocket  # noqa: PLC0415
 
     headers = {"Authorization": "Bearer benchmark"}
 
@@ -235,7 +236,7 @@ async def _virtual_call(kind: str, seconds: float) -> None:
     from voiceguard import MediaHandler  # noqa: PLC0415
     from voiceguard.demo import NaiveBridge  # noqa: PLC0415
     from voiceguard.sim.realtime import RealtimeSimulator  # noqa: PLC0415
-    from voiceguard.sim.transport import memory_pair  # noqa: PLC0415
+    from voiceguard.transports import memory_pair  # noqa: PLC0415
 
     simulator = RealtimeSimulator(seed=1)
     caller = _caller(0, seconds)

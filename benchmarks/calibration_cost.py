@@ -5,10 +5,10 @@ Usage::
     python benchmarks/calibration_cost.py [--json] [--repeats 7]
 
 Method: one call of the corpus (``call0000`` unless ``--case`` says otherwise) is rendered once;
-then, for each repeat, a fresh :class:`~voiceguard.guards.calibration.CalibrationGate` is fed the
+then, for each repeat, a fresh :class:`~voiceguard.CalibrationGate` is fed the
 whole call in real order: every inbound frame is decoded to PCM with
 :func:`voiceguard.audio.decode_ulaw` (as a bridge that also needs PCM would do) and pushed to the
-gate and :meth:`~voiceguard.guards.calibration.CalibrationGate.poll_barge_in` is asked for a
+gate and :meth:`~voiceguard.core.guards.calibration.CalibrationGate.poll_barge_in` is asked for a
 late barge-in, every outbound frame of the bot is pushed too, every ``speech_started`` of the
 call is judged and every ``speech_stopped`` reported (so suppressed segments are watched as in a
 bridge). The process CPU time (``time.process_time``: CPU spent, so other load on a shared
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "corpus"))
 import corpus
 
 from voiceguard.audio import decode_ulaw, ulaw_energy_dbfs
-from voiceguard.guards.calibration import CalibrationGate
+from voiceguard.core.guards.calibration import CalibrationGate
 
 FRAME = 160
 

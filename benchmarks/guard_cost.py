@@ -13,7 +13,7 @@ again (suppressed: already sent), ``response.done`` is observed and the deferred
 Every operation is timed on its own with ``time.perf_counter_ns``; the median of each kind is
 taken over all turns, the timer's own overhead (the median of an empty timed region) is
 subtracted, and the median over ``--repeats`` repeats is reported. Call-scoped timers are timed
-the same way inside a running :class:`~voiceguard.timers.CallScope` (the watchdog is re-armed
+the same way inside a running :class:`~voiceguard.runtime.scope.CallScope` (the watchdog is re-armed
 and cancelled once per turn). The calibration gate's judgement of a ``speech_started`` (a few
 per call, not per frame) is timed on a gate calibrated on 3 s of line noise.
 
@@ -35,8 +35,8 @@ import numpy as np
 
 from voiceguard import CallScope, CallState, CancelArbiter, ResponseCreateGuard
 from voiceguard.audio import FRAME_BYTES, encode_ulaw
-from voiceguard.guards.calibration import CalibrationGate
-from voiceguard.guards.create import CreateOrigin, CreatePolicy, CreateRequest
+from voiceguard.core.guards.calibration import CalibrationGate
+from voiceguard.core.guards.create import CreateOrigin, CreatePolicy, CreateRequest
 from voiceguard.protocol.realtime import parse_realtime_event
 
 TARGET_US = 2.0

@@ -47,7 +47,7 @@ import corpus
 from _unguarded import unguard
 
 from voiceguard import BridgeCore
-from voiceguard.bridge import SendToModel, SendToPhone
+from voiceguard.core.bridge import SendToModel, SendToPhone
 from voiceguard.protocol import dumps, input_audio_append, parse_twilio_message
 
 FRAME = 160

@@ -97,7 +97,7 @@ def run_model(out: Path) -> None:
     """Serve the Realtime simulator; on stdin EOF write the timings to *out* and exit."""
     from voiceguard.sim.realtime import RealtimeSimulator, Reply  # noqa: PLC0415
     from voiceguard.sim.signals import speech_like  # noqa: PLC0415
-    from voiceguard.sim.websocket import serve_websocket  # noqa: PLC0415
+    from voiceguard.transports.websocket import serve_websocket  # noqa: PLC0415
 
     # Every answer is the same pre-rendered speech: synthesising it at each response (15 ms of
     # CPU per 2 s of audio) would stall the simulator's event loop and show as forwarding delay.
@@ -199,8 +199,8 @@ def _audio(seconds: float, number: int) -> list[str]:
 
 
 async def _one_call(url: str, number: int, seconds: float, frames: list[str]) -> dict[str, Any]:
-    from voiceguard.sim.transport import TransportClosed  # noqa: PLC0415
-    from voiceguard.sim.websocket import connect_websocket  # noqa: PLC0415
+    from voiceguard.transports import TransportClosed  # noqa: PLC0415
+    from voiceguard.transports.websocket import connect_websocket  # noqa: PLC0415
 
     stream_sid = f"MZ{number:032d}"
     sent: array[float] = array("d")

@@ -119,7 +119,7 @@ def _call_messages() -> tuple[list[Any], list[tuple[float, str, Any]]]:
 def state_size() -> dict[str, float]:
     """tracemalloc size of a BridgeCore when new and after a 60 s call."""
     from voiceguard import BridgeCore  # noqa: PLC0415
-    from voiceguard.bridge import SendToPhone  # noqa: PLC0415
+    from voiceguard.core.bridge import SendToPhone  # noqa: PLC0415
     from voiceguard.protocol import parse_twilio_message  # noqa: PLC0415
 
     (start,), timeline = _call_messages()
@@ -156,7 +156,7 @@ async def _one_call(number: int) -> str:
     from voiceguard import MediaHandler  # noqa: PLC0415
     from voiceguard.sim.caller import CallerSimulator, HangUp, Speak  # noqa: PLC0415
     from voiceguard.sim.realtime import RealtimeSimulator  # noqa: PLC0415
-    from voiceguard.sim.transport import memory_pair  # noqa: PLC0415
+    from voiceguard.transports import memory_pair  # noqa: PLC0415
 
     simulator = RealtimeSimulator(seed=number, audio_speed=20.0)
     caller = CallerSimulator(

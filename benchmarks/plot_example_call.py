@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE / "corpus"))
 import corpus  # noqa: E402
 
 from voiceguard.audio import decode_ulaw  # noqa: E402
-from voiceguard.guards.calibration import CalibrationGate  # noqa: E402
+from voiceguard.core.guards.calibration import CalibrationGate  # noqa: E402
 
 FRAME = 160
 

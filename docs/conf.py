@@ -83,7 +83,7 @@ graphviz_output_format = "svg"
 
 def _write_generated(_app: object) -> None:
     """Draw the response lifecycle from the same table the code runs on."""
-    from voiceguard.state import TRANSITIONS, LifecycleTrigger, ResponsePhase
+    from voiceguard.core.state import TRANSITIONS, LifecycleTrigger, ResponsePhase
 
     out = Path(__file__).resolve().parent / "_generated"
     out.mkdir(exist_ok=True)

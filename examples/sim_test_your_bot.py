@@ -29,7 +29,7 @@ from voiceguard.protocol import (
     parse_twilio_message,
 )
 from voiceguard.sim import CallerSimulator, HangUp, RealtimeSimulator, Reply, Speak
-from voiceguard.sim.websocket import WebSocketTransport, serve_websocket
+from voiceguard.transports.websocket import WebSocketTransport, serve_websocket
 
 
 async def my_bot(twilio: WebSocketTransport, model_base_url: str) -> None:
@@ -106,7 +106,10 @@ async def main() -> int:
         ]
     )
     caller = CallerSimulator(
-        script=[Speak(after_heard=1.0, duration=0.6, text="When are you open?"), HangUp(at=3.0)]
+        script=[
+            Speak(after_heard=1.0, duration=0.6, text="When are you open?"),
+            HangUp(after_heard=1.6),  # once the greeting and the answer were heard
+        ]
     )
     with anyio.fail_after(20):
         async with anyio.create_task_group() as tg, model.running() as address:

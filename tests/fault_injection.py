@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 
-from voiceguard.sim.transport import (
+from voiceguard.transports import (
     ABNORMAL_CLOSURE,
     NORMAL_CLOSURE,
     MemoryTransport,

@@ -24,7 +24,7 @@ import anyio.abc
 import httpx
 
 from voiceguard.sim.realtime import RealtimeSimulator
-from voiceguard.sim.websocket import (
+from voiceguard.transports.websocket import (
     HandshakeRejected,
     WebSocketRequest,
     WebSocketTransport,

@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 
 from voiceguard.protocol import RealtimeServerEvent, UnknownEvent, dumps, parse_realtime_event
-from voiceguard.sim.transport import Transport
+from voiceguard.transports import Transport
 
 #: Types the protocol edge does not model (the simulator sends them anyway).
 UNMODELLED = frozenset({"conversation.item.retrieved"})

@@ -20,7 +20,7 @@ import wire
 
 from voiceguard import BridgeConfig, CalibrationConfig, ConfigError, Reason
 from voiceguard.audio import decode_ulaw, encode_ulaw
-from voiceguard.bridge import (
+from voiceguard.core.bridge import (
     BridgeAction,
     BridgeCore,
     HangUp,

@@ -9,9 +9,9 @@ import pytest
 
 from voiceguard.audio import decode_ulaw, encode_ulaw
 from voiceguard.config import CalibrationConfig
+from voiceguard.core.guards.calibration import CalibrationGate, CalibrationStatistics
 from voiceguard.decisions import Action, Decision, Reason, Verdict
 from voiceguard.errors import ConfigError, StateTransitionError
-from voiceguard.guards.calibration import CalibrationGate, CalibrationStatistics
 
 CLIPS = Path(__file__).resolve().parents[1] / "benchmarks" / "corpus" / "clips"
 RATE = 8000

@@ -13,7 +13,6 @@ import anyio
 import pytest
 import trio.testing
 
-from voiceguard.call_timers import HangupFallback, IdleLadder, MaxCallDuration, ResponseWatchdog
 from voiceguard.config import (
     CallScopeConfig,
     HangupFallbackConfig,
@@ -23,7 +22,8 @@ from voiceguard.config import (
 )
 from voiceguard.decisions import Action, Decision, Reason, Verdict
 from voiceguard.errors import CallScopeError, ConfigError
-from voiceguard.timers import CallScope, CallScopeState
+from voiceguard.runtime.scope import CallScope, CallScopeState
+from voiceguard.runtime.timers import HangupFallback, IdleLadder, MaxCallDuration, ResponseWatchdog
 
 
 @pytest.fixture(

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from voiceguard import __version__
-from voiceguard._tour import SCENARIOS, Scenario, run_scenario
 from voiceguard.cli import main
+from voiceguard.demo.tour import SCENARIOS, Scenario, run_scenario
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)

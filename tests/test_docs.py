@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize(
     ("module", "page"),
     [
-        ("voiceguard/guards/cancel.py", "docs/cancel-arbiter.md"),
-        ("voiceguard/guards/create.py", "docs/response-create-guard.md"),
+        ("voiceguard/core/guards/cancel.py", "docs/cancel-arbiter.md"),
+        ("voiceguard/core/guards/create.py", "docs/response-create-guard.md"),
         ("voiceguard/middleware/_core.py", "docs/middleware.md"),
     ],
 )

@@ -28,11 +28,11 @@ import trio.testing
 from fault_injection import Rewrite, Tampered, event_type
 
 from voiceguard import HandlerConfig
-from voiceguard.handler import CallSummary, MediaHandler
 from voiceguard.protocol import StreamStarted, dumps
+from voiceguard.runtime.handler import CallSummary, MediaHandler
 from voiceguard.sim.caller import CallerSimulator, CallRecord, HangUp, Speak
 from voiceguard.sim.realtime import EventFault, FunctionCall, RealtimeSimulator, Reply
-from voiceguard.sim.transport import (
+from voiceguard.transports import (
     MemoryTransport,
     Transport,
     memory_pair,

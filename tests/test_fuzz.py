@@ -27,9 +27,8 @@ from fault_injection import Tampered
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from voiceguard.demo import _cut_by_another_call
+from voiceguard.demo.run import _cut_by_another_call
 from voiceguard.errors import RemoteProtocolError
-from voiceguard.handler import CallSummary, MediaHandler
 from voiceguard.protocol import (
     PCM24K,
     StreamStarted,
@@ -37,9 +36,9 @@ from voiceguard.protocol import (
     parse_realtime_event,
     parse_twilio_message,
 )
+from voiceguard.runtime.handler import CallSummary, MediaHandler
 from voiceguard.sim.caller import CallRecord
 from voiceguard.sim.measures import false_barge_ins, truncations_beyond_heard
-from voiceguard.sim.transport import MemoryTransport, Transport, TransportClosed, memory_pair
 from voiceguard.testing.strategies import (
     CallPlan,
     call_plans,
@@ -48,6 +47,7 @@ from voiceguard.testing.strategies import (
     twilio_messages,
     twilio_texts,
 )
+from voiceguard.transports import MemoryTransport, Transport, TransportClosed, memory_pair
 
 #: Examples per property: bounded and reproducible in CI, larger and random on demand.
 _LONG = int(os.environ.get("VOICEGUARD_FUZZ_EXAMPLES", "0"))

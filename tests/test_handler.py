@@ -18,11 +18,11 @@ import pytest
 import trio.testing
 
 from voiceguard import BridgeConfig, HandlerConfig, IdleLadderConfig, MaxCallDurationConfig
-from voiceguard.handler import CallSummary, MediaHandler
 from voiceguard.protocol import StreamStarted, dumps
+from voiceguard.runtime.handler import CallSummary, MediaHandler
 from voiceguard.sim.caller import CallerSimulator, CallRecord, EchoPath, HangUp, Speak
 from voiceguard.sim.realtime import FunctionCall, RealtimeSimulator, Reply
-from voiceguard.sim.transport import Transport, TransportClosed, memory_pair
+from voiceguard.transports import Transport, TransportClosed, memory_pair
 
 
 @pytest.fixture

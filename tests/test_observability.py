@@ -20,12 +20,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from server_harness import ModelRouter
 
 from voiceguard.demo import run_demo
-from voiceguard.replay import replay
+from voiceguard.observe.replay import replay
+from voiceguard.observe.trace import load_trace
 from voiceguard.server import ServerConfig, compute_twilio_signature, create_app, serving
 from voiceguard.sim import SCENARIOS
 from voiceguard.sim.caller import CallerSimulator, EchoPath, HangUp, Speak
 from voiceguard.sim.realtime import RealtimeSimulator, Reply
-from voiceguard.trace import load_trace
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,7 @@ import trio.testing
 
 from voiceguard.cli import main
 from voiceguard.demo import guarded_bridge
-from voiceguard.replay import (
+from voiceguard.observe.replay import (
     find_chromium,
     render_timeline,
     replay,
@@ -22,8 +22,8 @@ from voiceguard.replay import (
     timeline_html,
     write_timeline,
 )
+from voiceguard.observe.trace import AudioMode, Trace, TraceRecorder, load_trace
 from voiceguard.sim.scenarios import SCENARIOS, run_scenario
-from voiceguard.trace import AudioMode, Trace, TraceRecorder, load_trace
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -86,7 +86,7 @@ def test_the_svg_timeline_draws_every_lane_with_hover_titles(trace: Trace) -> No
 
 
 def test_a_difference_is_ringed_on_the_timeline(trace: Trace) -> None:
-    from voiceguard.trace import bridge_config_from_mapping  # noqa: PLC0415
+    from voiceguard.observe.trace import bridge_config_from_mapping  # noqa: PLC0415
 
     strict = bridge_config_from_mapping({"calibration": {"speech_margin_db": 40.0}})
     result = replay(trace, config=strict)

@@ -23,8 +23,8 @@ from websockets.exceptions import ConnectionClosed
 
 from voiceguard.sim.caller import CallerSimulator, CallRecord, EchoPath, HangUp, Speak
 from voiceguard.sim.realtime import FunctionCall, RealtimeSimulator, Reply
-from voiceguard.sim.transport import Transport, TransportClosed
-from voiceguard.sim.websocket import connect_websocket
+from voiceguard.transports import Transport, TransportClosed
+from voiceguard.transports.websocket import connect_websocket
 
 pytestmark = pytest.mark.anyio
 

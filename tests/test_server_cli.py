@@ -22,7 +22,7 @@ from starlette.testclient import TestClient
 from voiceguard.cli import build_parser, main
 from voiceguard.config import HandlerConfig
 from voiceguard.errors import ConfigError
-from voiceguard.server import (
+from voiceguard.server.app import (
     _OPTIONS,
     DEFAULT_REALTIME_URL,
     ServerConfig,

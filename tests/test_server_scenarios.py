@@ -19,7 +19,7 @@ import anyio
 import pytest
 from server_harness import ModelRouter, ServerProcess
 
-from voiceguard.demo import _cut_by_another_call  # the demo's measures, applied to each call
+from voiceguard.demo.run import _cut_by_another_call  # the demo's measures, applied to each call
 from voiceguard.sim import SCENARIOS
 from voiceguard.sim.caller import CallRecord
 from voiceguard.sim.measures import false_barge_ins, truncations_beyond_heard

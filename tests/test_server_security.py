@@ -20,7 +20,7 @@ from twilio.request_validator import RequestValidator
 
 from voiceguard import cli
 from voiceguard.errors import RemoteProtocolError
-from voiceguard.server import (
+from voiceguard.server.app import (
     _BY_NAME,
     MAX_CUSTOM_PARAMETER_CHARS,
     MAX_CUSTOM_PARAMETERS,
@@ -30,8 +30,8 @@ from voiceguard.server import (
 )
 from voiceguard.sim.caller import CallerSimulator, HangUp, Speak
 from voiceguard.sim.realtime import RealtimeSimulator, Reply
-from voiceguard.sim.transport import TransportClosed
-from voiceguard.sim.websocket import connect_websocket
+from voiceguard.transports import TransportClosed
+from voiceguard.transports.websocket import connect_websocket
 
 TOKEN = "fedcba9876543210-TWILIO-TOKEN-SECRET"
 SECRET_PARAMETER = "pin-4711-SECRET-PARAMETER-VALUE"

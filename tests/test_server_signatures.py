@@ -19,8 +19,8 @@ from twilio.request_validator import RequestValidator
 from voiceguard.server import compute_twilio_signature, validate_twilio_signature
 from voiceguard.sim.caller import CallerSimulator, HangUp
 from voiceguard.sim.realtime import RealtimeSimulator, Reply
-from voiceguard.sim.transport import TransportClosed
-from voiceguard.sim.websocket import connect_websocket
+from voiceguard.transports import TransportClosed
+from voiceguard.transports.websocket import connect_websocket
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 PUBLIC = "https://voice.example.com"

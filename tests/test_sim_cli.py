@@ -12,7 +12,7 @@ import pytest
 
 from voiceguard.cli import main
 from voiceguard.protocol import SessionCreated, parse_realtime_event
-from voiceguard.sim.websocket import connect_websocket
+from voiceguard.transports.websocket import connect_websocket
 
 
 def test_help_names_the_command(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,7 +20,7 @@ from voiceguard.protocol import (
     response_create,
 )
 from voiceguard.sim import CallerSimulator, HangUp, RealtimeSimulator, Reply, SimulatorAddress
-from voiceguard.sim.websocket import connect_websocket
+from voiceguard.transports.websocket import connect_websocket
 
 # Until the pytest11 entry point is installed, enable the plugin here (registering it twice fails).
 if not any(ep.value == "voiceguard.testing" for ep in entry_points(group="pytest11")):

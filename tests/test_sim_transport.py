@@ -18,7 +18,7 @@ from voiceguard.sim import (
     TransportClosed,
     memory_pair,
 )
-from voiceguard.sim.websocket import (
+from voiceguard.transports.websocket import (
     HandshakeRejected,
     WebSocketRequest,
     WebSocketTransport,

@@ -32,15 +32,15 @@ import trio
 import trio.testing
 from server_harness import ModelRouter, ServerProcess
 
-from voiceguard.demo import _cut_by_another_call
-from voiceguard.handler import CallSummary, MediaHandler
+from voiceguard.demo.run import _cut_by_another_call
 from voiceguard.protocol import StreamStarted
+from voiceguard.runtime.handler import CallSummary, MediaHandler
+from voiceguard.runtime.scope import CallScope
 from voiceguard.sim.caller import CallerSimulator, CallRecord, EchoPath, HangUp, Speak
 from voiceguard.sim.measures import false_barge_ins, truncations_beyond_heard
 from voiceguard.sim.realtime import FunctionCall, RealtimeSimulator, Reply
 from voiceguard.sim.scenarios import SCENARIOS, ScenarioRun
-from voiceguard.sim.transport import MemoryTransport, Transport, memory_pair
-from voiceguard.timers import CallScope
+from voiceguard.transports import MemoryTransport, Transport, memory_pair
 
 FULL: Final = os.environ.get("VOICEGUARD_SOAK", "") == "full"
 SEQUENTIAL: Final = 2000 if FULL else 100

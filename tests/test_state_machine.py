@@ -37,7 +37,7 @@ from voiceguard import (
     StateTransitionError,
     Verdict,
 )
-from voiceguard.state import TRANSITIONS, LifecycleTrigger, ResponseMatch, ResponsePhase
+from voiceguard.core.state import TRANSITIONS, LifecycleTrigger, ResponseMatch, ResponsePhase
 
 
 def snapshot(state: CallState) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import pytest
 from voiceguard.config import CallScopeConfig
 from voiceguard.decisions import Action, Decision, Reason, Verdict
 from voiceguard.errors import CallScopeError, ConfigError
-from voiceguard.timers import (
+from voiceguard.runtime.scope import (
     CallIdentity,
     CallScope,
     CallScopedTimer,

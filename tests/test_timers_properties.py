@@ -25,10 +25,10 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from voiceguard.call_timers import HangupFallback, IdleLadder, ResponseWatchdog
 from voiceguard.decisions import Reason
 from voiceguard.errors import CallScopeError
-from voiceguard.timers import CallIdentity, CallScope, CallScopedTimer, CallScopeState
+from voiceguard.runtime.scope import CallIdentity, CallScope, CallScopedTimer, CallScopeState
+from voiceguard.runtime.timers import HangupFallback, IdleLadder, ResponseWatchdog
 
 OpKind = Literal["start", "restart", "cancel", "rebind"]
 OP_KINDS: tuple[OpKind, ...] = ("start", "start", "restart", "restart", "cancel", "rebind")

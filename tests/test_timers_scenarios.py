@@ -16,7 +16,7 @@ import trio.testing
 
 from voiceguard.config import CallScopeConfig
 from voiceguard.decisions import Reason
-from voiceguard.timers import CallScope, CallScopeState
+from voiceguard.runtime.scope import CallScope, CallScopeState
 
 pytestmark = pytest.mark.anyio
 

@@ -16,9 +16,8 @@ import trio.testing
 from voiceguard import BridgeConfig, CalibrationConfig
 from voiceguard.demo import guarded_bridge
 from voiceguard.errors import ConfigError
-from voiceguard.replay import replay
-from voiceguard.sim.scenarios import SCENARIOS, run_scenario
-from voiceguard.trace import (
+from voiceguard.observe.replay import replay
+from voiceguard.observe.trace import (
     AudioMode,
     Trace,
     TraceError,
@@ -26,6 +25,7 @@ from voiceguard.trace import (
     bridge_config_from_mapping,
     load_trace,
 )
+from voiceguard.sim.scenarios import SCENARIOS, run_scenario
 
 
 @pytest.fixture

@@ -1,19 +1,8 @@
 """voiceguard: race-free phone voice agents, by construction."""
 
+import warnings
+
 from voiceguard._version import __version__
-from voiceguard.bridge import (
-    BridgeAction,
-    BridgeCore,
-    HangUp,
-    NoteActivity,
-    SendToModel,
-    SendToPhone,
-    StartTimer,
-    StopTimer,
-    TimerName,
-)
-from voiceguard.call_timers import HangupFallback, IdleLadder, MaxCallDuration, ResponseWatchdog
-from voiceguard.clock import Clock, ManualClock, SystemClock
 from voiceguard.config import (
     BridgeConfig,
     CalibrationConfig,
@@ -28,21 +17,20 @@ from voiceguard.config import (
     ResponseWatchdogConfig,
     StateConfig,
 )
-from voiceguard.decisions import Action, Decision, Reason, Verdict
-from voiceguard.errors import (
-    CallScopeError,
-    ClockError,
-    ConfigError,
-    LocalProtocolError,
-    ProtocolError,
-    RemoteProtocolError,
-    StateTransitionError,
-    VoiceguardError,
+from voiceguard.core.bridge import (
+    BridgeAction,
+    BridgeCore,
+    HangUp,
+    NoteActivity,
+    SendToModel,
+    SendToPhone,
+    StartTimer,
+    StopTimer,
+    TimerName,
 )
-from voiceguard.guards._record import DecisionCounts, DecisionSink
-from voiceguard.guards.calibration import CalibrationGate, CalibrationStatistics
-from voiceguard.guards.cancel import CancelArbiter
-from voiceguard.guards.create import (
+from voiceguard.core.guards.calibration import CalibrationGate, CalibrationStatistics
+from voiceguard.core.guards.cancel import CancelArbiter
+from voiceguard.core.guards.create import (
     CalibrationStatus,
     CreateOrigin,
     CreatePolicy,
@@ -50,10 +38,9 @@ from voiceguard.guards.create import (
     ReleasedCreate,
     ResponseCreateGuard,
 )
-from voiceguard.handler import CallSummary, MediaHandler, ModelConnector
-from voiceguard.metrics import CallMetrics, call_metrics
-from voiceguard.playout import HeardPosition, PlayoutBuffer, PlayoutChunk, PlayoutStatistics
-from voiceguard.state import (
+from voiceguard.core.playout import HeardPosition, PlayoutBuffer, PlayoutChunk, PlayoutStatistics
+from voiceguard.core.record import DecisionCounts, DecisionSink
+from voiceguard.core.state import (
     AssistantItem,
     CallState,
     CallStateStatistics,
@@ -61,7 +48,20 @@ from voiceguard.state import (
     ResponseMatch,
     ResponsePhase,
 )
-from voiceguard.timers import (
+from voiceguard.decisions import Action, Decision, Reason, Verdict
+from voiceguard.errors import (
+    CallScopeError,
+    ConfigError,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    StateTransitionError,
+    VoiceguardError,
+)
+from voiceguard.middleware import GuardedCall
+from voiceguard.observe.metrics import CallMetrics, call_metrics
+from voiceguard.runtime.handler import CallSummary, MediaHandler, ModelConnector
+from voiceguard.runtime.scope import (
     CallIdentity,
     CallScope,
     CallScopedTimer,
@@ -70,6 +70,7 @@ from voiceguard.timers import (
     TimerCallback,
     current_call_scope,
 )
+from voiceguard.runtime.timers import HangupFallback, IdleLadder, MaxCallDuration, ResponseWatchdog
 
 __all__ = (
     "Action",
@@ -94,8 +95,6 @@ __all__ = (
     "CallSummary",
     "CancelArbiter",
     "CancelConfig",
-    "Clock",
-    "ClockError",
     "ConfigError",
     "CreateConfig",
     "CreateOrigin",
@@ -104,6 +103,7 @@ __all__ = (
     "Decision",
     "DecisionCounts",
     "DecisionSink",
+    "GuardedCall",
     "HandlerConfig",
     "HangUp",
     "HangupFallback",
@@ -113,7 +113,6 @@ __all__ = (
     "IdleLadderConfig",
     "LifecycleTrigger",
     "LocalProtocolError",
-    "ManualClock",
     "MaxCallDuration",
     "MaxCallDurationConfig",
     "MediaHandler",
@@ -138,7 +137,6 @@ __all__ = (
     "StateConfig",
     "StateTransitionError",
     "StopTimer",
-    "SystemClock",
     "TimerCallback",
     "TimerName",
     "Verdict",
@@ -147,3 +145,22 @@ __all__ = (
     "call_metrics",
     "current_call_scope",
 )
+
+#: Names removed from the public API, kept importable (with a warning) for one release.
+_DEPRECATED = {"Clock", "ClockError", "ManualClock", "SystemClock"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _DEPRECATED:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from voiceguard import clock  # noqa: PLC0415 - deprecated
+
+        warnings.warn(
+            f"voiceguard.{name} is deprecated and goes away in the next release: no API takes a "
+            "clock object; pass monotonic seconds (now), or a clock() function to GuardedCall",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(clock, name)
+    raise AttributeError(f"module 'voiceguard' has no attribute {name!r}")

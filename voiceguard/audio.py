@@ -15,16 +15,24 @@ full-scale square wave is 0 dBFS, a full-scale sine about -3 dBFS. Digital silen
 from __future__ import annotations
 
 import math
-from typing import Final
+from dataclasses import dataclass
+from typing import Any, Final, Literal, TypeAlias, final
 
 import numpy as np
 import numpy.typing as npt
 
+from voiceguard.errors import LocalProtocolError
+
 __all__ = (
     "FRAME_BYTES",
     "FRAME_SECONDS",
+    "PCM24K",
+    "PCMA",
+    "PCMU",
     "SAMPLE_RATE",
     "SILENCE_DBFS",
+    "AudioEncoding",
+    "AudioFormat",
     "check_frame",
     "decode_ulaw",
     "encode_ulaw",
@@ -222,3 +230,97 @@ def pcm_energy_dbfs(samples: npt.ArrayLike) -> float:
         raise ValueError("cannot measure the energy of an empty frame")
     scaled = array / _FULL_SCALE
     return power_to_dbfs(float(np.dot(scaled.ravel(), scaled.ravel())) / array.size)
+
+
+# ============================================================================================
+# Audio formats of a Realtime session
+
+#: The three audio encodings of the GA API (``session.audio.*.format.type``).
+AudioEncoding: TypeAlias = Literal["audio/pcmu", "audio/pcma", "audio/pcm"]
+
+_G711_RATE: Final = 8000
+_PCM_RATE: Final = 24000
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AudioFormat:
+    """An audio format of a Realtime session, in GA terms.
+
+    The beta names map as follows: ``"g711_ulaw"`` is :data:`PCMU`, ``"g711_alaw"`` is :data:`PCMA`
+    and ``"pcm16"`` is :data:`PCM24K`.
+
+    Attributes:
+        encoding: ``"audio/pcmu"`` (G.711 µ-law), ``"audio/pcma"`` (G.711 A-law) or
+            ``"audio/pcm"`` (16-bit little-endian PCM).
+        sample_rate: Samples per second: 8000 for G.711; 24000 for PCM.
+
+    Raises:
+        LocalProtocolError: If the encoding is unknown, G.711 is not at 8000 Hz, or the PCM rate is
+            not a positive multiple of 1000 Hz.
+    """
+
+    encoding: AudioEncoding
+    sample_rate: int
+
+    def __post_init__(self) -> None:
+        rate: object = self.sample_rate  # checked at run time: callers may not be type-checked
+        if not isinstance(rate, int) or isinstance(rate, bool):
+            raise LocalProtocolError(f"sample_rate must be an integer, got {rate!r:.80}")
+        if self.encoding in ("audio/pcmu", "audio/pcma"):
+            if rate != _G711_RATE:
+                raise LocalProtocolError(
+                    f"{self.encoding} is always {_G711_RATE} Hz, got sample_rate={rate}"
+                )
+        elif self.encoding == "audio/pcm":
+            if rate <= 0 or rate % 1000:
+                raise LocalProtocolError(
+                    f"audio/pcm sample_rate must be a positive multiple of 1000 Hz, got {rate}"
+                )
+        else:
+            raise LocalProtocolError(
+                f"unknown audio encoding {self.encoding!r}; "
+                "expected 'audio/pcmu', 'audio/pcma' or 'audio/pcm'"
+            )
+
+    @property
+    def sample_width(self) -> int:
+        """The number of bytes per sample, 1 for G.711 and 2 for 16-bit PCM."""
+        return 2 if self.encoding == "audio/pcm" else 1
+
+    @property
+    def bytes_per_ms(self) -> int:
+        """The number of audio bytes per ms, 8 for G.711 at 8 kHz and 48 for PCM at 24 kHz."""
+        return self.sample_rate // 1000 * self.sample_width
+
+    def to_wire(self) -> dict[str, Any]:
+        """The GA format object, e.g. ``{"type": "audio/pcmu"}`` or
+        ``{"type": "audio/pcm", "rate": 24000}``."""
+        if self.encoding == "audio/pcm":
+            return {"type": self.encoding, "rate": self.sample_rate}
+        return {"type": self.encoding}
+
+    def to_beta(self) -> str:
+        """The beta format string: ``"g711_ulaw"``, ``"g711_alaw"`` or ``"pcm16"``.
+
+        Raises:
+            LocalProtocolError: For PCM at a rate other than 24000 Hz (the beta API has none).
+        """
+        if self.encoding == "audio/pcmu":
+            return "g711_ulaw"
+        if self.encoding == "audio/pcma":
+            return "g711_alaw"
+        if self.sample_rate != _PCM_RATE:
+            raise LocalProtocolError(
+                f"the beta API has PCM only at {_PCM_RATE} Hz, got {self.sample_rate} Hz"
+            )
+        return "pcm16"
+
+
+#: The G.711 µ-law format at 8 kHz, which Twilio speaks; use it both ways for a pass-through
+#: bridge.
+PCMU: Final = AudioFormat(encoding="audio/pcmu", sample_rate=_G711_RATE)
+#: The G.711 A-law format at 8 kHz.
+PCMA: Final = AudioFormat(encoding="audio/pcma", sample_rate=_G711_RATE)
+#: The 16-bit PCM format at 24 kHz (the only PCM rate the API offers).
+PCM24K: Final = AudioFormat(encoding="audio/pcm", sample_rate=_PCM_RATE)

@@ -7,8 +7,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from voiceguard._tour import SCENARIOS, render, summary_rows
 from voiceguard._version import __version__
+from voiceguard.demo.tour import SCENARIOS, render, summary_rows
 
 __all__ = ("main",)
 
@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     from voiceguard.demo import add_demo_command  # noqa: PLC0415 - its one registration
 
     add_demo_command(commands)
-    from voiceguard.replay import add_replay_command  # noqa: PLC0415 - its one registration
+    from voiceguard.observe.replay import add_replay_command  # noqa: PLC0415 - its one registration
 
     add_replay_command(commands)
     return parser

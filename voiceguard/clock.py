@@ -1,18 +1,34 @@
-"""Injected time: monotonic float seconds, never wall-clock time.
+"""Deprecated clocks: :class:`Clock`, :class:`SystemClock`, :class:`ManualClock`.
 
-Guards never read the time themselves; they are handed ``now``. Code that needs to ask for the time
-takes a :class:`Clock`. Use :class:`SystemClock` in production and :class:`ManualClock` in tests.
+No API of voiceguard takes one: the sans-IO core is handed ``now`` (monotonic float seconds) with
+every call, the anyio layers read :func:`anyio.current_time`, and
+:class:`~voiceguard.middleware.GuardedCall` takes any ``clock()`` function. This module goes away
+in the next release.
+
+.. deprecated:: 0.2.0
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Protocol, final, runtime_checkable
 
-from voiceguard.errors import ClockError
+from voiceguard.errors import VoiceguardError
 
-__all__ = ("Clock", "ManualClock", "SystemClock")
+warnings.warn(
+    "voiceguard.clock is deprecated and goes away in the next release: pass monotonic seconds "
+    "(now) to the guards, or a clock() function to GuardedCall",
+    DeprecationWarning,
+    stacklevel=2,
+)
+
+__all__ = ("Clock", "ClockError", "ManualClock", "SystemClock")
+
+
+class ClockError(VoiceguardError, ValueError):
+    """A :class:`ManualClock` was asked to move backwards."""
 
 
 @runtime_checkable

@@ -17,8 +17,8 @@ import math
 from dataclasses import dataclass, field
 from typing import final
 
+from voiceguard.audio import PCMU, AudioFormat
 from voiceguard.errors import ConfigError
-from voiceguard.protocol.realtime import PCMU, AudioFormat
 
 __all__ = (
     "BridgeConfig",
@@ -175,7 +175,7 @@ class PlayoutConfig:
             raise ConfigError(
                 f"{type(self).__name__}.audio_format",
                 self.audio_format,
-                "a voiceguard.protocol.AudioFormat",
+                "a voiceguard.audio.AudioFormat",
             )
 
 
@@ -333,7 +333,7 @@ class HandlerConfig:
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallScopeConfig:
-    """Configuration of :class:`~voiceguard.timers.CallScope`.
+    """Configuration of :class:`~voiceguard.runtime.scope.CallScope`.
 
     Attributes:
         shutdown_grace: Seconds the final sends of a call (its close callbacks: a Twilio
@@ -345,7 +345,7 @@ class CallScopeConfig:
             (it leaves the scope's ``async with`` block) instead of being logged with the call
             identity. Default off: a failed re-prompt should not hang up on the caller. A timer
             can choose otherwise (``error_ends_call=`` of
-            :meth:`~voiceguard.timers.CallScope.timer`).
+            :meth:`~voiceguard.runtime.scope.CallScope.timer`).
     """
 
     shutdown_grace: float = 1.0
@@ -359,7 +359,7 @@ class CallScopeConfig:
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HangupFallbackConfig:
-    """Configuration of :class:`~voiceguard.call_timers.HangupFallback`.
+    """Configuration of :class:`~voiceguard.runtime.timers.HangupFallback`.
 
     Attributes:
         delay: Seconds from arming the fallback (when the goodbye's last audio has been handed to
@@ -378,7 +378,7 @@ class HangupFallbackConfig:
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ResponseWatchdogConfig:
-    """Configuration of :class:`~voiceguard.call_timers.ResponseWatchdog`.
+    """Configuration of :class:`~voiceguard.runtime.timers.ResponseWatchdog`.
 
     Attributes:
         delay: Seconds from the end of a caller's turn to the watchdog firing if no response has
@@ -396,7 +396,7 @@ class ResponseWatchdogConfig:
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IdleLadderConfig:
-    """Configuration of :class:`~voiceguard.call_timers.IdleLadder`.
+    """Configuration of :class:`~voiceguard.runtime.timers.IdleLadder`.
 
     Attributes:
         prompt_delays: Seconds of silence before each prompt ("Are you still there?"), the first
@@ -452,7 +452,7 @@ class IdleLadderConfig:
 @final
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MaxCallDurationConfig:
-    """Configuration of :class:`~voiceguard.call_timers.MaxCallDuration`.
+    """Configuration of :class:`~voiceguard.runtime.timers.MaxCallDuration`.
 
     Attributes:
         limit: Seconds from the start of the call to the polite limit (the bot says goodbye).

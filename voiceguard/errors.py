@@ -7,7 +7,6 @@ the protocol, and each one says whose fault it is::
 
     VoiceguardError
     ├── ConfigError                 a configuration value is out of range (also ValueError)
-    ├── ClockError                  a clock was asked to go backwards (also ValueError)
     ├── ProtocolError
     │   ├── RemoteProtocolError     a peer sent a malformed message (also ValueError)
     │   └── LocalProtocolError      the caller asked to build an invalid message (also ValueError)
@@ -19,11 +18,11 @@ Every exception leaves the object that raised it unchanged.
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 __all__ = (
     "CallScopeError",
-    "ClockError",
     "ConfigError",
     "LocalProtocolError",
     "ProtocolError",
@@ -51,10 +50,6 @@ class ConfigError(VoiceguardError, ValueError):
         self.value = value
         self.allowed = allowed
         super().__init__(f"{field} = {value!r} is not allowed; allowed: {allowed}")
-
-
-class ClockError(VoiceguardError, ValueError):
-    """A :class:`~voiceguard.ManualClock` was asked to move backwards."""
 
 
 class ProtocolError(VoiceguardError):
@@ -119,3 +114,20 @@ class CallScopeError(VoiceguardError, RuntimeError):
     The message says which misuse happened (entered twice, re-entered after exit, timer armed on a
     closed or closing scope, ...).
     """
+
+
+def __getattr__(name: str) -> object:
+    # ClockError went with the clocks (deprecated in 0.2.0, see voiceguard.clock).
+    if name == "ClockError":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from voiceguard.clock import ClockError  # noqa: PLC0415 - deprecated
+
+        warnings.warn(
+            "voiceguard.errors.ClockError is deprecated and goes away in the next release, "
+            "with the clocks: pass monotonic seconds (now) instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return ClockError
+    raise AttributeError(f"module 'voiceguard.errors' has no attribute {name!r}")

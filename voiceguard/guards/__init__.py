@@ -1,6 +1,4 @@
-"""The guards: pure, synchronous objects that answer one question each with a Decision.
+"""Deprecated: the guards moved to :mod:`voiceguard.core.guards`.
 
-Import them from the top-level package (``from voiceguard import CancelArbiter``). The submodules
-are ``voiceguard.guards.cancel``, ``voiceguard.guards.create`` and
-``voiceguard.guards.calibration``.
+Import them from ``voiceguard``. This stub goes away in the next release.
 """

@@ -22,15 +22,15 @@ from typing import (
 
 import anyio
 
+from voiceguard.core.guards.create import CreateOrigin, CreatePolicy, CreateRequest
 from voiceguard.decisions import Decision
 from voiceguard.errors import RemoteProtocolError
-from voiceguard.guards.create import CreateOrigin, CreatePolicy, CreateRequest
 from voiceguard.middleware._core import CallGuard, GuardConfig, GuardStep
 from voiceguard.protocol import dumps, parse_realtime_event, parse_twilio_message, response_create
-from voiceguard.sim.transport import TransportClosed
+from voiceguard.transports import TransportClosed
 
 if TYPE_CHECKING:
-    from voiceguard.guards._record import DecisionSink
+    from voiceguard.core.record import DecisionSink
 
 __all__ = (
     "CloseErrors",

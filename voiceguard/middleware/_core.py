@@ -25,12 +25,13 @@ from voiceguard.config import (
     _check_bool,
     _check_optional_number,
 )
+from voiceguard.core.guards.calibration import CalibrationGate
+from voiceguard.core.guards.cancel import CancelArbiter
+from voiceguard.core.guards.create import CreatePolicy, CreateRequest, ResponseCreateGuard
+from voiceguard.core.record import DecisionCounts, DecisionSink, Recorder
+from voiceguard.core.state import CallState
 from voiceguard.decisions import Action, Decision, Reason, Verdict
 from voiceguard.errors import ConfigError
-from voiceguard.guards._record import DecisionCounts, DecisionSink, Recorder
-from voiceguard.guards.calibration import CalibrationGate
-from voiceguard.guards.cancel import CancelArbiter
-from voiceguard.guards.create import CreatePolicy, CreateRequest, ResponseCreateGuard
 from voiceguard.protocol.realtime import (
     PCMU,
     AudioDelta,
@@ -47,7 +48,6 @@ from voiceguard.protocol.realtime import (
     response_create,
 )
 from voiceguard.protocol.twilio import MarkPlayed, MediaReceived, StreamStarted, StreamStopped
-from voiceguard.state import CallState
 
 __all__ = ("CallGuard", "GuardConfig", "GuardStep")
 

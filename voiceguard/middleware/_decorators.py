@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from voiceguard.errors import CallScopeError
-from voiceguard.timers import CallScope, CallScopedTimer, TimerCallback, current_call_scope
+from voiceguard.runtime.scope import CallScope, CallScopedTimer, TimerCallback, current_call_scope
 
 __all__ = ("call_timer",)
 
@@ -19,10 +19,10 @@ def call_timer(
 ) -> Callable[[TimerCallback], CallScopedTimer]:
     """Make the decorated function a timer of the current call (not armed yet).
 
-    The timer belongs to the :class:`~voiceguard.timers.CallScope` running where the decorator is
-    applied (:func:`~voiceguard.current_call_scope`), or to *scope*: when the call ends it is
-    cancelled, and if it is due while the call closes, or the call's identity changed since it
-    was armed, the function does not run (the decision is logged and counted). A hang-up
+    The timer belongs to the :class:`~voiceguard.runtime.scope.CallScope` running where the
+    decorator is applied (:func:`~voiceguard.current_call_scope`), or to *scope*: when the call
+    ends it is cancelled, and if it is due while the call closes, or the call's identity changed
+    since it was armed, the function does not run (the decision is logged and counted). A hang-up
     fallback of one call can never hang up another::
 
         async with CallScope(call_sid=call_sid) as scope:
@@ -35,7 +35,7 @@ def call_timer(
             hang_up_fallback.start()  # when the goodbye is on its way
 
     Args:
-        delay: Seconds from :meth:`~voiceguard.timers.CallScopedTimer.start` to the call.
+        delay: Seconds from :meth:`~voiceguard.runtime.scope.CallScopedTimer.start` to the call.
         name: The timer's name in logs and statistics; the function's name by default. A second
             timer of the same name in the same call replaces the first.
         scope: The call scope; the current one by default.
@@ -44,7 +44,7 @@ def call_timer(
 
     Returns:
         A decorator that turns a plain or ``async`` function of no arguments into a
-        :class:`~voiceguard.timers.CallScopedTimer`.
+        :class:`~voiceguard.runtime.scope.CallScopedTimer`.
 
     Raises:
         CallScopeError: When applied outside any call scope with no *scope* given, or on a

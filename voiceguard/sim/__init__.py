@@ -52,8 +52,8 @@ from voiceguard.sim.scenarios import (
     run_scenario_over_websocket,
 )
 from voiceguard.sim.signals import line_noise, silence, speech_like, tone
-from voiceguard.sim.transport import MemoryTransport, Transport, TransportClosed, memory_pair
 from voiceguard.sim.vad import EnergyVad, VadEvent, VadSpeechStarted, VadSpeechStopped
+from voiceguard.transports import MemoryTransport, Transport, TransportClosed, memory_pair
 
 __all__ = (
     "SCENARIOS",

@@ -2,7 +2,7 @@
 
 Most bots take their Twilio socket as a Starlette (or FastAPI) ``WebSocket`` and talk to the
 model through a ``websockets`` connection. These adapters give a simulator
-:class:`~voiceguard.sim.transport.Transport` those two shapes, so the bot's own call handler runs
+:class:`~voiceguard.transports.base.Transport` those two shapes, so the bot's own call handler runs
 unchanged against :func:`~voiceguard.sim.scenarios.run_scenario`, in virtual time when the test
 runs on trio's ``MockClock``::
 
@@ -19,19 +19,19 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, final
 
-from voiceguard.sim.transport import NORMAL_CLOSURE, Transport, TransportClosed
+from voiceguard.transports import NORMAL_CLOSURE, Transport, TransportClosed
 
 __all__ = ("StarletteSocket", "WebsocketsConnection", "websockets_style")
 
 
 @final
 class StarletteSocket:
-    """A :class:`~voiceguard.sim.transport.Transport` with the Starlette ``WebSocket`` API a bot
+    """A :class:`~voiceguard.transports.base.Transport` with the Starlette ``WebSocket`` API a bot
     uses for Twilio: ``accept``, ``iter_text``, ``receive_text``, ``receive_json``,
     ``send_text``, ``send_json`` and ``close``.
 
     ``iter_text`` ends when the caller hangs up; ``receive_text`` then raises
-    :class:`~voiceguard.sim.transport.TransportClosed`.
+    :class:`~voiceguard.transports.base.TransportClosed`.
 
     Args:
         transport: The bot's end of the Twilio stream.
@@ -74,7 +74,7 @@ class StarletteSocket:
 
 @final
 class WebsocketsConnection:
-    """A :class:`~voiceguard.sim.transport.Transport` with the ``websockets`` client API a bot
+    """A :class:`~voiceguard.transports.base.Transport` with the ``websockets`` client API a bot
     uses for the model: ``send``, ``recv``, ``async for`` and ``close``.
 
     A close raises ``websockets``' own ``ConnectionClosedOK`` (code 1000) or

@@ -33,7 +33,7 @@ from voiceguard.audio import FRAME_BYTES, FRAME_SECONDS
 from voiceguard.protocol import dumps
 from voiceguard.protocol._common import b64decode
 from voiceguard.sim.signals import SILENCE_BYTE, attenuate, line_noise, mix, speech_like
-from voiceguard.sim.transport import MemoryTransport, Transport, TransportClosed, on_grid
+from voiceguard.transports import MemoryTransport, Transport, TransportClosed, on_grid
 
 __all__ = (
     "CallRecord",
@@ -677,7 +677,7 @@ class CallerSimulator:
         Returns:
             What happened in the call.
         """
-        from voiceguard.sim.websocket import connect_websocket  # noqa: PLC0415 - optional dep
+        from voiceguard.transports.websocket import connect_websocket  # noqa: PLC0415 - optional dep
 
         async with connect_websocket(url, headers=headers) as transport:
             return await self.run(transport)

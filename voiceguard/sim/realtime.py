@@ -1,8 +1,8 @@
 """``RealtimeSimulator``: a local, protocol-faithful stand-in for the OpenAI Realtime server.
 
 It speaks the Realtime WebSocket protocol (GA event names; beta names as an option) over a real
-WebSocket on 127.0.0.1 or over an in-memory :class:`~voiceguard.sim.transport.Transport`, and keeps
-the server's rules strictly (PROTOCOLS.md sections 2 to 5):
+WebSocket on 127.0.0.1 or over an in-memory :class:`~voiceguard.transports.base.Transport`, and
+keeps the server's rules strictly (PROTOCOLS.md sections 2 to 5):
 
 * ``session.created`` on connect; ``session.update`` is a partial update answered by
   ``session.updated`` with the whole merged configuration.
@@ -65,14 +65,14 @@ from voiceguard.sim._client_events import (
 )
 from voiceguard.sim._codec import from_ulaw, to_ulaw
 from voiceguard.sim.signals import speech_like
-from voiceguard.sim.transport import (
+from voiceguard.sim.vad import EnergyVad, VadSpeechStarted
+from voiceguard.transports import (
     MemoryTransport,
     Transport,
     TransportClosed,
     memory_pair,
     on_grid,
 )
-from voiceguard.sim.vad import EnergyVad, VadSpeechStarted
 
 __all__ = (
     "ConnectionRecord",
@@ -1662,7 +1662,7 @@ class RealtimeSimulator:
             port: The TCP port; 0 picks a free one.
             task_status: Receives the :class:`SimulatorAddress` once listening.
         """
-        from voiceguard.sim.websocket import (  # noqa: PLC0415 - websockets is optional
+        from voiceguard.transports.websocket import (  # noqa: PLC0415 - websockets is optional
             HandshakeRejected,
             WebSocketRequest,
             WebSocketTransport,

@@ -10,8 +10,8 @@ run::
     assert run.violations() == ()
 
 A bridge is any ``async def bridge(twilio, connect_model)``: *twilio* is the bridge's end of the
-Twilio media stream (a :class:`~voiceguard.sim.transport.Transport`), and ``connect_model()`` is an
-async context manager that opens a connection to the simulated Realtime server.
+Twilio media stream (a :class:`~voiceguard.transports.base.Transport`), and ``connect_model()``
+is an async context manager that opens a connection to the simulated Realtime server.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from voiceguard.sim.realtime import (
     RealtimeSimulator,
     Reply,
 )
-from voiceguard.sim.transport import Transport, memory_pair
+from voiceguard.transports import Transport, memory_pair
 
 __all__ = (
     "CROSSING_WINDOW",

@@ -38,7 +38,7 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 
 from voiceguard.config import HandlerConfig
-from voiceguard.handler import MediaHandler
+from voiceguard.observe.trace import TraceRecorder
 from voiceguard.protocol import (
     AudioDelta,
     FunctionCallArgumentsDone,
@@ -59,16 +59,16 @@ from voiceguard.protocol import (
     response_create,
     session_update,
 )
+from voiceguard.runtime.handler import MediaHandler
 from voiceguard.sim.caller import CallerSimulator, CallRecord
 from voiceguard.sim.measures import false_barge_ins as _false_barge_ins
 from voiceguard.sim.measures import truncations_beyond_heard as _truncations_beyond_heard
 from voiceguard.sim.realtime import ConnectionRecord
 from voiceguard.sim.scenarios import SCENARIOS, Bridge, ConnectModel, Scenario, ScenarioRun
-from voiceguard.sim.transport import NORMAL_CLOSURE, Transport, TransportClosed
-from voiceguard.trace import TraceRecorder
+from voiceguard.transports import NORMAL_CLOSURE, Transport, TransportClosed
 
 if TYPE_CHECKING:
-    from voiceguard.sim.websocket import WebSocketTransport
+    from voiceguard.transports.websocket import WebSocketTransport
 
 __all__ = (
     "BridgeMeasures",
@@ -88,8 +88,8 @@ def guarded_bridge(
 
     Args:
         config: The handler's configuration; the defaults when omitted.
-        trace: Makes the :class:`~voiceguard.trace.TraceRecorder` of each call; no traces when
-            omitted.
+        trace: Makes the :class:`~voiceguard.observe.trace.TraceRecorder` of each call; no
+            traces when omitted.
 
     Returns:
         ``async def bridge(twilio, connect_model)`` for
@@ -771,7 +771,7 @@ class _Calls:
 
     def connect_model(self, key: str) -> AbstractAsyncContextManager[Transport]:
         """Open the model connection of call *key*: its run's simulator, over a WebSocket."""
-        from voiceguard.sim.websocket import connect_websocket  # noqa: PLC0415 - optional dep
+        from voiceguard.transports.websocket import connect_websocket  # noqa: PLC0415 - optional dep
 
         run = self.run_of(key)
         url = f"ws://{_HOST}:{run.port}/v1/realtime?model=gpt-realtime&{_CALL_PARAMETER}={key}"
@@ -908,7 +908,7 @@ async def run_demo(
 
     Everything runs in this event loop, on 127.0.0.1, in real time: the reference server
     (:func:`~voiceguard.server.create_app` under uvicorn), a :class:`NaiveBridge` served with
-    :func:`~voiceguard.sim.websocket.serve_websocket`, and for each run a
+    :func:`~voiceguard.transports.websocket.serve_websocket`, and for each run a
     :class:`~voiceguard.sim.realtime.RealtimeSimulator` of its own and the scenario's callers.
     Up to 10 runs (each scenario through each bridge, each repetition) are played at the same
     time, so the default demo (20 runs) takes about as long as two of its longest scenarios
@@ -926,7 +926,7 @@ async def run_demo(
             0 plays the scenarios exactly as defined.
         progress: Called as ``progress(outcome, done, total)`` after each run.
         trace_dir: Write a trace of each guarded call there, with its audio (see
-            :mod:`voiceguard.trace`), named ``<scenario>-<call>.jsonl`` (``-r<N>`` added for
+            :mod:`voiceguard.observe.trace`), named ``<scenario>-<call>.jsonl`` (``-r<N>`` added for
             repetition *N* > 0); replay one with ``voiceguard replay``.
 
     Returns:
@@ -948,7 +948,7 @@ async def run_demo(
             f"repetitions = {repetitions!r}; allowed: an integer from 1 to {MAX_REPETITIONS}"
         )
     from voiceguard.server import serving  # noqa: PLC0415 - the server extra
-    from voiceguard.sim.websocket import serve_websocket  # noqa: PLC0415 - optional dep
+    from voiceguard.transports.websocket import serve_websocket  # noqa: PLC0415 - optional dep
 
     runs = [
         _Run(

@@ -48,9 +48,9 @@ import voiceguard
 from voiceguard.config import BridgeConfig, HandlerConfig
 from voiceguard.decisions import Reason, Verdict
 from voiceguard.errors import ConfigError, LocalProtocolError, RemoteProtocolError
-from voiceguard.handler import CallSummary, MediaHandler, ModelConnector
+from voiceguard.observe.trace import TraceRecorder
 from voiceguard.protocol import StreamStarted, connect_stream_twiml
-from voiceguard.trace import TraceRecorder
+from voiceguard.runtime.handler import CallSummary, MediaHandler, ModelConnector
 from voiceguard.transports import (
     DEFAULT_MAX_PHONE_MESSAGE_BYTES,
     StarletteWebSocketTransport,
@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.websockets import WebSocket
 
-    from voiceguard.sim.transport import Transport
+    from voiceguard.transports import Transport
 
 __all__ = (
     "DEFAULT_REALTIME_URL",
@@ -514,8 +514,8 @@ class ServerConfig:
             one closes the stream with 1009. Default 64 KiB.
         max_body_bytes: The largest webhook body accepted, in bytes (413 past it). Default 64 KiB.
         handler: The bridge's behaviour and each call's limits.
-        trace_dir: Write a trace of every call to this directory (see :mod:`voiceguard.trace`);
-            None writes none.
+        trace_dir: Write a trace of every call to this directory (see
+            :mod:`voiceguard.observe.trace`); None writes none.
         trace_audio: Keep the audio payloads in traces (caller audio is personal data: off by
             default, when each payload is replaced by its length and energy).
         allowed_parameters: The names of ``start.customParameters`` a call may carry; a call
@@ -1115,7 +1115,8 @@ def create_app(
         config: The server's configuration; None uses the defaults (and no API key).
         connect_model: Opens the model connection of a call (a
             :data:`~voiceguard.ModelConnector`); None connects to
-            :attr:`ServerConfig.realtime_url` with :func:`~voiceguard.transports.connect_realtime`.
+            :attr:`ServerConfig.realtime_url` with
+            :func:`~voiceguard.transports.production.connect_realtime`.
 
     Returns:
         The Starlette app: mount it, or run it with any ASGI server that speaks WebSockets.

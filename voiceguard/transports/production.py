@@ -1,14 +1,14 @@
 """Production transports: the phone side over an ASGI WebSocket, the model side over ``websockets``.
 
 :class:`~voiceguard.MediaHandler` speaks to both peers through the
-:class:`~voiceguard.sim.transport.Transport` protocol (whole text messages, a clean close, a
+:class:`~voiceguard.transports.base.Transport` protocol (whole text messages, a clean close, a
 drop). This module adapts the two connections a deployed server has:
 
 * :class:`StarletteWebSocketTransport`: Twilio's Media Stream, accepted by a Starlette (ASGI)
   WebSocket endpoint. Twilio sends text frames only; a binary frame or an over-size message is
   refused (counted in :attr:`~StarletteWebSocketTransport.refused`, the connection closed with
   1003 or 1009) and never raises anything but
-  :class:`~voiceguard.sim.transport.TransportClosed`.
+  :class:`~voiceguard.transports.base.TransportClosed`.
 * :func:`connect_realtime`: a WebSocket client to the OpenAI Realtime API (``wss://`` or, for a
   local simulator, ``ws://``), sending ``Authorization: Bearer <key>``. It runs on asyncio (the
   ``websockets`` asyncio client). The key is never logged: ``websockets`` logs the request headers
@@ -33,7 +33,7 @@ import anyio
 
 from voiceguard._redact import RedactingLogger
 from voiceguard._version import __version__
-from voiceguard.sim.transport import ABNORMAL_CLOSURE, NORMAL_CLOSURE, TransportClosed
+from voiceguard.transports.base import ABNORMAL_CLOSURE, NORMAL_CLOSURE, TransportClosed
 
 if TYPE_CHECKING:
     import starlette.websockets
@@ -89,7 +89,7 @@ class StarletteWebSocketTransport:
     over *max_message_bytes* with :data:`MESSAGE_TOO_BIG` (the ASGI server may enforce the limit
     itself first, e.g. uvicorn's ``ws_max_size``; such a close is counted the same way). Either
     way the refusal is logged, counted in :attr:`refused`, and :meth:`receive` raises
-    :class:`~voiceguard.sim.transport.TransportClosed` with that code.
+    :class:`~voiceguard.transports.base.TransportClosed` with that code.
 
     Args:
         websocket: An accepted Starlette WebSocket.
@@ -132,7 +132,7 @@ class StarletteWebSocketTransport:
             message: The text.
 
         Raises:
-            ~voiceguard.sim.transport.TransportClosed: If the connection is closed.
+            ~voiceguard.transports.base.TransportClosed: If the connection is closed.
         """
         if self._closed is not None:
             raise self._closed
@@ -150,7 +150,7 @@ class StarletteWebSocketTransport:
             The message.
 
         Raises:
-            ~voiceguard.sim.transport.TransportClosed: When the peer closed (its close code),
+            ~voiceguard.transports.base.TransportClosed: When the peer closed (its close code),
                 the connection dropped (1006), or a frame was refused (1003 binary, 1009 too
                 big).
         """
@@ -239,7 +239,7 @@ class RealtimeConnection:
             message: The text (a JSON client event).
 
         Raises:
-            ~voiceguard.sim.transport.TransportClosed: If the connection is closed.
+            ~voiceguard.transports.base.TransportClosed: If the connection is closed.
         """
         from websockets.exceptions import ConnectionClosed  # noqa: PLC0415 - optional dep
 
@@ -257,7 +257,7 @@ class RealtimeConnection:
             The message's text.
 
         Raises:
-            ~voiceguard.sim.transport.TransportClosed: When the connection closed, with the
+            ~voiceguard.transports.base.TransportClosed: When the connection closed, with the
                 server's close code (1006 if it was dropped).
         """
         from websockets.exceptions import ConnectionClosed  # noqa: PLC0415 - optional dep
@@ -352,7 +352,7 @@ async def connect_realtime(
 
     Raises:
         ValueError: If *url* is not a ``ws://`` or ``wss://`` URL.
-        ~voiceguard.sim.transport.TransportClosed: If the server refused the handshake (e.g.
+        ~voiceguard.transports.base.TransportClosed: If the server refused the handshake (e.g.
             HTTP 401), or it failed or timed out.
         OSError: If the TCP or TLS connection failed.
     """

@@ -16,16 +16,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from voiceguard.core.guards.cancel import CancelArbiter
+from voiceguard.core.guards.create import (
+    CreateOrigin,
+    CreatePolicy,
+    CreateRequest,
+    ResponseCreateGuard,
+)
+from voiceguard.core.state import CallState
 from voiceguard.decisions import Decision, Verdict
-from voiceguard.guards.cancel import CancelArbiter
-from voiceguard.guards.create import CreateOrigin, CreatePolicy, CreateRequest, ResponseCreateGuard
 from voiceguard.protocol.realtime import (
     parse_realtime_event,
     response_cancel,
     response_create,
     session_update,
 )
-from voiceguard.state import CallState
 
 __all__ = ("SCENARIOS", "Outcome", "Scenario", "run_scenario")
 

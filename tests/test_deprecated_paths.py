@@ -1,0 +1,34 @@
+"""The import paths of 0.1 keep working for one release, each with a DeprecationWarning."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+import voiceguard
+from voiceguard._deprecated import MOVED_MODULES
+
+
+@pytest.mark.parametrize(("old", "new"), sorted(MOVED_MODULES.items()))
+def test_an_old_module_path_forwards_to_the_new_one_with_a_warning(old: str, new: str) -> None:
+    stub = importlib.import_module(old)
+    target = importlib.import_module(new)
+    names = [n for n in getattr(target, "__all__", ()) if not n.startswith("_")]
+    assert names, f"{new} exports nothing"
+    with pytest.warns(
+        DeprecationWarning, match=f"{old} is deprecated.*import {names[0]} from {new}"
+    ):
+        value = getattr(stub, names[0])
+    assert value is getattr(target, names[0])
+
+
+def test_a_name_the_old_module_never_had_is_an_attribute_error() -> None:
+    stub = importlib.import_module("voiceguard.bridge")
+    with pytest.raises(AttributeError):
+        stub.NoSuchThing  # noqa: B018
+
+
+def test_the_top_level_names_do_not_warn() -> None:
+    for name in voiceguard.__all__:
+        getattr(voiceguard, name)  # filterwarnings = error: a warning would fail here

@@ -1,0 +1,497 @@
+"""Call traces: every message of a call and every decision, one JSON Lines file per call.
+
+A :class:`TraceRecorder` is handed to a :class:`~voiceguard.MediaHandler` (``trace=``; the
+reference server makes one per call with ``--trace-dir``). It writes, in the order they happen:
+
+* ``header``: the format version, the bridge's configuration and whether audio was kept;
+* ``in``: every message from the phone or the model that reached the bridge, with the monotonic
+  time the bridge was given for it;
+* ``tick``, ``timer``, ``close``: the bridge being woken at a deadline, a call-scoped timer
+  firing, the call's final sends;
+* ``decision``: every decision of the call's guards (allowed, suppressed or deferred);
+* ``out``: every message sent to either peer, and the bridge's timer and hang-up requests;
+* ``bad``: a malformed message (not fed to the bridge);
+* ``end``: why the call ended, and the calibration gate's final estimates.
+
+Those are exactly the inputs of :class:`~voiceguard.BridgeCore` with their times, so
+:func:`voiceguard.observe.replay.replay` can feed them to a fresh bridge and get the same decisions.
+
+Audio payloads are replaced by their length and energy (``{"bytes": 160, "dbfs": -42.5}``)
+unless the recorder is asked to keep them (``audio="full"``). A trace without audio can be read
+and drawn, but the calibration gate cannot judge energy it never saw, so only a trace with audio
+can be re-decided. Nothing secret is ever written: no API key and no auth token reach the bridge.
+
+:func:`load_trace` reads a trace back; a malformed line raises :class:`TraceError` naming the
+file, the line and the problem.
+
+.. versionadded:: 0.1.0
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime
+import json
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Final, Literal, TypeAlias, final
+
+from voiceguard.audio import ulaw_energy_dbfs
+from voiceguard.config import BridgeConfig
+from voiceguard.decisions import Decision
+from voiceguard.errors import ConfigError, VoiceguardError
+
+__all__ = (
+    "TRACE_FORMAT",
+    "TRACE_VERSION",
+    "AudioMode",
+    "Trace",
+    "TraceError",
+    "TraceRecorder",
+    "bridge_config_from_mapping",
+    "bridge_config_to_mapping",
+    "load_trace",
+)
+
+#: The ``format`` field of a trace's header line.
+TRACE_FORMAT: Final = "voiceguard-trace"
+#: The version of the trace format this module writes and reads.
+TRACE_VERSION: Final = 1
+
+#: ``"summary"``: audio payloads replaced by their length and energy; ``"full"``: kept.
+AudioMode: TypeAlias = Literal["summary", "full"]
+
+#: The guard behind each kind of decision (the same names as the metric labels and the logs).
+_GUARD_OF_ACTION: Final = {
+    "BARGE_IN": "calibration_gate",
+    "CANCEL": "cancel_arbiter",
+    "CREATE": "response_create_guard",
+    "TRUNCATE": "bridge",
+    "TIMER": "call_scope",
+}
+_KINDS: Final = frozenset(
+    {"header", "in", "out", "tick", "timer", "close", "decision", "bad", "end"}
+)
+_REALTIME_AUDIO_DELTAS: Final = frozenset({"response.output_audio.delta", "response.audio.delta"})
+_UNSAFE_NAME: Final = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class TraceError(VoiceguardError, ValueError):
+    """A trace file is malformed, or cannot be used for what was asked.
+
+    The message names the file, the line (when one is at fault) and the problem.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+# ============================================================================================
+# Configuration to and from plain data
+
+
+def bridge_config_to_mapping(config: BridgeConfig) -> dict[str, Any]:
+    """A :class:`~voiceguard.BridgeConfig` as plain JSON data (nested sections as objects).
+
+    .. versionadded:: 0.1.0
+    """
+    return dataclasses.asdict(config)
+
+
+def _build(data: Mapping[str, Any], where: str, base: Any) -> Any:
+    """*base* (a configuration dataclass) with the fields in *data* replaced, recursively."""
+    names = {f.name for f in dataclasses.fields(base)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where}.{unknown[0]}", data[unknown[0]], "a field of " + type(base).__name__
+        )
+    values: dict[str, Any] = {}
+    for name, given in data.items():
+        current = getattr(base, name)
+        value = given
+        if dataclasses.is_dataclass(current) and not isinstance(current, type):
+            if not isinstance(given, Mapping):
+                raise ConfigError(f"{where}.{name}", given, "an object of its fields")
+            value = _build(given, f"{where}.{name}", current)
+        elif isinstance(given, list):
+            value = tuple(given)
+        values[name] = value
+    try:
+        return dataclasses.replace(base, **values)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(where, dict(data), str(exc)) from None
+
+
+def bridge_config_from_mapping(
+    data: Mapping[str, Any], *, base: BridgeConfig | None = None
+) -> BridgeConfig:
+    """Build a :class:`~voiceguard.BridgeConfig` from plain data, over *base* (or the defaults).
+
+    Only the fields given change: ``{"calibration": {"speech_margin_db": 8}}`` changes one.
+
+    Raises:
+        ConfigError: For an unknown field (named with its path) or a value out of range.
+
+    .. versionadded:: 0.1.0
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError("BridgeConfig", data, "an object of BridgeConfig fields")
+    config: BridgeConfig = _build(
+        data, "BridgeConfig", base if base is not None else BridgeConfig()
+    )
+    return config
+
+
+# ============================================================================================
+# Recording
+
+
+def _audio_summary(payload: object) -> object:
+    if not isinstance(payload, str):
+        return payload
+    try:
+        audio = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        return {"bytes": None, "dbfs": None}
+    if not audio:
+        return {"bytes": 0, "dbfs": None}
+    return {"bytes": len(audio), "dbfs": round(ulaw_energy_dbfs(audio), 2)}
+
+
+def _redact(message: Mapping[str, Any]) -> dict[str, Any]:
+    """*message* with its audio payload replaced by its length and energy."""
+    out = dict(message)
+    media = out.get("media")
+    if out.get("event") == "media" and isinstance(media, Mapping) and "payload" in media:
+        out["media"] = {**media, "payload": _audio_summary(media["payload"])}
+    kind = out.get("type")
+    if kind in _REALTIME_AUDIO_DELTAS and "delta" in out:
+        out["delta"] = _audio_summary(out["delta"])
+    elif kind == "input_audio_buffer.append" and "audio" in out:
+        out["audio"] = _audio_summary(out["audio"])
+    return out
+
+
+def _file_name(call_sid: str | None, stream_sid: str | None) -> str:
+    name = _UNSAFE_NAME.sub("_", f"{call_sid or 'call'}-{stream_sid or 'stream'}")[:120]
+    return name + ".jsonl"
+
+
+@final
+class TraceRecorder:
+    """Writes one call's trace (see the module documentation for what it holds).
+
+    Args:
+        directory: Where to write; the file is named after the call and stream SIDs once the
+            stream starts (``CA...-MZ....jsonl``); a trace of the same call again is suffixed.
+        audio: ``"summary"`` (the default) replaces audio payloads by their length and energy;
+            ``"full"`` keeps them, which a replay with re-decided barge-ins needs.
+        config: The bridge's configuration, written in the header (the handler sets it).
+
+    The file is opened at the first record and closed by :meth:`close` (the handler closes it
+    when the call ends). Writing never raises into the call: an ``OSError`` stops the trace and
+    is kept in :attr:`error`.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = ("_audio", "_config", "_directory", "_file", "_now", "error", "path")
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        audio: AudioMode = "summary",
+        config: BridgeConfig | None = None,
+    ) -> None:
+        if audio not in ("summary", "full"):
+            raise ConfigError("TraceRecorder.audio", audio, '"summary" or "full"')
+        self._directory = Path(directory)
+        self._audio: AudioMode = audio
+        self._config = config if config is not None else BridgeConfig()
+        self._file: IO[str] | None = None
+        self._now = 0.0
+        #: The file written, once it was opened.
+        self.path: Path | None = None
+        #: The error that stopped the trace, if one did.
+        self.error: OSError | None = None
+
+    @property
+    def audio(self) -> AudioMode:
+        """Whether audio payloads are kept (``"full"``) or summarised (``"summary"``)."""
+        return self._audio
+
+    def set_config(self, config: BridgeConfig) -> None:
+        """Set the configuration written in the header (before the first record)."""
+        self._config = config
+
+    # ------------------------------------------------------------------ records
+
+    def start(self, text: str, now: float, *, call_sid: str | None, stream_sid: str | None) -> None:
+        """Twilio's ``start`` message: opens the file and writes the header, then the message."""
+        if self._file is None and self.error is None:
+            try:
+                self._directory.mkdir(parents=True, exist_ok=True)
+                path = self._directory / _file_name(call_sid, stream_sid)
+                number = 1
+                while path.exists():
+                    number += 1
+                    path = self._directory / (
+                        _file_name(call_sid, stream_sid)[:-6] + f"-{number}.jsonl"
+                    )
+                self._file = path.open("x", encoding="utf-8")
+                self.path = path
+            except OSError as exc:
+                self.error = exc
+                return
+            self._write(
+                {
+                    "k": "header",
+                    "format": TRACE_FORMAT,
+                    "version": TRACE_VERSION,
+                    "audio": self._audio,
+                    "call_sid": call_sid,
+                    "stream_sid": stream_sid,
+                    "recorded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                        timespec="seconds"
+                    ),
+                    "config": bridge_config_to_mapping(self._config),
+                }
+            )
+        self.received("phone", text, now)
+
+    def received(self, peer: Literal["phone", "model"], text: str, now: float) -> None:
+        """A message from *peer* that is about to be fed to the bridge at *now*."""
+        self._now = now
+        if self._file is None:
+            return
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            self._write({"k": "in", "peer": peer, "t": now, "text": text})
+            return
+        if self._audio == "summary":
+            message = _redact(message)
+        self._write({"k": "in", "peer": peer, "t": now, "msg": message})
+
+    def bad(self, peer: Literal["phone", "model"], problem: str, now: float) -> None:
+        """A malformed message from *peer* (it never reaches the bridge)."""
+        self._write({"k": "bad", "peer": peer, "t": now, "problem": problem[:200]})
+
+    def tick(self, now: float) -> None:
+        """The bridge is woken at its deadline (:meth:`~voiceguard.BridgeCore.on_tick`)."""
+        self._now = now
+        self._write({"k": "tick", "t": now})
+
+    def timer(self, name: str, now: float, *, number: int | None = None) -> None:
+        """A call-scoped timer fires: ``watchdog``, ``idle_prompt`` (with its *number*),
+        ``idle_hangup``, ``max_duration``, ``max_duration_hard`` or ``hangup_fallback``."""
+        self._now = now
+        record: dict[str, Any] = {"k": "timer", "t": now, "name": name}
+        if number is not None:
+            record["number"] = number
+        self._write(record)
+
+    def close_call(self, now: float) -> None:
+        """The bridge's final sends (:meth:`~voiceguard.BridgeCore.close`)."""
+        self._now = now
+        self._write({"k": "close", "t": now})
+
+    def decision(self, decision: Decision) -> None:
+        """A guard's decision (a :data:`~voiceguard.DecisionSink`), at the current input."""
+        self._write(_decision_record(decision, self._now))
+
+    def sent(self, peer: Literal["phone", "model"], message: Mapping[str, Any], now: float) -> None:
+        """A message sent to *peer*."""
+        if self._file is None:
+            return
+        body = dict(message) if self._audio == "full" else _redact(message)
+        self._write({"k": "out", "peer": peer, "t": now, "msg": body})
+
+    def action(self, what: str, now: float, **fields: object) -> None:
+        """One of the bridge's other requests: ``start_timer``, ``stop_timer``, ``hang_up``."""
+        self._write({"k": "out", "peer": "runtime", "t": now, "action": what, **fields})
+
+    def end(self, now: float, *, ended_by: str, gate: Mapping[str, Any] | None = None) -> None:
+        """The call ended; closes the file."""
+        self._write({"k": "end", "t": now, "ended_by": ended_by, "gate": dict(gate or {})})
+        self.close()
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError as exc:
+                self.error = exc
+
+    def _write(self, record: Mapping[str, Any]) -> None:
+        file = self._file
+        if file is None:
+            return
+        try:
+            file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        except (OSError, ValueError) as exc:
+            self.error = exc if isinstance(exc, OSError) else OSError(str(exc))
+            self.close()
+
+
+def _decision_record(decision: Decision, now: float) -> dict[str, Any]:
+    return {
+        "k": "decision",
+        "t": now,
+        "guard": _GUARD_OF_ACTION.get(decision.action.value, "bridge"),
+        "action": decision.action.value,
+        "verdict": decision.verdict.value,
+        "reason": decision.reason.value,
+        "response_id": decision.response_id,
+        "item_id": decision.item_id,
+        "retry_at": decision.retry_at,
+        "detail": decision.detail,
+    }
+
+
+# ============================================================================================
+# Loading
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Trace:
+    """A loaded trace.
+
+    Attributes:
+        path: The file it was read from.
+        header: The header line (format, version, audio mode, SIDs, configuration).
+        records: Every other line, in order, as plain JSON objects (each has ``k`` and ``t``).
+        lines: The line number of each record in the file (for error messages).
+
+    .. versionadded:: 0.1.0
+    """
+
+    path: Path
+    header: Mapping[str, Any]
+    records: Sequence[Mapping[str, Any]]
+    lines: Sequence[int] = ()
+
+    @property
+    def audio(self) -> AudioMode:
+        """``"full"`` if audio payloads were kept, else ``"summary"``."""
+        return "full" if self.header.get("audio") == "full" else "summary"
+
+    @property
+    def call_sid(self) -> str | None:
+        """The call's SID, from the header."""
+        sid = self.header.get("call_sid")
+        return sid if isinstance(sid, str) else None
+
+    @property
+    def config(self) -> BridgeConfig:
+        """The bridge configuration the call ran with."""
+        data = self.header.get("config", {})
+        try:
+            return bridge_config_from_mapping(data)
+        except ConfigError as exc:
+            raise TraceError(
+                f"{self.path}:1: the recorded configuration is invalid: {exc}"
+            ) from None
+
+    def of_kind(self, *kinds: str) -> Iterator[Mapping[str, Any]]:
+        """The records of the given kinds, in order."""
+        return (record for record in self.records if record["k"] in kinds)
+
+    def decisions(self) -> list[Mapping[str, Any]]:
+        """The recorded decisions, in order."""
+        return list(self.of_kind("decision"))
+
+
+def _check_record(record: object, number: int, path: Path) -> Mapping[str, Any]:
+    where = f"{path}:{number}"
+    if not isinstance(record, dict):
+        raise TraceError(f"{where}: a record must be a JSON object, not {type(record).__name__}")
+    kind = record.get("k")
+    if kind not in _KINDS:
+        raise TraceError(
+            f"{where}: field 'k' is {kind!r}; expected one of {', '.join(sorted(_KINDS))}"
+        )
+    if kind == "header":
+        raise TraceError(f"{where}: a second header (only the first line is one)")
+    t = record.get("t")
+    if not isinstance(t, (int, float)) or isinstance(t, bool) or math.isnan(t):
+        raise TraceError(f"{where}: {kind} record: field 't' is {t!r}; expected a number")
+    if kind in ("in", "out") and record.get("peer") not in ("phone", "model", "runtime"):
+        raise TraceError(
+            f"{where}: {kind} record: field 'peer' is {record.get('peer')!r}; "
+            "expected 'phone' or 'model'"
+        )
+    if kind == "in" and not isinstance(record.get("msg"), dict) and "text" not in record:
+        raise TraceError(f"{where}: in record: field 'msg' is missing or not an object")
+    if kind == "decision":
+        for name in ("guard", "action", "verdict", "reason"):
+            if not isinstance(record.get(name), str):
+                raise TraceError(
+                    f"{where}: decision record: field {name!r} is {record.get(name)!r}; "
+                    "expected a string"
+                )
+    if kind == "timer" and not isinstance(record.get("name"), str):
+        raise TraceError(f"{where}: timer record: field 'name' is missing or not a string")
+    return record
+
+
+def load_trace(path: str | os.PathLike[str]) -> Trace:
+    """Read a trace written by :class:`TraceRecorder`.
+
+    Raises:
+        TraceError: If the file cannot be read, is not a trace, is of another version, or a line
+            is malformed (the message names the line number and the problem).
+        OSError: Never; read errors become :class:`TraceError`.
+
+    .. versionadded:: 0.1.0
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TraceError(f"{file}: cannot read the trace: {exc}") from None
+    lines = text.splitlines()
+    if not lines:
+        raise TraceError(f"{file}: empty file; a trace starts with a header line")
+    records: list[Mapping[str, Any]] = []
+    numbers: list[int] = []
+    header: Mapping[str, Any] | None = None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise TraceError(f"{file}:{number}: not JSON: {exc}") from None
+        if header is None:
+            if not isinstance(record, dict) or record.get("format") != TRACE_FORMAT:
+                raise TraceError(
+                    f"{file}:{number}: not a voiceguard trace (the first line must be a header "
+                    f'with "format": "{TRACE_FORMAT}")'
+                )
+            if record.get("version") != TRACE_VERSION:
+                raise TraceError(
+                    f"{file}:{number}: trace format version {record.get('version')!r}; "
+                    f"this voiceguard reads version {TRACE_VERSION}"
+                )
+            header = record
+            continue
+        records.append(_check_record(record, number, file))
+        numbers.append(number)
+    if header is None:
+        raise TraceError(f"{file}: only blank lines; a trace starts with a header line")
+    return Trace(path=file, header=header, records=tuple(records), lines=tuple(numbers))
