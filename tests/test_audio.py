@@ -118,3 +118,43 @@ def test_constants() -> None:
     assert audio.FRAME_BYTES == 160
     assert audio.FRAME_SECONDS == 0.02
     assert audio.SAMPLE_RATE == 8000
+
+
+def _tone(hz: float, seconds: float = 1.0, rate: int = 24000) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (8000 * np.sin(2 * np.pi * hz * t)).astype("<i2")
+
+
+def test_pcm16_at_24k_becomes_8k_mulaw_of_the_same_level() -> None:
+    pcm = _tone(440.0)
+    out = audio.UlawConverter(audio.PCM24K).feed(pcm.tobytes())
+    assert len(out) == 8000  # one mu-law byte per 8 kHz sample
+    assert audio.ulaw_energy_dbfs(out[800:]) == pytest.approx(audio.pcm_energy_dbfs(pcm), abs=0.3)
+
+
+def test_pcm16_above_the_phone_band_does_not_alias_into_it() -> None:
+    out = audio.UlawConverter(audio.PCM24K).feed(_tone(10_000.0).tobytes())
+    assert audio.ulaw_energy_dbfs(out[800:]) < -60.0  # a naive decimation gives -15 dBFS here
+
+
+@given(st.lists(st.integers(min_value=1, max_value=1500), min_size=1, max_size=40))
+def test_chunk_boundaries_leave_no_trace(sizes: list[int]) -> None:
+    data = _tone(300.0, seconds=0.5).tobytes()
+    whole = audio.UlawConverter(audio.PCM24K).feed(data)
+    converter = audio.UlawConverter(audio.PCM24K)
+    pieces, at = [], 0
+    for size in sizes:
+        pieces.append(converter.feed(data[at : at + size]))
+        at += size
+    pieces.append(converter.feed(data[at:]))
+    assert b"".join(pieces) == whole
+
+
+def test_g711_formats_convert_sample_for_sample() -> None:
+    ulaw = audio.encode_ulaw(_tone(440.0, rate=8000))
+    assert audio.UlawConverter(audio.PCMU).feed(ulaw) == ulaw
+    alaw = audio.encode_alaw(audio.decode_ulaw(ulaw))
+    back = audio.UlawConverter(audio.PCMA).feed(alaw)
+    assert len(back) == len(ulaw)
+    assert audio.ulaw_energy_dbfs(back) == pytest.approx(audio.ulaw_energy_dbfs(ulaw), abs=0.2)
+    assert np.abs(audio.decode_alaw(alaw).astype(int) - audio.decode_ulaw(ulaw)).max() < 600

@@ -33,8 +33,11 @@ __all__ = (
     "SILENCE_DBFS",
     "AudioEncoding",
     "AudioFormat",
+    "UlawConverter",
     "check_frame",
+    "decode_alaw",
     "decode_ulaw",
+    "encode_alaw",
     "encode_ulaw",
     "pcm_energy_dbfs",
     "power_to_dbfs",
@@ -232,6 +235,46 @@ def pcm_energy_dbfs(samples: npt.ArrayLike) -> float:
     return power_to_dbfs(float(np.dot(scaled.ravel(), scaled.ravel())) / array.size)
 
 
+def _build_alaw_decode_table() -> npt.NDArray[np.int16]:
+    """G.711 A-law: the 16-bit value of each of the 256 codes (ITU-T G.711, as audioop's)."""
+    a = np.arange(256, dtype=np.int32) ^ 0x55
+    t = (a & 0x0F) << 4
+    seg = (a & 0x70) >> 4
+    t = np.where(
+        seg == 0, t + 8, np.where(seg == 1, t + 0x108, (t + 0x108) << np.maximum(seg - 1, 0))
+    )
+    return np.where(a & 0x80, t, -t).astype(np.int16)
+
+
+_ALAW_DECODE: Final = _build_alaw_decode_table()
+_ALAW_DECODE.flags.writeable = False
+_ALAW_ORDER: Final = np.argsort(_ALAW_DECODE, kind="stable")
+_ALAW_SORTED: Final = _ALAW_DECODE[_ALAW_ORDER].astype(np.int32)
+
+
+def decode_alaw(data: bytes | bytearray | memoryview) -> npt.NDArray[np.int16]:
+    """Decode G.711 A-law bytes to 16-bit linear PCM samples (one sample per byte).
+
+    .. versionadded:: 0.2.0
+    """
+    return _ALAW_DECODE[np.frombuffer(data, dtype=np.uint8)]
+
+
+def encode_alaw(samples: npt.ArrayLike) -> bytes:
+    """Encode 16-bit linear PCM samples to A-law, each to the nearest code.
+
+    Close to, but not bit-exact with, G.711 at segment boundaries.
+
+    .. versionadded:: 0.2.0
+    """
+    values = np.asarray(samples).astype(np.int32).reshape(-1)
+    index = np.clip(np.searchsorted(_ALAW_SORTED, values), 1, 255)
+    left = _ALAW_SORTED[index - 1]
+    right = _ALAW_SORTED[index]
+    nearest = np.where(values - left <= right - values, index - 1, index)
+    return _ALAW_ORDER[nearest].astype(np.uint8).tobytes()
+
+
 # ============================================================================================
 # Audio formats of a Realtime session
 
@@ -324,3 +367,74 @@ PCMU: Final = AudioFormat(encoding="audio/pcmu", sample_rate=_G711_RATE)
 PCMA: Final = AudioFormat(encoding="audio/pcma", sample_rate=_G711_RATE)
 #: The 16-bit PCM format at 24 kHz (the only PCM rate the API offers).
 PCM24K: Final = AudioFormat(encoding="audio/pcm", sample_rate=_PCM_RATE)
+
+
+# ============================================================================================
+# Any session format to 8 kHz mu-law, as a stream
+
+#: Taps of the anti-aliasing filter used when PCM is brought down to 8 kHz.
+_DECIMATION_TAPS: Final = 31
+
+
+def _lowpass(factor: int) -> npt.NDArray[np.float64]:
+    """A windowed-sinc low-pass at 3.6 kHz for PCM at ``8000 * factor`` Hz (unit DC gain)."""
+    n = np.arange(_DECIMATION_TAPS) - (_DECIMATION_TAPS - 1) / 2
+    cutoff = 3600.0 / (8000.0 * factor)  # cycles per sample
+    taps: npt.NDArray[np.float64] = 2 * cutoff * np.sinc(2 * cutoff * n)
+    taps *= np.hamming(_DECIMATION_TAPS)
+    return taps / float(taps.sum())
+
+
+@final
+class UlawConverter:
+    """Turns a stream of audio in a session's format into 8 kHz mu-law, chunk by chunk.
+
+    What the calibration gate measures is Twilio's 8 kHz mu-law. A bot whose model session is
+    16-bit PCM at 24 kHz (most bots that resample the phone's audio) or G.711 A-law still gets its
+    audio judged: feed each chunk as it goes by and measure what comes out. PCM is low-pass
+    filtered before it is decimated (no aliasing into the band the gate measures), and the filter
+    and the sample phase carry over from one chunk to the next, so chunk boundaries leave no trace.
+    A trailing odd byte of 16-bit PCM waits for the next chunk.
+
+    Args:
+        fmt: The format of the audio fed in.
+
+    .. versionadded:: 0.2.0
+    """
+
+    __slots__ = ("_factor", "_format", "_history", "_phase", "_rest", "_taps")
+
+    def __init__(self, fmt: AudioFormat) -> None:
+        self._format = fmt
+        self._rest = b""
+        self._phase = 0
+        self._factor = max(1, fmt.sample_rate // SAMPLE_RATE)
+        self._taps = _lowpass(self._factor) if self._factor > 1 else None
+        self._history = np.zeros(_DECIMATION_TAPS - 1, dtype=np.float64)
+
+    @property
+    def format(self) -> AudioFormat:
+        """The format of the audio fed in."""
+        return self._format
+
+    def feed(self, audio: bytes | bytearray | memoryview) -> bytes:
+        """Convert the next chunk of the stream; returns the mu-law audio it completes."""
+        encoding = self._format.encoding
+        if encoding == "audio/pcmu":
+            return bytes(audio)
+        if encoding == "audio/pcma":
+            return encode_ulaw(decode_alaw(audio))
+        data = self._rest + bytes(audio)
+        usable = len(data) - len(data) % 2
+        self._rest = data[usable:]
+        pcm = np.frombuffer(data[:usable], dtype="<i2").astype(np.float64)
+        if not pcm.size:
+            return b""
+        if self._taps is None:
+            return encode_ulaw(pcm.astype(np.int16))
+        padded = np.concatenate((self._history, pcm))
+        self._history = padded[-(_DECIMATION_TAPS - 1) :]
+        filtered = np.convolve(padded, self._taps, mode="valid")
+        picked = filtered[self._phase :: self._factor]
+        self._phase = (self._phase - filtered.size) % self._factor
+        return encode_ulaw(np.clip(np.rint(picked), -32768, 32767).astype(np.int16))

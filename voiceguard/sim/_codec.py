@@ -8,39 +8,12 @@ is close to but not bit-exact with G.711 at segment boundaries; good enough for 
 
 from __future__ import annotations
 
-from typing import Final
-
 import numpy as np
-import numpy.typing as npt
 
-from voiceguard.audio import decode_ulaw, encode_ulaw
+from voiceguard.audio import decode_alaw, decode_ulaw, encode_alaw, encode_ulaw
 from voiceguard.protocol import AudioFormat
 
 __all__ = ("from_ulaw", "ms_of", "to_ulaw")
-
-
-def _alaw_table() -> npt.NDArray[np.int16]:
-    a = np.arange(256, dtype=np.int32) ^ 0x55
-    t = (a & 0x0F) << 4
-    seg = (a & 0x70) >> 4
-    t = np.where(
-        seg == 0, t + 8, np.where(seg == 1, t + 0x108, (t + 0x108) << np.maximum(seg - 1, 0))
-    )
-    return np.where(a & 0x80, t, -t).astype(np.int16)
-
-
-_ALAW_DECODE: Final = _alaw_table()
-_ALAW_ORDER: Final = np.argsort(_ALAW_DECODE, kind="stable")
-_ALAW_SORTED: Final = _ALAW_DECODE[_ALAW_ORDER].astype(np.int32)
-
-
-def _alaw_encode(pcm: npt.NDArray[np.int16]) -> bytes:
-    values = pcm.astype(np.int32)
-    index = np.clip(np.searchsorted(_ALAW_SORTED, values), 1, 255)
-    left = _ALAW_SORTED[index - 1]
-    right = _ALAW_SORTED[index]
-    nearest = np.where(values - left <= right - values, index - 1, index)
-    return _ALAW_ORDER[nearest].astype(np.uint8).tobytes()
 
 
 def ms_of(num_bytes: int, fmt: AudioFormat) -> float:
@@ -53,7 +26,7 @@ def to_ulaw(audio: bytes, fmt: AudioFormat) -> bytes:
     if fmt.encoding == "audio/pcmu":
         return audio
     if fmt.encoding == "audio/pcma":
-        return encode_ulaw(_ALAW_DECODE[np.frombuffer(audio, dtype=np.uint8)])
+        return encode_ulaw(decode_alaw(audio))
     usable = len(audio) - len(audio) % 2
     pcm = np.frombuffer(audio[:usable], dtype="<i2")
     step = max(1, fmt.sample_rate // 8000)
@@ -66,6 +39,6 @@ def from_ulaw(audio: bytes, fmt: AudioFormat) -> bytes:
         return audio
     pcm = decode_ulaw(audio)
     if fmt.encoding == "audio/pcma":
-        return _alaw_encode(pcm)
+        return encode_alaw(pcm)
     factor = max(1, fmt.sample_rate // 8000)
     return np.repeat(pcm, factor).astype("<i2").tobytes()
