@@ -22,13 +22,8 @@ from starlette.testclient import TestClient
 from voiceguard.cli import build_parser, main
 from voiceguard.config import HandlerConfig
 from voiceguard.errors import ConfigError
-from voiceguard.server.app import (
-    _OPTIONS,
-    DEFAULT_REALTIME_URL,
-    ServerConfig,
-    _resolve,
-    create_app,
-)
+from voiceguard.server import DEFAULT_REALTIME_URL, ServerConfig, create_app
+from voiceguard.server.options import OPTIONS, resolve_options
 from voiceguard.sim.caller import CallerSimulator, HangUp, Speak
 from voiceguard.sim.realtime import RealtimeSimulator, Reply
 
@@ -47,18 +42,18 @@ def test_help_lists_every_command() -> None:
 
 def test_a_flag_wins_over_its_environment_variable() -> None:
     env = {"VOICEGUARD_MAX_CALLS": "7", "VOICEGUARD_PUBLIC_URL": "https://a.example.com"}
-    values = _resolve(parse(["--max-calls", "3"]), env)
+    values = resolve_options(parse(["--max-calls", "3"]), env)
     assert values["max_calls"] == 3
     assert values["public_url"] == "https://a.example.com"
     assert values["realtime_url"] == DEFAULT_REALTIME_URL
-    assert _resolve(parse([]), env)["max_calls"] == 7
+    assert resolve_options(parse([]), env)["max_calls"] == 7
     assert (
-        _resolve(parse(["--no-realtime-beta"]), {"VOICEGUARD_REALTIME_BETA": "yes"})[
+        resolve_options(parse(["--no-realtime-beta"]), {"VOICEGUARD_REALTIME_BETA": "yes"})[
             "realtime_beta"
         ]
         is False
     )
-    assert _resolve(parse([]), {"VOICEGUARD_REALTIME_BETA": "yes"})["realtime_beta"] is True
+    assert resolve_options(parse([]), {"VOICEGUARD_REALTIME_BETA": "yes"})["realtime_beta"] is True
 
 
 @pytest.mark.parametrize(
@@ -142,7 +137,7 @@ def test_config_from_the_environment() -> None:
 
 def test_the_docs_table_lists_every_option_and_variable() -> None:
     page = (ROOT / "docs" / "server.md").read_text(encoding="utf-8")
-    for option in _OPTIONS:
+    for option in OPTIONS:
         assert f"`{option.flag}" in page, option.flag
         assert f"`{option.env}`" in page, option.env
     for variable in ("OPENAI_API_KEY", "TWILIO_AUTH_TOKEN"):

@@ -20,14 +20,14 @@ from twilio.request_validator import RequestValidator
 
 from voiceguard import cli
 from voiceguard.errors import RemoteProtocolError
-from voiceguard.server.app import (
-    _BY_NAME,
+from voiceguard.server import (
     MAX_CUSTOM_PARAMETER_CHARS,
     MAX_CUSTOM_PARAMETERS,
     ServerConfig,
-    _is_loopback,
     check_custom_parameters,
 )
+from voiceguard.server.options import OPTIONS_BY_NAME
+from voiceguard.server.serve import is_loopback
 from voiceguard.sim.caller import CallerSimulator, HangUp, Speak
 from voiceguard.sim.realtime import RealtimeSimulator, Reply
 from voiceguard.transports import TransportClosed
@@ -55,7 +55,7 @@ SECRET_PARAMETER = "pin-4711-SECRET-PARAMETER-VALUE"
     ],
 )
 def test_loopback_addresses(host: str, loopback: bool) -> None:
-    assert _is_loopback(host) is loopback
+    assert is_loopback(host) is loopback
 
 
 def test_serve_refuses_a_public_address_without_a_token(
@@ -136,7 +136,7 @@ def test_custom_parameters_out_of_the_limits_are_refused_without_quoting_values(
 
 
 def test_allowed_parameters_are_configured_and_checked() -> None:
-    parse = _BY_NAME["allowed_parameters"].parse
+    parse = OPTIONS_BY_NAME["allowed_parameters"].parse
     assert parse("caller, lang") == frozenset({"caller", "lang"})
     with pytest.raises(ValueError, match="comma-separated parameter names"):
         parse("caller,bad name")
@@ -180,7 +180,7 @@ async def guarded(
         "--log-level",
         "debug",
     ]
-    if "trace_dir" in _BY_NAME:
+    if "trace_dir" in OPTIONS_BY_NAME:
         args += ["--trace-dir", str(trace_dir)]
     async with ServerProcess.running(
         args, log_dir=log_dir, env={"TWILIO_AUTH_TOKEN": TOKEN}

@@ -1,24 +1,31 @@
 """The reference server: Twilio Media Streams in, the OpenAI Realtime API out, every call guarded.
 
-See ``voiceguard.server.app`` for the endpoints; ``voiceguard serve`` runs it. Needs the
-``server`` extra (``pip install 'voiceguard[server]'``).
+``voiceguard serve`` runs it. Needs the ``server`` extra (``pip install 'voiceguard[server]'``).
+Its modules, one concern each:
+
+* ``voiceguard.server.app``: the ASGI app (the endpoints, each call), :func:`create_app` and
+  :func:`app_from_env`.
+* ``voiceguard.server.config``: :class:`ServerConfig`.
+* ``voiceguard.server.options``: the option table of the command line, the environment and the
+  config.
+* ``voiceguard.server.signatures``: Twilio request signatures.
+* ``voiceguard.server.parameters``: the checks of a call's custom parameters.
+* ``voiceguard.server.metrics``: the Prometheus metrics.
+* ``voiceguard.server.serve``: the ``voiceguard serve`` command, and :func:`serving` for tests.
 """
 
 from __future__ import annotations
 
-from voiceguard.server.app import (
-    DEFAULT_REALTIME_URL,
+from voiceguard.server.app import app_from_env, create_app
+from voiceguard.server.config import ServerConfig
+from voiceguard.server.options import DEFAULT_REALTIME_URL
+from voiceguard.server.parameters import (
     MAX_CUSTOM_PARAMETER_CHARS,
     MAX_CUSTOM_PARAMETERS,
-    ServerConfig,
-    add_serve_command,
-    app_from_env,
     check_custom_parameters,
-    compute_twilio_signature,
-    create_app,
-    serving,
-    validate_twilio_signature,
 )
+from voiceguard.server.serve import add_serve_command, serving
+from voiceguard.server.signatures import compute_twilio_signature, validate_twilio_signature
 
 __all__ = (
     "DEFAULT_REALTIME_URL",

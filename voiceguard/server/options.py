@@ -1,0 +1,357 @@
+"""The server's options: one table for the command line, the environment and the config.
+
+Each :class:`ServerOption` of :data:`OPTIONS` is a ``voiceguard serve`` option (``--max-calls``),
+an environment variable (``VOICEGUARD_MAX_CALLS``) and, for most, a field of
+:class:`~voiceguard.server.ServerConfig`; its parser checks the value wherever it comes from, and
+says what is allowed when it is refused.
+
+.. versionadded:: 0.2.0
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Final, final
+from urllib.parse import urlsplit
+
+from voiceguard.config import BridgeConfig
+from voiceguard.errors import ConfigError
+from voiceguard.server.parameters import is_parameter_name
+from voiceguard.transports import DEFAULT_MAX_PHONE_MESSAGE_BYTES
+
+__all__ = (
+    "DEFAULT_HOST",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_CALLS",
+    "DEFAULT_PORT",
+    "DEFAULT_REALTIME_URL",
+    "LOG_LEVELS",
+    "OPTIONS",
+    "OPTIONS_BY_NAME",
+    "ServerOption",
+    "export_options",
+    "resolve_options",
+)
+
+#: The OpenAI Realtime endpoint used unless another URL is configured.
+DEFAULT_REALTIME_URL: Final = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+#: The address ``voiceguard serve`` listens on by default (loopback: nobody else reaches it).
+DEFAULT_HOST: Final = "127.0.0.1"
+#: The TCP port ``voiceguard serve`` listens on by default.
+DEFAULT_PORT: Final = 5050
+#: Concurrent calls an app takes by default.
+DEFAULT_MAX_CALLS: Final = 100
+#: The largest webhook body accepted by default, in bytes.
+DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024
+#: The log levels ``--log-level`` allows.
+LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
+
+# --------------------------------------------------------------------------------------------
+# Parsers: text in, a value out, or ValueError saying what is allowed
+
+
+def _parse_ws_url(text: str) -> str:
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError("a ws:// or wss:// URL with a host, e.g. " + DEFAULT_REALTIME_URL)
+    return text
+
+
+def _parse_public_url(text: str) -> str:
+    allowed = (
+        "an http:// or https:// URL with a host, no query string or fragment, and no port but "
+        "the scheme's default (Twilio connects media streams to wss:// on port 443 only), "
+        "e.g. https://voice.example.com"
+    )
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ValueError(allowed) from None
+    default = 443 if parts.scheme == "https" else 80
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or "?" in text
+        or "#" in text
+        or (port is not None and port != default)
+        or "@" in parts.netloc
+    ):
+        raise ValueError(allowed)
+    return text.rstrip("/")
+
+
+def _int_parser(low: int, high: int, note: str = "") -> Callable[[str], int]:
+    allowed = f"an integer from {low} to {high}" + (f" ({note})" if note else "")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(allowed) from None
+        if not low <= value <= high:
+            raise ValueError(allowed)
+        return value
+
+    return parse
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("one of 1, true, yes, on, 0, false, no, off")
+
+
+def _parse_host(text: str) -> str:
+    if not text.strip() or any(c.isspace() for c in text):
+        raise ValueError("an IP address or host name, e.g. 127.0.0.1 or 0.0.0.0")
+    return text
+
+
+def _parse_log_level(text: str) -> str:
+    if text.lower() not in LOG_LEVELS:
+        raise ValueError("one of " + ", ".join(LOG_LEVELS))
+    return text.lower()
+
+
+def _parse_text(text: str) -> str:
+    return text
+
+
+def _parse_parameter_names(text: str) -> frozenset[str]:
+    names = frozenset(name.strip() for name in text.split(",") if name.strip())
+    if not names or not all(is_parameter_name(name) for name in names):
+        raise ValueError(
+            "comma-separated parameter names of 1 to 64 letters, digits, '_', '-' or '.'"
+        )
+    return names
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ServerOption:
+    """One setting of the server: a command-line option, an environment variable, a value.
+
+    Attributes:
+        name: The setting's name, e.g. ``max_calls`` (the :class:`ServerConfig` field, when it
+            is one).
+        parse: Turns the text of the option or variable into the value; raises
+            :class:`ValueError` saying what is allowed.
+        default: The value when neither the option nor the variable is given.
+        metavar: The value's placeholder in ``--help``.
+        help: What the setting does, for ``--help``.
+        is_flag: An on/off flag (``--x`` / ``--no-x``) rather than an option with a value.
+    """
+
+    name: str
+    parse: Callable[[str], Any]
+    default: object
+    metavar: str
+    help: str
+    is_flag: bool = False
+
+    @property
+    def flag(self) -> str:
+        """The command-line option, e.g. ``--max-calls``."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        """The environment variable, e.g. ``VOICEGUARD_MAX_CALLS``."""
+        return "VOICEGUARD_" + self.name.upper()
+
+    @property
+    def allowed(self) -> str:
+        """What the setting allows, in words (what :attr:`parse` says of a bad value)."""
+        try:
+            self.parse("")
+        except ValueError as exc:
+            return str(exc)
+        return "a string"  # pragma: no cover - every checked parser refuses ""
+
+    def from_environ(self, environ: Mapping[str, str]) -> object:
+        """The setting's value in *environ*, or its default when its variable is not set.
+
+        Args:
+            environ: The environment variables.
+
+        Returns:
+            The parsed value.
+
+        Raises:
+            ConfigError: Naming the variable, its value and what is allowed.
+        """
+        text = environ.get(self.env)
+        if text is None:
+            return self.default
+        try:
+            return self.parse(text)
+        except ValueError as exc:
+            raise ConfigError(self.env, text, str(exc)) from None
+
+
+#: Every option, in the order ``voiceguard serve --help`` lists them.
+OPTIONS: Final = (
+    ServerOption("host", _parse_host, DEFAULT_HOST, "HOST", "address to listen on"),
+    ServerOption(
+        "port",
+        _int_parser(0, 65535, "0 picks a free port"),
+        DEFAULT_PORT,
+        "PORT",
+        "TCP port, 0 to 65535; 0 picks a free one",
+    ),
+    ServerOption(
+        "realtime_url",
+        _parse_ws_url,
+        DEFAULT_REALTIME_URL,
+        "URL",
+        "the Realtime API's ws:// or wss:// URL (the model is in its query string)",
+    ),
+    ServerOption(
+        "realtime_beta",
+        _parse_bool,
+        False,
+        "BOOL",
+        "send OpenAI-Beta: realtime=v1 (the beta protocol)",
+        is_flag=True,
+    ),
+    ServerOption(
+        "public_url",
+        _parse_public_url,
+        None,
+        "URL",
+        "the URL Twilio reaches this server at, e.g. https://voice.example.com: the stream URL "
+        "in the TwiML and the URL signatures are checked against (default: the request's Host)",
+    ),
+    ServerOption(
+        "workers",
+        _int_parser(1, 64),
+        1,
+        "N",
+        "uvicorn worker processes, 1 to 64 (calls share no state)",
+    ),
+    ServerOption(
+        "max_calls",
+        _int_parser(1, 100_000),
+        DEFAULT_MAX_CALLS,
+        "N",
+        "concurrent calls per worker, 1 to 100000; past it calls are refused (503)",
+    ),
+    ServerOption(
+        "max_message_bytes",
+        _int_parser(1024, 16 * 2**20),
+        DEFAULT_MAX_PHONE_MESSAGE_BYTES,
+        "BYTES",
+        "largest WebSocket message from Twilio, 1024 to 16777216; a bigger one closes the "
+        "stream with 1009",
+    ),
+    ServerOption(
+        "max_body_bytes",
+        _int_parser(1024, 16 * 2**20),
+        DEFAULT_MAX_BODY_BYTES,
+        "BYTES",
+        "largest webhook body, 1024 to 16777216; a bigger one is refused with 413",
+    ),
+    ServerOption(
+        "instructions",
+        _parse_text,
+        None,
+        "TEXT",
+        "the model's instructions for each call",
+    ),
+    ServerOption("voice", _parse_text, None, "NAME", "the model's voice (default: the server's)"),
+    ServerOption(
+        "greeting",
+        _parse_text,
+        BridgeConfig().greeting,
+        "TEXT",
+        "instructions for the bot's greeting; empty: wait for the caller to speak first",
+    ),
+    ServerOption("log_level", _parse_log_level, "info", "LEVEL", "one of " + ", ".join(LOG_LEVELS)),
+    ServerOption(
+        "allow_unsigned",
+        _parse_bool,
+        False,
+        "BOOL",
+        "listen on a non-loopback address without TWILIO_AUTH_TOKEN (development only: anyone "
+        "who reaches the server can then open model sessions on your API key)",
+        is_flag=True,
+    ),
+    ServerOption(
+        "allowed_parameters",
+        _parse_parameter_names,
+        None,
+        "NAMES",
+        "comma-separated names of the start.customParameters a call may carry; a call with "
+        "another is refused (default: any name, within the size limits)",
+    ),
+    ServerOption(
+        "trace_dir",
+        _parse_text,
+        None,
+        "DIR",
+        "write a trace of every call (each message in and out, each decision) to DIR, one "
+        "JSON Lines file per call; replay one with voiceguard replay",
+    ),
+    ServerOption(
+        "trace_audio",
+        _parse_bool,
+        False,
+        "BOOL",
+        "keep the audio in traces (default: each payload is replaced by its length and energy); "
+        "voiceguard replay needs it to re-judge barge-ins",
+        is_flag=True,
+    ),
+)
+#: The options by name.
+OPTIONS_BY_NAME: Final = {option.name: option for option in OPTIONS}
+
+
+def resolve_options(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, object]:
+    """Each option's value: the flag if given, else its environment variable, else the default.
+
+    Args:
+        args: The parsed command line (an option not given is None there).
+        environ: The environment variables.
+
+    Returns:
+        Every option's value, by name.
+
+    Raises:
+        ConfigError: On a bad environment variable.
+    """
+    values: dict[str, object] = {}
+    for option in OPTIONS:
+        given = getattr(args, option.name, None)
+        values[option.name] = given if given is not None else option.from_environ(environ)
+    return values
+
+
+def export_options(values: Mapping[str, object], environ: MutableMapping[str, str]) -> None:
+    """Write resolved option values back to the environment, for worker processes.
+
+    Args:
+        values: What :func:`resolve_options` returned.
+        environ: The environment to write to; a value of None removes its variable.
+    """
+    for option in OPTIONS:
+        value = values[option.name]
+        if value is None:
+            environ.pop(option.env, None)
+        elif isinstance(value, bool):
+            environ[option.env] = "true" if value else "false"
+        elif isinstance(value, frozenset):
+            environ[option.env] = ",".join(sorted(value))
+        else:
+            environ[option.env] = str(value)

@@ -1,0 +1,307 @@
+"""``voiceguard serve``: the reference server under uvicorn, and :func:`serving` for tests.
+
+The command reads its options (:mod:`voiceguard.server.options`) from the command line and the
+environment, refuses to listen on a public address without a Twilio auth token (unless told
+``--allow-unsigned``), binds the socket itself (so ``--port 0`` prints the port it got), and runs
+:func:`~voiceguard.server.create_app` in one process or, with ``--workers N``, in *N* (each builds
+its own app with :func:`~voiceguard.server.app_from_env`).
+
+Needs the ``server`` extra: ``pip install 'voiceguard[server]'``; the module imports none of it,
+so ``voiceguard --help`` works without it.
+
+.. versionadded:: 0.1.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import ipaddress
+import logging
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+
+from voiceguard.errors import ConfigError
+from voiceguard.server.app import app_from_env, create_app
+from voiceguard.server.config import INCOMING_CALL_PATH, config_from_values
+from voiceguard.server.options import (
+    DEFAULT_HOST,
+    OPTIONS,
+    ServerOption,
+    export_options,
+    resolve_options,
+)
+
+__all__ = ("CallFormatter", "add_serve_command", "is_loopback", "serving")
+
+#: Seconds uvicorn gives running calls to end when it is told to stop.
+_SHUTDOWN_GRACE: Final = 5
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any, *, host: str = DEFAULT_HOST) -> AsyncIterator[int]:
+    """Serve an ASGI *app* with uvicorn in the running event loop, on a free port of *host*.
+
+    For tests and demos: ``async with serving(create_app(config)) as port:`` gives a real server
+    on ``http://127.0.0.1:PORT`` (WebSockets included) for the block, and stops it after.
+
+    Args:
+        app: Any ASGI application (what :func:`create_app` returns, or your app around it).
+        host: The address to listen on; loopback by default.
+
+    Yields:
+        The TCP port it listens on.
+    """
+    import uvicorn  # noqa: PLC0415 - the server extra
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((host, 0))
+        sock.listen(512)
+        config = uvicorn.Config(
+            app,
+            ws="websockets-sansio",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=1,
+        )
+        server = uvicorn.Server(config)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            with anyio.fail_after(10):
+                while not server.started:
+                    await anyio.sleep(0.01)
+            try:
+                yield int(sock.getsockname()[1])
+            finally:
+                server.should_exit = True
+    finally:
+        sock.close()
+
+
+class CallFormatter(logging.Formatter):
+    """Adds the call SID to a record that has one (the handler's records carry it as extra).
+
+    The formatter of the ``voiceguard`` loggers under ``voiceguard serve``.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        sid = getattr(record, "call_sid", None)
+        if sid and str(sid) not in text:
+            text += f" [call {sid}]"
+        return text
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    from uvicorn.config import LOGGING_CONFIG  # noqa: PLC0415 - the server extra
+
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["voiceguard"] = {
+        "()": f"{CallFormatter.__module__}.{CallFormatter.__qualname__}",
+        "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+    }
+    config["handlers"]["voiceguard"] = {
+        "formatter": "voiceguard",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    config["loggers"]["voiceguard"] = {
+        "handlers": ["voiceguard"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        config["loggers"].setdefault(name, {})["level"] = level.upper()
+    return config
+
+
+def _argument_type(option: ServerOption) -> Callable[[str], object]:
+    def parse(text: str) -> object:
+        try:
+            return option.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: {exc}") from None
+
+    parse.__name__ = option.name
+    return parse
+
+
+def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``voiceguard serve`` to the command line's subcommands.
+
+    Args:
+        commands: What ``ArgumentParser.add_subparsers`` returned.
+    """
+    serve = commands.add_parser(
+        "serve",
+        help="run the reference server: Twilio Media Streams <-> OpenAI Realtime, guarded",
+        description=(
+            "Run the reference server (uvicorn): POST /incoming-call answers TwiML that connects "
+            "the call to wss://<public host>/media-stream; each media stream is bridged to the "
+            "Realtime API with every guard on; GET /healthz and GET /metrics (Prometheus) for "
+            "operations. OPENAI_API_KEY is sent as Authorization: Bearer; with "
+            "TWILIO_AUTH_TOKEN set, requests without a valid X-Twilio-Signature are refused. "
+            "Every option can also be set by the environment variable named in its help; the "
+            "option wins. Needs: pip install 'voiceguard[server]'."
+        ),
+    )
+    for option in OPTIONS:
+        default = option.default if option.default not in (None, "") else "none"
+        text = f"{option.help} (env {option.env}; default: {default})"
+        if option.is_flag:
+            serve.add_argument(
+                option.flag,
+                dest=option.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=text,
+            )
+        else:
+            serve.add_argument(
+                option.flag,
+                dest=option.name,
+                type=_argument_type(option),
+                default=None,
+                metavar=option.metavar,
+                help=text.replace("%", "%%"),
+            )
+    serve.set_defaults(handler=_serve_command)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _display_url(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether *host* is a loopback address (``localhost``, 127.0.0.0/8, ``::1``).
+
+    ``voiceguard serve`` listens elsewhere without a Twilio auth token only when told
+    ``--allow-unsigned``.
+
+    Args:
+        host: An address or a host name, an IPv6 address perhaps in brackets.
+
+    Returns:
+        True for a loopback address; False for any other address and any other host name.
+    """
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: it may resolve to anything
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    try:
+        import prometheus_client  # noqa: F401, PLC0415 - only this command needs them
+        import starlette  # noqa: F401, PLC0415
+        import uvicorn  # noqa: PLC0415
+        import websockets  # noqa: F401, PLC0415
+    except ImportError as exc:
+        print(
+            f"voiceguard serve needs the server extra ({exc.name} is missing): "
+            "pip install 'voiceguard[server]'",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        values = resolve_options(args, os.environ)
+        config = config_from_values(values, os.environ)
+    except ConfigError as exc:
+        print(f"voiceguard serve: {exc}", file=sys.stderr)
+        return 2
+    if not config.api_key:
+        print(
+            "voiceguard serve: OPENAI_API_KEY is not set; allowed: the API key to send to the "
+            "Realtime URL as Authorization: Bearer (any non-empty value for a local simulator)",
+            file=sys.stderr,
+        )
+        return 2
+    host = str(values["host"])
+    if not config.twilio_auth_token and not values["allow_unsigned"] and not is_loopback(host):
+        print(
+            f"voiceguard serve: refusing to listen on {host} without TWILIO_AUTH_TOKEN: anyone "
+            "who reaches the server could open model sessions on your API key; set "
+            "TWILIO_AUTH_TOKEN (requests are then checked for X-Twilio-Signature), listen on "
+            "127.0.0.1, or pass --allow-unsigned (development only)",
+            file=sys.stderr,
+        )
+        return 2
+    workers = int(values["workers"])  # type: ignore[call-overload]
+    level = str(values["log_level"])
+    try:
+        sock = _bind(host, int(values["port"]))  # type: ignore[call-overload]
+    except OSError as exc:
+        print(f"voiceguard serve: cannot listen on {host}:{values['port']}: {exc}", file=sys.stderr)
+        return 1
+    port = sock.getsockname()[1]
+    common: dict[str, Any] = {
+        "ws": "websockets-sansio",
+        "ws_max_size": config.max_message_bytes,
+        "log_config": _log_config(level),
+        "log_level": level,
+        "lifespan": "off",
+        "server_header": False,
+        "timeout_graceful_shutdown": _SHUTDOWN_GRACE,
+    }
+    shown_host = f"[{host}]" if ":" in host else host
+    where = config.public_url or "https://<Host>"
+    checks = "checked" if config.twilio_auth_token else "NOT checked (no TWILIO_AUTH_TOKEN)"
+    print(
+        f"voiceguard serve: listening on http://{shown_host}:{port} "
+        f"({workers} worker{'s' if workers > 1 else ''}, up to {config.max_calls} calls each)\n"
+        f"  Twilio voice webhook: POST {where}{INCOMING_CALL_PATH}\n"
+        f"  media stream: {config.stream_url() if config.public_url else 'wss://<Host>/media-stream'}\n"
+        f"  Realtime API: {_display_url(config.realtime_url)}"
+        f"{' (beta)' if config.realtime_beta else ''}\n"
+        f"  signatures: {checks}\n"
+        "  Press Ctrl+C to stop.",
+        flush=True,
+    )
+    try:
+        if workers > 1:
+            from uvicorn.supervisors import Multiprocess  # noqa: PLC0415
+
+            export_options(values, os.environ)
+            uconfig = uvicorn.Config(
+                f"{app_from_env.__module__}:{app_from_env.__name__}",
+                factory=True,
+                workers=workers,
+                **common,
+            )
+            Multiprocess(uconfig, sockets=[sock]).run()
+        else:
+            uconfig = uvicorn.Config(create_app(config), **common)
+            uvicorn.Server(uconfig).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    print("voiceguard serve: stopped", flush=True)
+    return 0
