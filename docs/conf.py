@@ -39,6 +39,7 @@ nitpick_ignore_regex = [
     # Type variables of generic signatures (documented by the functions that use them).
     (r"py:(class|obj)", r"(voiceguard\.middleware\._adapters\.)?_(Raw|E|R|H)"),
     (r"py:class", r"~?_P"),
+    (r"py:class", r"voiceguard\.config\.mapping\._C"),
 ]
 
 autodoc_member_order = "bysource"

@@ -9,6 +9,7 @@ from voiceguard.config import (
     CallScopeConfig,
     CancelConfig,
     CreateConfig,
+    GuardConfig,
     HandlerConfig,
     HangupFallbackConfig,
     IdleLadderConfig,
@@ -16,6 +17,9 @@ from voiceguard.config import (
     PlayoutConfig,
     ResponseWatchdogConfig,
     StateConfig,
+    TurnConfig,
+    config_from_mapping,
+    config_to_mapping,
 )
 from voiceguard.core.bridge import (
     BridgeAction,
@@ -103,6 +107,7 @@ __all__ = (
     "Decision",
     "DecisionCounts",
     "DecisionSink",
+    "GuardConfig",
     "GuardedCall",
     "HandlerConfig",
     "HangUp",
@@ -139,10 +144,13 @@ __all__ = (
     "StopTimer",
     "TimerCallback",
     "TimerName",
+    "TurnConfig",
     "Verdict",
     "VoiceguardError",
     "__version__",
     "call_metrics",
+    "config_from_mapping",
+    "config_to_mapping",
     "current_call_scope",
 )
 

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass
 from typing import final
 
-__all__ = ("Action", "Decision", "Reason", "Verdict")
+__all__ = ("Action", "CreateOrigin", "CreatePolicy", "Decision", "Reason", "Verdict")
 
 
 @final
@@ -41,6 +41,8 @@ class Action(enum.Enum):
     TRUNCATE = "TRUNCATE"
     #: A call-scoped timer's callback.
     TIMER = "TIMER"
+    #: A message a bot sends to the model, checked before it goes (the middleware).
+    SEND = "SEND"
 
 
 @final
@@ -80,6 +82,12 @@ class Reason(enum.Enum):
     QUEUE_FULL = "QUEUE_FULL"
     #: A deferred request waited longer than its time to live and was dropped as outdated.
     EXPIRED = "EXPIRED"
+    #: A response to the caller's turn has started, so a create held for the same turn (a
+    #: watchdog's, a retry) is no longer needed and is dropped.
+    TURN_ANSWERED = "TURN_ANSWERED"
+    #: The caller's turn already had its one re-send after its response was lost; a further
+    #: create for it would only start a second answer. Never more than one re-send per turn.
+    RETRIED_ONCE = "RETRIED_ONCE"
 
     # --- call lifecycle ---
     #: The call is closing; nothing new starts.
@@ -108,6 +116,11 @@ class Reason(enum.Enum):
     #: Caller and bot talk at once and the evidence is not conclusive yet; ask again shortly.
     DOUBLE_TALK = "DOUBLE_TALK"
 
+    # --- what a bot sends ---
+    #: The message is malformed and the model would refuse it (``invalid_value``, a missing or
+    #: mistyped field). It is not sent; the decision names the message, the field and the problem.
+    MALFORMED = "MALFORMED"
+
     # --- truncation ---
     #: The truncate pointed past what the caller heard (or the model sent); it goes out lowered
     #: to that point, so the model keeps only what the caller heard and the server accepts it.
@@ -117,6 +130,26 @@ class Reason(enum.Enum):
     #: The item was already truncated at or before this point, and a second truncate would only
     #: earn an error.
     ALREADY_TRUNCATED = "ALREADY_TRUNCATED"
+
+
+@final
+class CreateOrigin(enum.Enum):
+    """Who wants a response (see :class:`~voiceguard.CreateRequest`)."""
+
+    #: The bot's own logic asked for it (a turn end, a tool result, a greeting). Kept in order.
+    EXPLICIT = "EXPLICIT"
+    #: A retry or nudge (a watchdog, an idle prompt). Several waiting at once coalesce into one.
+    AUTOMATIC = "AUTOMATIC"
+
+
+@final
+class CreatePolicy(enum.Enum):
+    """What to do with a create that cannot be sent now."""
+
+    #: Drop it.
+    DROP = "DROP"
+    #: Hold it until it can be sent (after ``response.done``, the greeting, ...), then send it.
+    DEFER = "DEFER"
 
 
 @final

@@ -14,24 +14,16 @@ import dataclasses
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, final
 
-from voiceguard.config import (
-    CalibrationConfig,
-    CancelConfig,
-    CreateConfig,
-    StateConfig,
-    _check_bool,
-    _check_optional_number,
-)
+from voiceguard.config import GuardConfig
 from voiceguard.core.guards.calibration import CalibrationGate
 from voiceguard.core.guards.cancel import CancelArbiter
 from voiceguard.core.guards.create import CreatePolicy, CreateRequest, ResponseCreateGuard
 from voiceguard.core.record import DecisionCounts, DecisionSink, Recorder
 from voiceguard.core.state import CallState
 from voiceguard.decisions import Action, Decision, Reason, Verdict
-from voiceguard.errors import ConfigError
 from voiceguard.protocol.realtime import (
     PCMU,
     AudioDelta,
@@ -64,78 +56,6 @@ _BYTES_PER_MS: Final = 8.0
 _FRAME_BYTES: Final = 160
 _FRAME_SECONDS: Final = 0.02
 _TURN: Final = CreateRequest(label="turn")
-
-
-@final
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GuardConfig:
-    """How :class:`CallGuard` treats the bot it wraps.
-
-    Attributes:
-        turn_control: Take turn control (the default): every ``session.update`` the bot sends
-            goes out with ``interrupt_response`` and ``create_response`` off (a session that
-            still has them on is corrected), so the server never cancels or answers by itself.
-            The guard then judges each ``speech_started`` with the
-            :class:`~voiceguard.CalibrationGate`: the bot sees only real barge-ins (echo and
-            noise are hidden from it, with their whole turn), the guard sends the
-            ``response.cancel`` for a real one, and answers each real caller turn with a
-            ``response.create``. False is *observer mode*, for bots that keep the server
-            defaults: events pass as they are, the redundant client cancel is suppressed
-            (``SERVER_CANCELS``), truncates and creates are still guarded.
-        answer_turns: In turn control, send ``response.create`` when a real caller turn is
-            committed, in place of the server (what ``create_response`` did). Only for a bot
-            that left that to the server: one whose ``session.update`` sets
-            ``create_response: false`` answers its turns itself, and so does every bot when
-            this is False. Likewise the guard cancels a response the caller talks over only
-            for a bot that left ``interrupt_response`` on.
-        delete_echo_turns: In turn control, delete (``conversation.item.delete``) a committed
-            caller turn that was only echo or noise, so the model never reads it.
-        create_policy: What happens to a ``response.create`` of the bot that cannot go now:
-            :attr:`~voiceguard.CreatePolicy.DEFER` (held, sent after ``response.done``) or
-            :attr:`~voiceguard.CreatePolicy.DROP`.
-        lost_create_timeout: Seconds after which a ``response.create`` that got no
-            ``response.created`` counts as lost: the guard forgets it (else every later create
-            would wait for it forever) and sends it once more. None: never.
-        hangup_tools: Names of the model's function tools that end the call (``end_call``):
-            once the model calls one, no new response starts.
-        state: Bounds of the call's :class:`~voiceguard.CallState`.
-        cancel: The :class:`~voiceguard.CancelArbiter`'s cooldown.
-        create: The :class:`~voiceguard.ResponseCreateGuard`'s queue bound and time to live.
-        calibration: The :class:`~voiceguard.CalibrationGate`'s thresholds.
-    """
-
-    turn_control: bool = True
-    answer_turns: bool = True
-    delete_echo_turns: bool = True
-    create_policy: CreatePolicy = CreatePolicy.DEFER
-    lost_create_timeout: float | None = 3.0
-    hangup_tools: tuple[str, ...] = ("end_call",)
-    state: StateConfig = field(default_factory=StateConfig)
-    cancel: CancelConfig = field(default_factory=CancelConfig)
-    create: CreateConfig = field(default_factory=CreateConfig)
-    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
-
-    def __post_init__(self) -> None:
-        for name in ("turn_control", "answer_turns", "delete_echo_turns"):
-            _check_bool(self, name, getattr(self, name))
-        if not isinstance(self.create_policy, CreatePolicy):
-            raise ConfigError("GuardConfig.create_policy", self.create_policy, "a CreatePolicy")
-        _check_optional_number(
-            self, "lost_create_timeout", self.lost_create_timeout, low=0.1, high=600.0, unit="s"
-        )
-        tools: object = self.hangup_tools
-        if not isinstance(tools, tuple) or not all(isinstance(n, str) and n for n in tools):
-            raise ConfigError(
-                "GuardConfig.hangup_tools", self.hangup_tools, "a tuple of function names"
-            )
-        for name, kind in (
-            ("state", StateConfig),
-            ("cancel", CancelConfig),
-            ("create", CreateConfig),
-            ("calibration", CalibrationConfig),
-        ):
-            if not isinstance(getattr(self, name), kind):
-                raise ConfigError(f"GuardConfig.{name}", getattr(self, name), f"a {kind.__name__}")
 
 
 @final

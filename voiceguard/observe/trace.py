@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import datetime
 import json
 import math
@@ -43,7 +42,7 @@ from pathlib import Path
 from typing import IO, Any, Final, Literal, TypeAlias, final
 
 from voiceguard.audio import ulaw_energy_dbfs
-from voiceguard.config import BridgeConfig
+from voiceguard.config import BridgeConfig, config_from_mapping, config_to_mapping
 from voiceguard.decisions import Decision
 from voiceguard.errors import ConfigError, VoiceguardError
 
@@ -100,34 +99,7 @@ def bridge_config_to_mapping(config: BridgeConfig) -> dict[str, Any]:
 
     .. versionadded:: 0.1.0
     """
-    return dataclasses.asdict(config)
-
-
-def _build(data: Mapping[str, Any], where: str, base: Any) -> Any:
-    """*base* (a configuration dataclass) with the fields in *data* replaced, recursively."""
-    names = {f.name for f in dataclasses.fields(base)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(
-            f"{where}.{unknown[0]}", data[unknown[0]], "a field of " + type(base).__name__
-        )
-    values: dict[str, Any] = {}
-    for name, given in data.items():
-        current = getattr(base, name)
-        value = given
-        if dataclasses.is_dataclass(current) and not isinstance(current, type):
-            if not isinstance(given, Mapping):
-                raise ConfigError(f"{where}.{name}", given, "an object of its fields")
-            value = _build(given, f"{where}.{name}", current)
-        elif isinstance(given, list):
-            value = tuple(given)
-        values[name] = value
-    try:
-        return dataclasses.replace(base, **values)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(where, dict(data), str(exc)) from None
+    return config_to_mapping(config)
 
 
 def bridge_config_from_mapping(
@@ -136,18 +108,14 @@ def bridge_config_from_mapping(
     """Build a :class:`~voiceguard.BridgeConfig` from plain data, over *base* (or the defaults).
 
     Only the fields given change: ``{"calibration": {"speech_margin_db": 8}}`` changes one.
+    (:func:`voiceguard.config.config_from_mapping` does the same for any configuration.)
 
     Raises:
         ConfigError: For an unknown field (named with its path) or a value out of range.
 
     .. versionadded:: 0.1.0
     """
-    if not isinstance(data, Mapping):
-        raise ConfigError("BridgeConfig", data, "an object of BridgeConfig fields")
-    config: BridgeConfig = _build(
-        data, "BridgeConfig", base if base is not None else BridgeConfig()
-    )
-    return config
+    return config_from_mapping(data, base if base is not None else BridgeConfig())
 
 
 # ============================================================================================

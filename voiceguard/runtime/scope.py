@@ -44,7 +44,8 @@ from typing import Any, final
 import anyio
 import anyio.abc
 
-from voiceguard.config import CallScopeConfig, _check_number
+from voiceguard.config import CallScopeConfig
+from voiceguard.config._checks import check_number
 from voiceguard.decisions import Action, Decision, Reason, Verdict
 from voiceguard.errors import CallScopeError, ConfigError
 
@@ -873,7 +874,7 @@ class CallScopedTimer:
         error_ends_call: bool,
     ) -> CallScopedTimer:
         self = object.__new__(cls)
-        _check_number(self, "delay", delay, low=0, high=_MAX_DELAY, unit="seconds")
+        check_number(self, "delay", delay, low=0, high=_MAX_DELAY, unit="seconds")
         self._scope = scope
         self._name = name
         self._delay = float(delay)
@@ -1007,7 +1008,7 @@ class CallScopedTimer:
     def _checked_delay(self, delay: float | None) -> float:
         if delay is None:
             return self._delay
-        _check_number(self, "delay", delay, low=0, high=_MAX_DELAY, unit="seconds")
+        check_number(self, "delay", delay, low=0, high=_MAX_DELAY, unit="seconds")
         return float(delay)
 
     def _require_usable(self, what: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections import deque
 from collections.abc import Mapping
@@ -12,7 +11,7 @@ from typing import Any, Protocol, final
 from voiceguard.config import CreateConfig
 from voiceguard.core.record import DecisionCounts, DecisionSink, Recorder
 from voiceguard.core.state import CallState
-from voiceguard.decisions import Action, Decision, Reason, Verdict
+from voiceguard.decisions import Action, CreateOrigin, CreatePolicy, Decision, Reason, Verdict
 
 __all__ = (
     "CalibrationStatus",
@@ -33,26 +32,6 @@ class CalibrationStatus(Protocol):
     def calibrated(self) -> bool:
         """True once the line's noise floor is known."""
         ...
-
-
-@final
-class CreateOrigin(enum.Enum):
-    """Who wants the response."""
-
-    #: The bot's own logic asked for it (a turn end, a tool result, a greeting). Kept in order.
-    EXPLICIT = "EXPLICIT"
-    #: A retry or nudge (a watchdog, an idle prompt). Several waiting at once coalesce into one.
-    AUTOMATIC = "AUTOMATIC"
-
-
-@final
-class CreatePolicy(enum.Enum):
-    """What to do with a create that cannot be sent now."""
-
-    #: Drop it.
-    DROP = "DROP"
-    #: Hold it until it can be sent (after ``response.done``, the greeting, ...), then send it.
-    DEFER = "DEFER"
 
 
 @final
