@@ -20,6 +20,7 @@ from voiceguard.protocol import (
     SessionUpdated,
     _common,
     clear_message,
+    client,
     connect_stream_twiml,
     dumps,
     end_call_tool,
@@ -430,7 +431,9 @@ def _isort_key(name: str) -> tuple[int, str]:
     return (kind, name)
 
 
-@pytest.mark.parametrize("module", [protocol, realtime, twilio, _common], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "module", [protocol, realtime, client, twilio, _common], ids=lambda m: m.__name__
+)
 def test_all_is_a_sorted_tuple_of_real_names(module: Any) -> None:
     names = module.__all__
     assert isinstance(names, tuple)
@@ -441,15 +444,18 @@ def test_all_is_a_sorted_tuple_of_real_names(module: Any) -> None:
 
 
 def test_package_exports_everything_public() -> None:
-    expected = set(realtime.__all__) | set(twilio.__all__) | set(_common.__all__)
+    expected = (
+        set(realtime.__all__) | set(client.__all__) | set(twilio.__all__) | set(_common.__all__)
+    )
     assert set(protocol.__all__) == expected
     assert protocol.UnknownEvent is realtime.UnknownEvent is twilio.UnknownEvent
+    assert protocol.parse_client_event is client.parse_client_event
 
 
 def test_public_classes_are_final_frozen_dataclasses() -> None:
     for name in protocol.__all__:
         obj = getattr(protocol, name)
-        if isinstance(obj, type):
+        if isinstance(obj, type) and not issubclass(obj, BaseException):
             assert getattr(obj, "__final__", False), name
             params = obj.__dataclass_params__  # type: ignore[attr-defined]
             assert params.frozen, name

@@ -5,6 +5,8 @@ voiceguard sends are built here:
 
 - ``voiceguard.protocol.realtime``: OpenAI Realtime server events (GA names and their beta
   aliases) and the client events (``session.update``, ``response.cancel``, ...).
+- ``voiceguard.protocol.client``: OpenAI Realtime client events parsed into typed objects, for
+  whoever receives them (the simulator, the middleware checking a bot's events).
 - ``voiceguard.protocol.twilio``: Twilio Media Streams messages, the ``media`` / ``mark`` /
   ``clear`` messages, and the ``<Connect><Stream>`` TwiML.
 
@@ -18,6 +20,23 @@ unknown type becomes an :class:`UnknownEvent`. Builders raise
 from __future__ import annotations
 
 from voiceguard.protocol._common import UnknownEvent, dumps
+from voiceguard.protocol.client import (
+    CLIENT_EVENT_TYPES,
+    AudioAppend,
+    AudioClear,
+    AudioCommit,
+    ClientEvent,
+    ClientEventError,
+    ItemCreate,
+    ItemDelete,
+    ItemRetrieve,
+    ItemTruncate,
+    OutputAudioClear,
+    ResponseCancel,
+    ResponseCreate,
+    SessionUpdate,
+    parse_client_event,
+)
 from voiceguard.protocol.realtime import (
     END_CALL_TOOL_NAME,
     PCM24K,
@@ -92,16 +111,22 @@ from voiceguard.protocol.twilio import (
 )
 
 __all__ = (
+    "CLIENT_EVENT_TYPES",
     "END_CALL_TOOL_NAME",
     "MULAW_ENCODING",
     "MULAW_SAMPLE_RATE",
     "PCM24K",
     "PCMA",
     "PCMU",
+    "AudioAppend",
+    "AudioClear",
+    "AudioCommit",
     "AudioDelta",
     "AudioDone",
     "AudioEncoding",
     "AudioFormat",
+    "ClientEvent",
+    "ClientEventError",
     "Connected",
     "ContentPartAdded",
     "ContentPartDone",
@@ -115,8 +140,12 @@ __all__ = (
     "InputTranscriptionDelta",
     "InputTranscriptionFailed",
     "ItemAdded",
+    "ItemCreate",
+    "ItemDelete",
     "ItemDeleted",
     "ItemDone",
+    "ItemRetrieve",
+    "ItemTruncate",
     "ItemTruncated",
     "MarkPlayed",
     "MediaFormat",
@@ -124,15 +153,19 @@ __all__ = (
     "OutputAudioBufferCleared",
     "OutputAudioBufferStarted",
     "OutputAudioBufferStopped",
+    "OutputAudioClear",
     "OutputItem",
     "OutputItemAdded",
     "OutputItemDone",
     "RateLimitsUpdated",
     "RealtimeError",
     "RealtimeServerEvent",
+    "ResponseCancel",
+    "ResponseCreate",
     "ResponseCreated",
     "ResponseDone",
     "SessionCreated",
+    "SessionUpdate",
     "SessionUpdated",
     "SpeechStarted",
     "SpeechStopped",
@@ -157,6 +190,7 @@ __all__ = (
     "item_truncate",
     "mark_message",
     "media_message",
+    "parse_client_event",
     "parse_realtime_event",
     "parse_twilio_message",
     "response_cancel",

@@ -47,7 +47,7 @@ import anyio.abc
 
 from voiceguard.audio import FRAME_BYTES
 from voiceguard.protocol import PCM24K, PCMA, PCMU, AudioFormat, dumps
-from voiceguard.sim._client_events import (
+from voiceguard.protocol.client import (
     AudioAppend,
     AudioClear,
     AudioCommit,
