@@ -1,0 +1,235 @@
+"""The calibration gate's judgement of one ``speech_started``: allow, suppress or defer.
+
+For the frames since the speech onset :class:`SpeechStartJudge` predicts what the line would carry
+without the caller (noise floor plus the echo of what the bot said one delay earlier) and counts
+the frames that rise :attr:`~voiceguard.CalibrationConfig.speech_margin_db` above it. Enough of
+them, with a speech-like spectrum: allowed. None, and the bot's echo explains the energy:
+suppressed as echo. Some but not enough while the bot talks: deferred as double talk, to be
+judged again. Before calibration only the early rule (:class:`EarlySpeech`) can allow.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import final
+
+import numpy as np
+import numpy.typing as npt
+
+from voiceguard.audio import FRAME_SECONDS, SILENCE_DBFS
+from voiceguard.config import CalibrationConfig
+from voiceguard.core.guards._early_speech import EarlySpeech
+from voiceguard.core.guards._echo_path import EchoPath
+from voiceguard.core.guards._line import RING, LineHistory, frames_of, window
+from voiceguard.core.guards._noise_floor import NoiseFloor
+from voiceguard.core.guards._spectrum import noise_like
+from voiceguard.core.guards._watch import LateBargeInWatch
+from voiceguard.decisions import Action, Decision, Reason, Verdict
+
+__all__ = ("SpeechStartJudge",)
+
+logger = logging.getLogger("voiceguard.guards.calibration")
+
+
+@final
+class SpeechStartJudge:
+    """Judges the pending ``speech_started`` of one call, and counts the decisions.
+
+    Args:
+        config: The gate's configuration.
+        line: The call's history, read only.
+        floor: The call's noise floor, read only.
+        echo: The call's echo path, read only.
+        early: The rule before calibration.
+        watch: Started on the segment of each suppression it explains by the audio.
+
+    Attributes:
+        deadline: When to judge the deferred ``speech_started`` again, or ``None``.
+        deferrals: How many deferrals were returned.
+        counts: Final decisions so far, per reason.
+    """
+
+    __slots__ = (
+        "_config",
+        "_confirm_frames",
+        "_early",
+        "_echo",
+        "_floor",
+        "_line",
+        "_onset",
+        "_since",
+        "_user_has_spoken",
+        "_watch",
+        "counts",
+        "deadline",
+        "deferrals",
+    )
+
+    def __init__(
+        self,
+        config: CalibrationConfig,
+        *,
+        line: LineHistory,
+        floor: NoiseFloor,
+        echo: EchoPath,
+        early: EarlySpeech,
+        watch: LateBargeInWatch,
+    ) -> None:
+        self._config = config
+        self._line = line
+        self._floor = floor
+        self._echo = echo
+        self._early = early
+        self._watch = watch
+        self._confirm_frames = frames_of(config.confirm_time)
+        self._onset: int | None = None
+        self._since = 0.0
+        self._user_has_spoken = False
+        self.deadline: float | None = None
+        self.deferrals = 0
+        self.counts: dict[Reason, int] = {}
+
+    def start(self, now: float, *, audio_start_ms: int | None, user_has_spoken: bool) -> Decision:
+        """A new ``speech_started`` (see :meth:`CalibrationGate.judge_speech_started`)."""
+        cfg = self._config
+        n = self._line.in_count
+        if audio_start_ms is not None:
+            onset = (audio_start_ms + cfg.prefix_padding_ms) // round(FRAME_SECONDS * 1000)
+            if audio_start_ms <= 0:  # the padding was cut at the start: onset is earlier
+                onset = 0
+            onset = min(max(onset, n - 25), n - 1)
+        else:
+            onset = n - 10
+        self._onset = max(0, onset)
+        self._since = now
+        self._user_has_spoken = user_has_spoken
+        return self.judge(now)
+
+    def speech_stopped(self) -> Decision | None:
+        """``speech_stopped``: the final decision on a still deferred ``speech_started``, if any."""
+        pending = self.deadline is not None
+        self.deadline = None
+        self._onset = None
+        if not pending:
+            return None
+        return self.final(Verdict.SUPPRESS, Reason.TOO_SHORT, "speech stopped before confirmed")
+
+    def final(self, verdict: Verdict, reason: Reason, detail: str) -> Decision:
+        """Record a final decision (allowed or suppressed) and return it."""
+        self.deadline = None
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        # DEBUG: the bridge and the middleware record each judgement once, at INFO when
+        # suppressed, with the call's fields (guard "calibration_gate").
+        if verdict is Verdict.SUPPRESS:
+            logger.debug("speech_started suppressed: %s (%s)", reason.value, detail)
+        else:
+            logger.debug("speech_started allowed: %s", detail)
+        return Decision(action=Action.BARGE_IN, verdict=verdict, reason=reason, detail=detail)
+
+    def _suppress(self, reason: Reason, detail: str, onset: int) -> Decision:
+        """Suppress the pending ``speech_started`` and watch its segment for the caller."""
+        if self._config.watch_suppressed_speech:
+            self._watch.start(onset)
+        return self.final(Verdict.SUPPRESS, reason, detail)
+
+    def _defer(self, now: float, reason: Reason, detail: str) -> Decision:
+        cfg = self._config
+        retry_at = min(now + cfg.retry_interval, self._since + cfg.max_defer)
+        retry_at = max(retry_at, now + 0.001)
+        self.deadline = retry_at
+        self.deferrals += 1
+        logger.debug("speech_started deferred: %s (%s)", reason.value, detail)
+        return Decision(
+            action=Action.BARGE_IN,
+            verdict=Verdict.DEFER,
+            reason=reason,
+            retry_at=retry_at,
+            detail=detail,
+        )
+
+    def judge(self, now: float) -> Decision:
+        """Judge the pending ``speech_started`` on the audio heard so far."""
+        cfg = self._config
+        n = self._line.in_count
+        onset = self._onset if self._onset is not None else n - 10
+        early: str | None = None
+        if self._floor.calibrated_since is None:
+            if cfg.allow_speech_before_calibration:
+                early = self._early.find(onset, n)
+            if early is None and cfg.require_calibration:
+                return self._suppress(
+                    Reason.NOT_CALIBRATED,
+                    f"noise floor unknown after {n * FRAME_SECONDS:.2f} s of caller audio",
+                    onset,
+                )
+        if cfg.require_user_has_spoken and not self._user_has_spoken:
+            return self.final(Verdict.SUPPRESS, Reason.USER_NOT_SPOKEN, "caller has not spoken")
+        if early is not None:
+            return self.final(Verdict.ALLOW, Reason.OK, early)
+        width = max(1, min(n - onset, RING // 4))
+        floor = self._floor.dbfs if self._floor.dbfs is not None else SILENCE_DBFS
+        inbound = window(self._line.in_db, n, width)
+        echo = self._echo.bound(n, width)
+        bot_talks = bool(np.any(echo > floor - 3.0))
+        expected = 10.0 * np.log10(10.0 ** (floor / 10.0) + 10.0 ** (echo / 10.0))
+        above = inbound - expected >= cfg.speech_margin_db
+        evidence = int(np.count_nonzero(above))
+        peak = float(inbound.max() - floor)
+        timed_out = now - self._since >= cfg.max_defer - 1e-9
+        if peak < cfg.noise_margin_db:
+            return self._suppress(
+                Reason.BELOW_NOISE_FLOOR,
+                f"peak {peak:.1f} dB above the noise floor ({floor:.1f} dBFS)",
+                onset,
+            )
+        if evidence >= self._confirm_frames:
+            return self._confirmed(now, onset, above, evidence)
+        if bot_talks:
+            if evidence == 0 or timed_out:
+                return self._suppress(
+                    Reason.ECHO_SUSPECTED,
+                    f"echo explains the energy ({evidence} caller frames)",
+                    onset,
+                )
+            return self._defer(now, Reason.DOUBLE_TALK, f"{evidence} caller frames so far")
+        if timed_out or (evidence == 0 and n - onset >= self._confirm_frames * 3):
+            return self._suppress(
+                Reason.BELOW_NOISE_FLOOR,
+                f"only {evidence} frames {cfg.speech_margin_db:g} dB above the noise floor",
+                onset,
+            )
+        return self._defer(now, Reason.TOO_SHORT, f"{evidence} speech frames so far")
+
+    def _confirmed(
+        self, now: float, onset: int, above: npt.NDArray[np.bool_], evidence: int
+    ) -> Decision:
+        """Enough frames rose above noise and echo: allowed, unless too short or a noise burst."""
+        cfg = self._config
+        n = self._line.in_count
+        lasted = (n - onset) * FRAME_SECONDS
+        if lasted + 1e-9 < cfg.min_speech_duration:
+            retry_at = now + (cfg.min_speech_duration - lasted)
+            self.deadline = retry_at
+            self.deferrals += 1
+            logger.debug("speech_started deferred: TOO_SHORT (lasted %.0f ms)", lasted * 1e3)
+            return Decision(
+                action=Action.BARGE_IN,
+                verdict=Verdict.DEFER,
+                reason=Reason.TOO_SHORT,
+                retry_at=retry_at,
+                detail=f"speech lasted {lasted * 1000:.0f} ms so far",
+            )
+        if cfg.min_speech_duration > 0 and not above[-(self._confirm_frames + 1) :].any():
+            return self._suppress(
+                Reason.TOO_SHORT,
+                f"energy gone before {cfg.min_speech_duration * 1000:.0f} ms",
+                onset,
+            )
+        burst = noise_like(self._line.speech_frames(above, n))
+        if burst is not None:
+            return self._suppress(Reason.BELOW_NOISE_FLOOR, burst, onset)
+        return self.final(
+            Verdict.ALLOW,
+            Reason.OK,
+            f"{evidence} frames {cfg.speech_margin_db:g} dB above noise and echo",
+        )

@@ -1,0 +1,165 @@
+"""What the calibration gate heard and played: the last 10 s of both directions of one call.
+
+:class:`LineHistory` keeps the energy envelope (dBFS per 20 ms frame) of the caller's channel and
+of the bot's audio as it was handed to the phone, on one frame clock (the count of caller frames),
+and the caller's last raw frames for the spectral check. The learners and the judgements of the
+gate read windows of it (:func:`window`); only the gate writes to it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final, final
+
+import numpy as np
+import numpy.typing as npt
+
+from voiceguard.audio import FRAME_BYTES, FRAME_SECONDS, SILENCE_DBFS, decode_ulaw
+
+__all__ = (
+    "BLOCK",
+    "BOT_ACTIVE_DBFS",
+    "DECODE",
+    "MASK",
+    "RING",
+    "LineHistory",
+    "frames_of",
+    "window",
+)
+
+RING: Final = 512  # frames of history kept (10.24 s); a power of two
+MASK: Final = RING - 1
+BLOCK: Final = 5  # frames between noise-floor and echo-path updates (100 ms)
+BOT_ACTIVE_DBFS: Final = -60.0  # outbound frames louder than this are bot speech
+
+#: The linear sample of each mu-law code, and its power relative to full scale (the tables of
+#: :mod:`voiceguard.audio`, built from its decoder).
+DECODE: Final = decode_ulaw(bytes(range(256)))
+DECODE.flags.writeable = False
+_POWER: Final = (DECODE.astype(np.float64) / 32768.0) ** 2
+_POWER.flags.writeable = False
+_INV_FRAME: Final = 1.0 / FRAME_BYTES
+#: ``ndarray.sum`` without its Python-level wrapper (the same reduction, the same result).
+_SUM: Final = np.add.reduce
+_TINY: Final = 10.0 ** (SILENCE_DBFS / 10.0)
+
+_RAW_RING: Final = 128  # raw mu-law frames kept for the spectral check (2.56 s); a power of two
+_RAW_MASK: Final = _RAW_RING - 1
+_SPECTRUM_FRAMES: Final = 8  # at most this many of the latest speech frames are analysed
+
+
+def frames_of(seconds: float) -> int:
+    """How many whole frames (at least one) make *seconds*."""
+    return max(1, round(seconds / FRAME_SECONDS))
+
+
+def window(ring: npt.NDArray[np.float64], end: int, length: int) -> npt.NDArray[np.float64]:
+    """The *length* frames of *ring* ending before absolute frame *end* (oldest first)."""
+    start = (end - length) & MASK
+    if start + length <= RING:
+        return ring[start : start + length]
+    return np.concatenate((ring[start:], ring[: (start + length) & MASK]))
+
+
+@final
+class LineHistory:
+    """The energy envelopes of both directions of a call, and the caller's last raw frames.
+
+    Frame ``n`` of :attr:`in_db` is the ``n``-th caller frame; frame ``n`` of :attr:`out_db` is
+    the bot audio handed to the phone while that caller frame arrived (silence when none was).
+    Absolute frame numbers index both rings modulo :data:`RING`.
+
+    Attributes:
+        in_db: Caller frame energies (dBFS), a ring of :data:`RING` frames.
+        out_db: Bot frame energies (dBFS) on the caller's frame clock, a ring of :data:`RING`.
+        in_count: Caller frames seen.
+        out_count: Bot frames seen.
+        out_cursor: The frame the next bot frame goes to, at the earliest.
+        last_bot_frame: The latest frame the bot's audio was louder than :data:`BOT_ACTIVE_DBFS`.
+    """
+
+    __slots__ = (
+        "_out_rest",
+        "_raw",
+        "in_count",
+        "in_db",
+        "last_bot_frame",
+        "out_count",
+        "out_cursor",
+        "out_db",
+    )
+
+    def __init__(self) -> None:
+        self.in_db: npt.NDArray[np.float64] = np.full(RING, SILENCE_DBFS)
+        self.out_db: npt.NDArray[np.float64] = np.full(RING, SILENCE_DBFS)
+        self.in_count = 0
+        self.out_count = 0
+        self.out_cursor = 0
+        self.last_bot_frame = -(10**9)
+        self._out_rest = b""
+        self._raw: list[bytes] = [bytes(FRAME_BYTES)] * _RAW_RING
+
+    def push_inbound(self, frame: bytes) -> float:
+        """Record one caller frame of :data:`~voiceguard.audio.FRAME_BYTES` mu-law bytes.
+
+        Returns:
+            Its mean-square power relative to full scale.
+        """
+        n = self.in_count
+        self._raw[n & _RAW_MASK] = frame
+        power = float(_SUM(_POWER.take(np.frombuffer(frame, dtype=np.uint8)))) * _INV_FRAME
+        self.in_db[n & MASK] = 10.0 * math.log10(power) if power > _TINY else SILENCE_DBFS
+        self.out_db[(n + RING // 2) & MASK] = SILENCE_DBFS  # recycle the slot ahead
+        self.in_count = n + 1
+        return power
+
+    def push_outbound(self, audio: bytes | bytearray | memoryview) -> None:
+        """Record the bot's audio as it is handed to the phone (any length; see the gate).
+
+        Raises:
+            TypeError: If *audio* is not bytes-like.
+        """
+        if type(audio) is bytes and len(audio) == FRAME_BYTES and not self._out_rest:
+            # The hot path: one whole frame.
+            power = float(_SUM(_POWER.take(np.frombuffer(audio, dtype=np.uint8)))) * _INV_FRAME
+            slot = max(self.out_cursor, self.in_count)
+            db = 10.0 * math.log10(power) if power > _TINY else SILENCE_DBFS
+            self.out_db[slot & MASK] = db
+            if db > BOT_ACTIVE_DBFS:
+                self.last_bot_frame = slot
+            self.out_count += 1
+            self.out_cursor = slot + 1
+            return
+        if not isinstance(audio, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"outbound audio must be mu-law bytes (bytes, bytearray or memoryview), "
+                f"not {type(audio).__name__}"
+            )
+        data = self._out_rest + bytes(audio)
+        whole = len(data) - len(data) % FRAME_BYTES
+        self._out_rest = data[whole:]
+        if not whole:
+            return
+        codes = np.frombuffer(data, dtype=np.uint8, count=whole)
+        slot = max(self.out_cursor, self.in_count)
+        for start in range(0, whole, FRAME_BYTES):
+            power = float(_POWER.take(codes[start : start + FRAME_BYTES]).sum()) * _INV_FRAME
+            db = 10.0 * math.log10(power) if power > _TINY else SILENCE_DBFS
+            self.out_db[slot & MASK] = db
+            if db > BOT_ACTIVE_DBFS:
+                self.last_bot_frame = slot
+            slot += 1
+        self.out_count += whole // FRAME_BYTES
+        self.out_cursor = slot
+
+    def speech_frames(self, evidence: npt.NDArray[np.bool_], end: int) -> npt.NDArray[np.uint8]:
+        """The raw frames (one per row) of the latest evidence frames of the window before *end*.
+
+        Args:
+            evidence: One flag per frame of the window that ends before frame *end*.
+            end: The absolute frame the window ends before.
+        """
+        index = np.flatnonzero(evidence)[-_SPECTRUM_FRAMES:] + (end - evidence.size)
+        index = index[index >= end - _RAW_RING]
+        raw = b"".join(self._raw[i & _RAW_MASK] for i in index.tolist())
+        return np.frombuffer(raw, dtype=np.uint8).reshape(-1, FRAME_BYTES)
