@@ -113,7 +113,7 @@ def test_messages_parse_from_mapping_text_and_bytes(
 
 
 def test_every_modelled_event_has_a_case() -> None:
-    assert {case[0]["event"] for case in CASES} == set(twilio_module._PARSERS)
+    assert {case[0]["event"] for case in CASES} == set(twilio_module.TWILIO_EVENTS)
 
 
 def test_media_format_numbers_may_be_strings() -> None:

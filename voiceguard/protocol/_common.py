@@ -26,7 +26,7 @@ TWILIO: Final[Peer] = "twilio"
 
 #: Longest decimal string accepted where a number arrives as a string (Twilio). Longer strings are
 #: refused before ``int()`` sees them (it is slow on huge strings, and raises past 4300 digits).
-_MAX_DIGITS: Final = 18
+MAX_DIGITS: Final = 18
 #: Longest value quoted in an error message; longer values are cut.
 _MAX_QUOTED: Final = 40
 #: One encoder for every message: ``json.dumps`` with options builds a new one per call.
@@ -283,7 +283,7 @@ class Fields:
         """A non-negative integer that arrives as a decimal string (Twilio); an int is accepted."""
         value = self.data.get(key)
         if isinstance(value, str):
-            if 0 < len(value) <= _MAX_DIGITS and value.isascii() and value.isdigit():
+            if 0 < len(value) <= MAX_DIGITS and value.isascii() and value.isdigit():
                 return int(value)
             raise self.error(
                 key, f"expected a non-negative decimal integer string, got {quote(value)}"

@@ -21,12 +21,14 @@ from voiceguard.audio import AudioFormat
 from voiceguard.protocol._common import Fields
 
 __all__ = (
+    "AudioReader",
     "EventSpec",
     "FieldReader",
     "FieldSpec",
     "array",
     "attr",
     "attrs",
+    "audio",
     "check",
     "count",
     "decimal",
@@ -45,19 +47,22 @@ __all__ = (
 
 E = TypeVar("E")
 
-#: A field reader: the value of field *key* of an object, given the audio format that audio
-#: payloads must fit (None where there is none to check against).
-FieldReader: TypeAlias = Callable[[Fields, str, "AudioFormat | None"], Any]
+#: A field reader: the value of field *key* of an object (a kind below, or a reader of its own).
+FieldReader: TypeAlias = Callable[[Fields, str], Any]
+#: A reader of an audio field: it also gets the audio format the audio must fit (None where there
+#: is none to check against).
+AudioReader: TypeAlias = Callable[[Fields, str, "AudioFormat | None"], Any]
 
-# How the value a field reader returns is used.
-_VALUE: Final = 0  # the attribute *name* (or nothing, for a field that is only checked)
-_OBJECT: Final = 1  # a nested object (a Fields, or None): later fields may be read within it
-_SEVERAL: Final = 2  # a mapping of several attributes
+# How a field is read and what becomes of its value.
+_VALUE: Final = 0  # read(fields, key): the attribute *name* (or nothing: the field is only checked)
+_OBJECT: Final = 1  # read(fields, key): a nested object (Fields or None) for later fields
+_AUDIO: Final = 2  # read(fields, key, audio_format): the attribute *name*
+_SEVERAL: Final = 3  # read(fields, key, audio_format): a mapping of several attributes
 
 
 class FieldSpec(NamedTuple):
-    """One field of an event spec (build it with :func:`attr`, :func:`check`, :func:`nested` or
-    :func:`attrs`).
+    """One field of an event spec (build it with :func:`attr`, :func:`check`, :func:`nested`,
+    :func:`audio` or :func:`attrs`).
 
     Attributes:
         name: The attribute of the event class it fills, or None.
@@ -65,12 +70,12 @@ class FieldSpec(NamedTuple):
         key: The wire key.
         within: The path of the nested object (opened by an earlier :func:`nested` field) it is
             read from, or None for the top level of the message.
-        shape: How the value is used (a value, a nested object, several attributes).
+        shape: How it is read and what becomes of its value.
         path: The dotted path of the field, under which a nested object is known to later fields.
     """
 
     name: str | None
-    read: FieldReader
+    read: Callable[..., Any]
     key: str
     within: str | None
     shape: int
@@ -128,20 +133,34 @@ def nested(
     Returns:
         The field spec.
     """
-    kind = _optional_object if optional else _object
+    kind = Fields.opt_obj if optional else Fields.req_obj
     return FieldSpec(name, kind, key, within, _OBJECT, _path(key, within))
 
 
-def attrs(
-    read: Callable[[Fields, str, AudioFormat | None], Mapping[str, Any]],
-    key: str,
-    *,
-    within: str | None = None,
+def audio(
+    name: str, read: AudioReader, *, key: str | None = None, within: str | None = None
 ) -> FieldSpec:
+    """An audio field: its reader also gets the audio format the audio must fit.
+
+    Args:
+        name: The attribute; also the wire key unless *key* is given.
+        read: The reader.
+        key: The wire key, when it differs from *name*.
+        within: The nested object it is read from, if not the top level.
+
+    Returns:
+        The field spec.
+    """
+    wire = name if key is None else key
+    return FieldSpec(name, read, wire, within, _AUDIO, _path(wire, within))
+
+
+def attrs(read: AudioReader, key: str, *, within: str | None = None) -> FieldSpec:
     """A field whose reader fills several attributes (e.g. an audio payload's text and bytes).
 
     Args:
-        read: The reader; it returns a mapping of attribute names to values.
+        read: The reader; it gets the audio format, and returns a mapping of attribute names to
+            values.
         key: The wire key.
         within: The nested object it is read from, if not the top level.
 
@@ -161,12 +180,15 @@ class EventSpec(Generic[E]):
         cls: The event class.
         fields: The fields, in the order they are read and checked.
         fast: A reader for a well-formed message that skips the field specs, or None.
+        flat: When every field is a top-level attribute read by a kind (most events), the
+            fields as (name, reader, key), read by a shorter loop; otherwise None.
     """
 
     types: tuple[str, ...]
     cls: Callable[..., E]
     fields: tuple[FieldSpec, ...]
     fast: Callable[[Mapping[str, Any], AudioFormat | None], E | None] | None = None
+    flat: tuple[tuple[str, FieldReader, str], ...] | None = None
 
 
 def event(
@@ -187,7 +209,18 @@ def event(
     Returns:
         The event spec.
     """
-    return EventSpec((types,) if isinstance(types, str) else types, cls, fields, fast)
+    flat = tuple(
+        (spec.name, spec.read, spec.key)
+        for spec in fields
+        if spec.shape == _VALUE and spec.within is None and spec.name is not None
+    )
+    return EventSpec(
+        (types,) if isinstance(types, str) else types,
+        cls,
+        fields,
+        fast,
+        flat if len(flat) == len(fields) else None,
+    )
 
 
 def table(specs: Iterable[EventSpec[E]]) -> dict[str, EventSpec[E]]:
@@ -220,7 +253,17 @@ def read_event(spec: EventSpec[E], f: Fields, audio_format: AudioFormat | None) 
         RemoteProtocolError: From the field readers, for the first field (in spec order) that is
             missing or malformed.
     """
+    fast = spec.fast
+    if fast is not None:
+        ready = fast(f.data, audio_format)
+        if ready is not None:
+            return ready
     values: dict[str, Any] = {}
+    flat = spec.flat
+    if flat is not None:
+        for attribute, kind, wire in flat:
+            values[attribute] = kind(f, wire)
+        return spec.cls(**values)
     scopes: dict[str, Fields | None] = {}
     for name, read, key, within, shape, path in spec.fields:
         scope = f if within is None else scopes[within]
@@ -229,79 +272,46 @@ def read_event(spec: EventSpec[E], f: Fields, audio_format: AudioFormat | None) 
                 values[name] = None
             if shape == _OBJECT:
                 scopes[path] = None
-            continue
-        value = read(scope, key, audio_format)
-        if shape == _VALUE:
+        elif shape == _VALUE:
+            value = read(scope, key)
             if name is not None:
                 values[name] = value
         elif shape == _OBJECT:
+            value = read(scope, key)
             scopes[path] = value
             if name is not None:
                 values[name] = None if value is None else value.data
+        elif shape == _AUDIO:
+            values[name] = read(scope, key, audio_format)  # type: ignore[index]
         else:
-            values.update(value)
+            values.update(read(scope, key, audio_format))
     return spec.cls(**values)
 
 
 # --------------------------------------------------------------------------------------------
-# Kinds: the field readers shared by every table
+# Kinds: the field readers every table shares (the readers of Fields, which name the field and
+# the problem of a malformed value)
+
+#: A required string.
+string: Final[Callable[[Fields, str], str]] = Fields.req_str
+#: An optional string (absent or null gives None).
+optional_string: Final[Callable[[Fields, str], str | None]] = Fields.opt_str
+#: A required non-negative integer (ms, an index).
+count: Final[Callable[[Fields, str], int]] = Fields.req_int
+#: An optional non-negative integer.
+optional_count: Final[Callable[[Fields, str], int | None]] = Fields.opt_int
+#: A required non-negative integer that arrives as a decimal string (Twilio).
+decimal: Final[Callable[[Fields, str], int]] = Fields.req_numeric_str
+#: An optional non-negative integer that arrives as a decimal string (Twilio).
+optional_decimal: Final[Callable[[Fields, str], int | None]] = Fields.opt_numeric_str
+#: A required object, kept as received.
+mapping: Final[Callable[[Fields, str], Mapping[str, Any]]] = Fields.req_mapping
+#: An optional object, kept as received.
+optional_mapping: Final[Callable[[Fields, str], Mapping[str, Any] | None]] = Fields.opt_mapping
+#: A required array.
+array: Final[Callable[[Fields, str], list[Any] | tuple[Any, ...]]] = Fields.req_list
 
 
-def string(f: Fields, key: str, _audio_format: AudioFormat | None) -> str:
-    """A required string."""
-    return f.req_str(key)
-
-
-def optional_string(f: Fields, key: str, _audio_format: AudioFormat | None) -> str | None:
-    """An optional string (absent or null gives None)."""
-    return f.opt_str(key)
-
-
-def string_or_empty(f: Fields, key: str, _audio_format: AudioFormat | None) -> str:
+def string_or_empty(f: Fields, key: str) -> str:
     """A string that is empty when absent or null."""
     return f.str_or(key, "")
-
-
-def count(f: Fields, key: str, _audio_format: AudioFormat | None) -> int:
-    """A required non-negative integer (ms, an index)."""
-    return f.req_int(key)
-
-
-def optional_count(f: Fields, key: str, _audio_format: AudioFormat | None) -> int | None:
-    """An optional non-negative integer."""
-    return f.opt_int(key)
-
-
-def decimal(f: Fields, key: str, _audio_format: AudioFormat | None) -> int:
-    """A required non-negative integer that arrives as a decimal string (Twilio)."""
-    return f.req_numeric_str(key)
-
-
-def optional_decimal(f: Fields, key: str, _audio_format: AudioFormat | None) -> int | None:
-    """An optional non-negative integer that arrives as a decimal string (Twilio)."""
-    return f.opt_numeric_str(key)
-
-
-def mapping(f: Fields, key: str, _audio_format: AudioFormat | None) -> Mapping[str, Any]:
-    """A required object, kept as received."""
-    return f.req_mapping(key)
-
-
-def optional_mapping(
-    f: Fields, key: str, _audio_format: AudioFormat | None
-) -> Mapping[str, Any] | None:
-    """An optional object, kept as received."""
-    return f.opt_mapping(key)
-
-
-def array(f: Fields, key: str, _audio_format: AudioFormat | None) -> list[Any] | tuple[Any, ...]:
-    """A required array."""
-    return f.req_list(key)
-
-
-def _object(f: Fields, key: str, _audio_format: AudioFormat | None) -> Fields:
-    return f.req_obj(key)
-
-
-def _optional_object(f: Fields, key: str, _audio_format: AudioFormat | None) -> Fields | None:
-    return f.opt_obj(key)

@@ -23,6 +23,7 @@ from voiceguard.protocol._common import REALTIME, Fields, b64decode, json_type, 
 from voiceguard.protocol._table import (
     EventSpec,
     attr,
+    audio,
     check,
     event,
     mapping,
@@ -265,23 +266,23 @@ def _audio(f: Fields, key: str, input_format: AudioFormat | None) -> bytes:
             key, "missing" if value is None else f"expected a string, got {json_type(value)}"
         )
     try:
-        audio = b64decode(value)
+        decoded = b64decode(value)
     except ValueError:
         raise ClientEventError(
             "invalid_value", f"Invalid '{key}'. Expected base64-encoded audio bytes.", param=key
         ) from None
-    if input_format is not None and len(audio) % input_format.sample_width:
+    if input_format is not None and len(decoded) % input_format.sample_width:
         bits = input_format.sample_width * 8
         raise ClientEventError(
             "invalid_value",
-            f"Invalid '{key}': {len(audio)} bytes is not a whole number of {bits}-bit samples "
+            f"Invalid '{key}': {len(decoded)} bytes is not a whole number of {bits}-bit samples "
             f"({input_format.encoding} at {input_format.sample_rate} Hz).",
             param=key,
         )
-    return audio
+    return decoded
 
 
-def _non_negative(f: Fields, key: str, _input_format: AudioFormat | None) -> int:
+def _non_negative(f: Fields, key: str) -> int:
     """A required integer of at least 0; a negative one has a code of its own."""
     value = f.data.get(key)
     if isinstance(value, int) and not isinstance(value, bool):
@@ -306,7 +307,7 @@ _EVENT_ID: Final = attr("event_id", optional_string)
 
 _SPECS: Final[tuple[EventSpec[ClientEvent], ...]] = (
     event("session.update", SessionUpdate, _EVENT_ID, attr("session", mapping)),
-    event("input_audio_buffer.append", AudioAppend, _EVENT_ID, attr("audio", _audio)),
+    event("input_audio_buffer.append", AudioAppend, _EVENT_ID, audio("audio", _audio)),
     event("input_audio_buffer.commit", AudioCommit, _EVENT_ID),
     event("input_audio_buffer.clear", AudioClear, _EVENT_ID),
     event(

@@ -11,14 +11,15 @@ plain dicts, and :func:`connect_stream_twiml` the TwiML that starts the stream.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias, final
 from urllib.parse import urlsplit
 
+from voiceguard.audio import AudioFormat
 from voiceguard.errors import LocalProtocolError
 from voiceguard.protocol._common import (
-    _MAX_DIGITS,
+    MAX_DIGITS,
     TWILIO,
     Fields,
     UnknownEvent,
@@ -27,6 +28,18 @@ from voiceguard.protocol._common import (
     json_type,
     load_message,
     quote,
+)
+from voiceguard.protocol._table import (
+    EventSpec,
+    attr,
+    attrs,
+    decimal,
+    event,
+    nested,
+    optional_decimal,
+    read_event,
+    string,
+    table,
 )
 
 __all__ = (
@@ -206,24 +219,42 @@ TwilioEvent: TypeAlias = (
 )
 
 # ============================================================================================
-# Parsing
+# Parsing: one table keyed by ``event``, read by the generic reader (voiceguard.protocol._table)
 
-_Parser: TypeAlias = Callable[[Fields], TwilioEvent]
+# Field readers of their own
 
 
-def _stream_sid(f: Fields, nested: Fields | None = None) -> str:
+def _tracks(start: Fields, key: str) -> tuple[str, ...]:
+    """``start.tracks``: an array of strings."""
+    tracks = start.req_list(key)
+    for index, track in enumerate(tracks):
+        if not isinstance(track, str):
+            raise start.error(f"{key}.{index}", f"expected a string, got {json_type(track)}")
+    return tuple(tracks)
+
+
+def _custom_parameters(start: Fields, key: str) -> Mapping[str, str]:
+    """``start.customParameters``: an object of strings, empty when absent."""
+    params = start.opt_obj(key)
+    if params is None:
+        return {}
+    for name, value in params.data.items():
+        if not isinstance(value, str):
+            raise params.error(str(name), f"expected a string, got {json_type(value)}")
+    return params.data
+
+
+def _start_stream_sid(f: Fields, key: str) -> str:
     """Top-level ``streamSid``; for ``start``, ``start.streamSid`` stands in if it is absent."""
-    if nested is not None and f.data.get("streamSid") is None and "streamSid" in nested.data:
-        return nested.req_str("streamSid")
-    return f.req_str("streamSid")
+    start = f.req_obj("start")
+    if f.data.get(key) is None and key in start.data:
+        return start.req_str(key)
+    return f.req_str(key)
 
 
-def _connected(f: Fields) -> Connected:
-    return Connected(protocol=f.req_str("protocol"), version=f.req_str("version"))
-
-
-def _media_format(start: Fields) -> MediaFormat:
-    fmt = start.req_obj("mediaFormat")
+def _media_format(start: Fields, key: str) -> MediaFormat:
+    """``start.mediaFormat``: µ-law at 8000 Hz, mono; anything else is refused."""
+    fmt = start.req_obj(key)
     encoding = fmt.req_str("encoding")
     if encoding != MULAW_ENCODING:
         raise fmt.error("encoding", f"expected {MULAW_ENCODING!r}, got {quote(encoding)}")
@@ -236,39 +267,26 @@ def _media_format(start: Fields) -> MediaFormat:
     return MediaFormat(encoding=encoding, sample_rate=sample_rate, channels=channels)
 
 
-def _start(f: Fields) -> StreamStarted:
-    start = f.req_obj("start")
-    tracks = start.req_list("tracks")
-    for index, track in enumerate(tracks):
-        if not isinstance(track, str):
-            raise start.error(f"tracks.{index}", f"expected a string, got {json_type(track)}")
-    params = start.opt_obj("customParameters")
-    if params is not None:
-        for key, value in params.data.items():
-            if not isinstance(value, str):
-                raise params.error(str(key), f"expected a string, got {json_type(value)}")
-    return StreamStarted(
-        sequence_number=f.opt_numeric_str("sequenceNumber"),
-        stream_sid=_stream_sid(f, start),
-        account_sid=start.req_str("accountSid"),
-        call_sid=start.req_str("callSid"),
-        tracks=tuple(tracks),
-        custom_parameters={} if params is None else params.data,
-        media_format=_media_format(start),
-    )
+def _payload(media: Fields, key: str, _audio_format: AudioFormat | None) -> dict[str, Any]:
+    """``media.payload`` as received and decoded."""
+    payload, audio = media.req_base64(key)
+    return {"payload": payload, "audio": audio}
 
 
 def _decimal(value: object) -> int | None:
     """A well-formed Twilio number string as an int, or None for anything else."""
-    if type(value) is str and 0 < len(value) <= _MAX_DIGITS and value.isascii() and value.isdigit():
+    if type(value) is str and 0 < len(value) <= MAX_DIGITS and value.isascii() and value.isdigit():
         return int(value)
     return None
 
 
-def _media(f: Fields) -> MediaReceived:
-    # The hot path, 50 times a second per call: a well-formed frame is read directly; anything
-    # unusual takes the field readers below, which name the field and the problem.
-    data = f.data
+def _well_formed_media(
+    data: Mapping[str, Any], _audio_format: AudioFormat | None
+) -> MediaReceived | None:
+    """The hot path, 50 times a second per call: a well-formed frame is read directly.
+
+    Anything unusual gives None, and the field specs read it and name the field and the problem.
+    """
     media = data.get("media")
     if type(media) is dict:
         stream_sid, track, payload = data.get("streamSid"), media.get("track"), media.get("payload")
@@ -286,71 +304,80 @@ def _media(f: Fields) -> MediaReceived:
             try:
                 audio = b64decode(payload)
             except ValueError:
-                pass  # the field reader below reports it
-            else:
-                return MediaReceived(
-                    sequence_number=sequence_number,
-                    stream_sid=stream_sid,
-                    track=track,
-                    chunk=chunk,
-                    timestamp_ms=timestamp_ms,
-                    payload=payload,
-                    audio=audio,
-                )
-    media = f.req_obj("media")
-    sequence_number = f.opt_numeric_str("sequenceNumber")
-    stream_sid = f.req_str("streamSid")
-    track = media.req_str("track")
-    chunk = media.req_numeric_str("chunk")
-    timestamp_ms = media.req_numeric_str("timestamp")
-    payload, audio = media.req_base64("payload")
-    return MediaReceived(
-        sequence_number=sequence_number,
-        stream_sid=stream_sid,
-        track=track,
-        chunk=chunk,
-        timestamp_ms=timestamp_ms,
-        payload=payload,
-        audio=audio,
-    )
+                return None
+            return MediaReceived(
+                sequence_number=sequence_number,
+                stream_sid=stream_sid,
+                track=track,
+                chunk=chunk,
+                timestamp_ms=timestamp_ms,
+                payload=payload,
+                audio=audio,
+            )
+    return None
 
 
-def _mark(f: Fields) -> MarkPlayed:
-    return MarkPlayed(
-        sequence_number=f.opt_numeric_str("sequenceNumber"),
-        stream_sid=f.req_str("streamSid"),
-        name=f.req_obj("mark").req_str("name"),
-    )
+# The table
 
+_SEQUENCE_NUMBER: Final = attr("sequence_number", optional_decimal, key="sequenceNumber")
+_STREAM_SID: Final = attr("stream_sid", string, key="streamSid")
 
-def _dtmf(f: Fields) -> DtmfReceived:
-    dtmf = f.req_obj("dtmf")
-    return DtmfReceived(
-        sequence_number=f.opt_numeric_str("sequenceNumber"),
-        stream_sid=f.req_str("streamSid"),
-        track=dtmf.req_str("track"),
-        digit=dtmf.req_str("digit"),
-    )
+_SPECS: Final[tuple[EventSpec[TwilioEvent], ...]] = (
+    event("connected", Connected, attr("protocol", string), attr("version", string)),
+    event(
+        "start",
+        StreamStarted,
+        nested("start"),
+        attr("tracks", _tracks, within="start"),
+        attr("custom_parameters", _custom_parameters, key="customParameters", within="start"),
+        _SEQUENCE_NUMBER,
+        attr("stream_sid", _start_stream_sid, key="streamSid"),
+        attr("account_sid", string, key="accountSid", within="start"),
+        attr("call_sid", string, key="callSid", within="start"),
+        attr("media_format", _media_format, key="mediaFormat", within="start"),
+    ),
+    event(
+        "media",
+        MediaReceived,
+        nested("media"),
+        _SEQUENCE_NUMBER,
+        _STREAM_SID,
+        attr("track", string, within="media"),
+        attr("chunk", decimal, within="media"),
+        attr("timestamp_ms", decimal, key="timestamp", within="media"),
+        attrs(_payload, "payload", within="media"),
+        fast=_well_formed_media,
+    ),
+    event(
+        "mark",
+        MarkPlayed,
+        _SEQUENCE_NUMBER,
+        _STREAM_SID,
+        nested("mark"),
+        attr("name", string, within="mark"),
+    ),
+    event(
+        "dtmf",
+        DtmfReceived,
+        nested("dtmf"),
+        _SEQUENCE_NUMBER,
+        _STREAM_SID,
+        attr("track", string, within="dtmf"),
+        attr("digit", string, within="dtmf"),
+    ),
+    event(
+        "stop",
+        StreamStopped,
+        nested("stop"),
+        _SEQUENCE_NUMBER,
+        _STREAM_SID,
+        attr("account_sid", string, key="accountSid", within="stop"),
+        attr("call_sid", string, key="callSid", within="stop"),
+    ),
+)
 
-
-def _stop(f: Fields) -> StreamStopped:
-    stop = f.req_obj("stop")
-    return StreamStopped(
-        sequence_number=f.opt_numeric_str("sequenceNumber"),
-        stream_sid=f.req_str("streamSid"),
-        account_sid=stop.req_str("accountSid"),
-        call_sid=stop.req_str("callSid"),
-    )
-
-
-_PARSERS: Final[Mapping[str, _Parser]] = {
-    "connected": _connected,
-    "start": _start,
-    "media": _media,
-    "mark": _mark,
-    "dtmf": _dtmf,
-    "stop": _stop,
-}
+#: ``event`` -> event spec.
+TWILIO_EVENTS: Final[Mapping[str, EventSpec[TwilioEvent]]] = table(_SPECS)
 
 
 def parse_twilio_message(message: str | bytes | Mapping[str, Any]) -> TwilioEvent:
@@ -378,10 +405,10 @@ def parse_twilio_message(message: str | bytes | Mapping[str, Any]) -> TwilioEven
             "event",
             "missing" if "event" not in data else f"expected a string, got {json_type(event)}",
         )
-    parse = _PARSERS.get(event)
-    if parse is None:
+    spec = TWILIO_EVENTS.get(event)
+    if spec is None:
         return UnknownEvent(type=event, raw=data)
-    return parse(Fields(TWILIO, event, data))
+    return read_event(spec, Fields(TWILIO, event, data), None)
 
 
 # ============================================================================================
