@@ -28,7 +28,7 @@ from voiceguard.protocol import (
     parse_realtime_event,
     parse_twilio_message,
 )
-from voiceguard.protocol import twilio as twilio_module
+from voiceguard.protocol.twilio._parser import TWILIO_EVENTS
 
 AUDIO = bytes(range(96, 256))  # 160 bytes = 20 ms of µ-law
 AUDIO_B64 = base64.b64encode(AUDIO).decode()
@@ -113,7 +113,7 @@ def test_messages_parse_from_mapping_text_and_bytes(
 
 
 def test_every_modelled_event_has_a_case() -> None:
-    assert {case[0]["event"] for case in CASES} == set(twilio_module.TWILIO_EVENTS)
+    assert {case[0]["event"] for case in CASES} == set(TWILIO_EVENTS)
 
 
 def test_media_format_numbers_may_be_strings() -> None:
