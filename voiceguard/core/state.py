@@ -32,8 +32,10 @@ from typing_extensions import assert_never
 from voiceguard.config import StateConfig
 from voiceguard.core._assistant_items import AssistantItem, AssistantItems
 from voiceguard.core._responses import ResponseLifecycle
-from voiceguard.core.lifecycle import (
+from voiceguard.core.lifecycle import (  # noqa: F401 - the error codes: their old import path
     ACTIVE_PHASES,
+    CANCEL_REJECTED_CODE,
+    CREATE_REJECTED_CODE,
     TRANSITIONS,
     LifecycleTrigger,
     ResponseMatch,
