@@ -27,7 +27,7 @@ from fault_injection import Tampered
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from voiceguard.demo.run import _cut_by_another_call
+from voiceguard.demo.measures import cut_by_another_call as _cut_by_another_call
 from voiceguard.errors import RemoteProtocolError
 from voiceguard.protocol import (
     PCM24K,

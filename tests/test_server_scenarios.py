@@ -19,7 +19,7 @@ import anyio
 import pytest
 from server_harness import ModelRouter, ServerProcess
 
-from voiceguard.demo.run import _cut_by_another_call  # the demo's measures, applied to each call
+from voiceguard.demo.measures import cut_by_another_call  # the demo's measures, for each call
 from voiceguard.sim import SCENARIOS
 from voiceguard.sim.caller import CallRecord
 from voiceguard.sim.measures import false_barge_ins, truncations_beyond_heard
@@ -81,7 +81,7 @@ async def test_every_scenario_through_the_reference_server(
     for record, connection in zip(records, connections, strict=True):
         own = [connection]
         assert record.protocol_errors == []
-        assert not _cut_by_another_call(record, own)
+        assert not cut_by_another_call(record, own)
         assert false_barge_ins(record, own) == 0
         assert truncations_beyond_heard(record, own) == 0
         for cleared_at in record.clears:

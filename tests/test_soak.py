@@ -32,7 +32,7 @@ import trio
 import trio.testing
 from server_harness import ModelRouter, ServerProcess
 
-from voiceguard.demo.run import _cut_by_another_call
+from voiceguard.demo.measures import cut_by_another_call as _cut_by_another_call
 from voiceguard.protocol import StreamStarted
 from voiceguard.runtime.handler import CallSummary, MediaHandler
 from voiceguard.runtime.scope import CallScope
