@@ -8,16 +8,15 @@ import pytest
 
 from voiceguard import __version__
 from voiceguard.cli import main
-from voiceguard.demo.tour import SCENARIOS, Scenario, run_scenario
+from voiceguard.demo import tour
+from voiceguard.demo.tour import RACES, Race, play_race
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
-def test_each_tour_scenario_breaks_the_naive_bridge_and_not_the_guarded_one(
-    scenario: Scenario,
-) -> None:
-    naive = run_scenario(scenario, guarded=False)
-    guarded = run_scenario(scenario, guarded=True)
-    # If the naive bridge gets it right, the scenario does not show the race it claims to.
+@pytest.mark.parametrize("race", RACES, ids=lambda r: r.name)
+def test_each_tour_race_breaks_the_naive_bridge_and_not_the_guarded_one(race: Race) -> None:
+    naive = play_race(race, guarded=False)
+    guarded = play_race(race, guarded=True)
+    # If the naive bridge gets it right, the race does not show what it claims to.
     assert sum(naive.server_errors.values()) + naive.creates_after_hang_up > 0
     assert sum(guarded.server_errors.values()) == 0
     assert guarded.creates_after_hang_up == 0
@@ -25,8 +24,8 @@ def test_each_tour_scenario_breaks_the_naive_bridge_and_not_the_guarded_one(
 
 
 def test_tool_result_during_greeting_is_answered_not_lost() -> None:
-    scenario = next(s for s in SCENARIOS if s.name == "tool-during-greeting")
-    guarded = run_scenario(scenario, guarded=True)
+    race = next(r for r in RACES if r.name == "tool-during-greeting")
+    guarded = play_race(race, guarded=True)
     assert guarded.sent["response.create"] == 2
     assert guarded.lost_requests == 0
 
@@ -69,3 +68,20 @@ def test_version_as_a_subprocess() -> None:
         check=True,
     )
     assert done.stdout.strip() == f"voiceguard {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("SCENARIOS", "RACES"),
+        ("Scenario", "Race"),
+        ("Outcome", "RaceOutcome"),
+        ("run_scenario", "play_race"),
+    ],
+)
+def test_the_tour_names_of_0_1_still_work_with_a_warning(old: str, new: str) -> None:
+    with pytest.warns(DeprecationWarning, match=f"tour.{old} is deprecated.*use {new}"):
+        value = getattr(tour, old)
+    assert value is getattr(tour, new)
+    with pytest.raises(AttributeError):
+        tour.NoSuchRace  # noqa: B018

@@ -8,15 +8,15 @@ import sys
 from collections.abc import Sequence
 
 from voiceguard._version import __version__
-from voiceguard.demo.tour import SCENARIOS, render, summary_rows
+from voiceguard.demo.tour import RACES, render, summary_rows
 
 __all__ = ("main",)
 
 
 def _tour(args: argparse.Namespace) -> int:
-    chosen = SCENARIOS
+    chosen = RACES
     if args.scenario:
-        chosen = tuple(s for s in SCENARIOS if s.name in args.scenario)
+        chosen = tuple(race for race in RACES if race.name in args.scenario)
     rows = summary_rows(chosen)
     if args.json:
         print(json.dumps({"scenarios": rows}, indent=2, sort_keys=True))
@@ -26,8 +26,8 @@ def _tour(args: argparse.Namespace) -> int:
             "server (full turn control, 30 ms network latency each way), played by a naive bridge\n"
             "and by one that asks the guards first. Virtual time: it takes no real time.\n"
         )
-        for scenario in chosen:
-            print(f"  {scenario.name:<22} {scenario.title}: {scenario.problem}")
+        for race in chosen:
+            print(f"  {race.name:<22} {race.title}: {race.problem}")
         print()
         print(render(rows))
     guarded_problems = sum(
@@ -132,9 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     tour.add_argument(
         "--scenario",
         action="append",
-        choices=[s.name for s in SCENARIOS],
+        choices=[race.name for race in RACES],
         metavar="NAME",
-        help="run only this scenario (repeatable); one of: " + ", ".join(s.name for s in SCENARIOS),
+        help="run only this scenario (repeatable); one of: " + ", ".join(r.name for r in RACES),
     )
     tour.add_argument("--json", action="store_true", help="print the results as JSON")
     tour.set_defaults(handler=_tour)

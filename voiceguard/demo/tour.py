@@ -1,20 +1,31 @@
-"""``voiceguard tour``: the seed's races, played through a naive bridge and through the guards.
+"""``voiceguard tour``: the classic races, played through a naive bridge and through the guards.
 
-Each scenario is a scripted call against a strict model of the Realtime server in full turn control
-(``create_response`` and ``interrupt_response`` off): one response at a time, a cancel only while a
-response is active, and messages that take a network latency to cross. The same script is played
-twice, by a naive client that sends whatever its logic asks for, and by one that asks the guards
-first. Time is virtual: the tour is deterministic and takes no real time.
+Each :class:`Race` is a scripted call against a strict model of the Realtime server in full turn
+control (``create_response`` and ``interrupt_response`` off): one response at a time, a cancel only
+while a response is active, and messages that take a network latency to cross. The same script is
+played twice by :func:`play_race`, by a naive client that sends whatever its logic asks for, and by
+one that asks the guards first. Time is virtual: the tour is deterministic and takes no real time.
+
+A race is not a simulator scenario (:class:`voiceguard.sim.Scenario`, played by real bridges over
+real protocol messages): it exercises the guards alone, against a toy model of the server.
+
+.. versionchanged:: 0.2.0
+   ``Scenario``, ``run_scenario``, ``SCENARIOS`` and ``Outcome`` are now :class:`Race`,
+   :func:`play_race`, :data:`RACES` and :class:`RaceOutcome`; the old names still work, with a
+   :class:`DeprecationWarning`, for one release.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
+
+from typing_extensions import assert_never
 
 from voiceguard.core.guards.cancel import CancelArbiter
 from voiceguard.core.guards.create import (
@@ -32,15 +43,15 @@ from voiceguard.protocol.realtime import (
     session_update,
 )
 
-__all__ = ("SCENARIOS", "Outcome", "Scenario", "run_scenario")
+__all__ = ("RACES", "Race", "RaceOutcome", "play_race", "render", "summary_rows")
 
 LATENCY = 0.03  # seconds, each way
 Intent = Literal["turn_end", "barge_in", "watchdog", "tool_result", "greeting", "hang_up"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Scenario:
-    """A scripted call: what the bot's logic wants, and when."""
+class Race:
+    """A scripted call that provokes one race: what the bot's logic wants, and when."""
 
     name: str
     title: str
@@ -52,8 +63,8 @@ class Scenario:
 
 
 @dataclass(slots=True, kw_only=True)
-class Outcome:
-    """What one client did in one scenario."""
+class RaceOutcome:
+    """What one client did in one race."""
 
     sent: Counter[str] = field(default_factory=Counter)
     server_errors: Counter[str] = field(default_factory=Counter)
@@ -137,10 +148,21 @@ def _response(response_id: str, status: str = "in_progress") -> dict[str, Any]:
     return {"id": response_id, "object": "realtime.response", "status": status, "output": []}
 
 
+#: What the bot's logic asks the create guard for, by intent.
+_CREATE_REQUESTS: Final = {
+    "turn_end": CreateRequest(label="turn"),
+    "greeting": CreateRequest(greeting=True, label="greeting"),
+    "tool_result": CreateRequest(label="tool_result"),
+    "watchdog": CreateRequest(
+        origin=CreateOrigin.AUTOMATIC, policy=CreatePolicy.DROP, label="watchdog"
+    ),
+}
+
+
 class _Client:
     """Decides what to send for each intent and each event; naive or guarded."""
 
-    def __init__(self, *, guarded: bool, outcome: Outcome) -> None:
+    def __init__(self, *, guarded: bool, outcome: RaceOutcome) -> None:
         self.guarded = guarded
         self.outcome = outcome
         self.state = CallState(call_sid="CA_tour")
@@ -157,23 +179,22 @@ class _Client:
             self.outcome.decisions[f"{decision.verdict.value} {decision.reason.value}"] += 1
 
     def intent(self, intent: Intent, now: float) -> list[dict[str, Any]]:
-        if intent == "hang_up":
-            self.hung_up = True
-            self.state.begin_hangup()
-            return []
-        if intent == "barge_in":
-            if not self.guarded:
-                return [response_cancel()]
-            decision = self.cancels.request(now)
-            return [response_cancel(decision.response_id)] if decision.allowed else []
-        request = {
-            "turn_end": CreateRequest(label="turn"),
-            "greeting": CreateRequest(greeting=True, label="greeting"),
-            "tool_result": CreateRequest(label="tool_result"),
-            "watchdog": CreateRequest(
-                origin=CreateOrigin.AUTOMATIC, policy=CreatePolicy.DROP, label="watchdog"
-            ),
-        }[intent]
+        match intent:
+            case "hang_up":
+                self.hung_up = True
+                self.state.begin_hangup()
+                return []
+            case "barge_in":
+                if not self.guarded:
+                    return [response_cancel()]
+                decision = self.cancels.request(now)
+                return [response_cancel(decision.response_id)] if decision.allowed else []
+            case "turn_end" | "greeting" | "tool_result" | "watchdog":
+                return self._create(_CREATE_REQUESTS[intent], now)
+            case unexpected:
+                assert_never(unexpected)
+
+    def _create(self, request: CreateRequest, now: float) -> list[dict[str, Any]]:
         if not self.guarded:
             return [response_create()]
         return [response_create()] if self.creates.request(request, now).allowed else []
@@ -197,10 +218,18 @@ def _session() -> dict[str, Any]:
     return {"session": update["session"]}
 
 
-def run_scenario(scenario: Scenario, *, guarded: bool) -> Outcome:
-    """Play *scenario* with a naive or a guarded client; return what happened."""
-    outcome = Outcome()
-    server = _StrictServer(scenario.response_lengths)
+def play_race(race: Race, *, guarded: bool) -> RaceOutcome:
+    """Play *race* with a naive or a guarded client.
+
+    Args:
+        race: The scripted call.
+        guarded: Ask the guards before sending (True), or send whatever the logic asks for.
+
+    Returns:
+        What the client sent and what the server made of it.
+    """
+    outcome = RaceOutcome()
+    server = _StrictServer(race.response_lengths)
     client = _Client(guarded=guarded, outcome=outcome)
     sequence = itertools.count()
     ids = itertools.count(1)
@@ -209,7 +238,7 @@ def run_scenario(scenario: Scenario, *, guarded: bool) -> Outcome:
     def push(at: float, kind: str, payload: Any) -> None:
         heapq.heappush(queue, (at, next(sequence), kind, payload))
 
-    for at, intent in scenario.intents:
+    for at, intent in race.intents:
         push(at, "intent", intent)
 
     def client_sends(messages: list[dict[str, Any]], now: float) -> None:
@@ -243,40 +272,41 @@ def run_scenario(scenario: Scenario, *, guarded: bool) -> Outcome:
     return outcome
 
 
-SCENARIOS: tuple[Scenario, ...] = (
-    Scenario(
+#: The races ``voiceguard tour`` plays, in order.
+RACES: tuple[Race, ...] = (
+    Race(
         name="speech-burst",
         title="speech_started burst while the bot speaks",
         intents=((0.0, "turn_end"), (0.5, "barge_in"), (0.52, "barge_in"), (0.55, "barge_in")),
         problem="one cancel per speech_started; the 2nd and 3rd find nothing active",
     ),
-    Scenario(
+    Race(
         name="cancel-after-done",
         title="barge-in while the finished response still plays",
         intents=((0.0, "turn_end"), (2.0, "barge_in")),
         problem="response.done arrived long ago; the audio is only still playing on the phone",
     ),
-    Scenario(
+    Race(
         name="cancel-races-done",
         title="barge-in between output_audio.done and response.done",
         intents=((0.0, "turn_end"), (0.815, "barge_in")),
         problem="the cancel crosses response.done on the wire",
     ),
-    Scenario(
+    Race(
         name="watchdog",
         title="watchdog fires while a long response runs",
         intents=((0.0, "turn_end"), (3.0, "watchdog")),
         response_lengths=(16.0,),
         problem="the watchdog's response.create collides with the running response",
     ),
-    Scenario(
+    Race(
         name="tool-during-greeting",
         title="tool result arrives during the greeting",
         intents=((0.0, "greeting"), (0.3, "tool_result")),
         response_lengths=(4.0, 2.0),
         problem="the tool result's response.create is rejected and its answer never comes",
     ),
-    Scenario(
+    Race(
         name="create-after-hang-up",
         title="a late turn end after the goodbye started",
         intents=((0.0, "turn_end"), (0.1, "hang_up"), (2.0, "turn_end")),
@@ -285,17 +315,25 @@ SCENARIOS: tuple[Scenario, ...] = (
 )
 
 
-def summary_rows(scenarios: Sequence[Scenario] = SCENARIOS) -> list[dict[str, Any]]:
-    """Run every scenario both ways; one row of plain data per scenario."""
+def summary_rows(races: Sequence[Race] = RACES) -> list[dict[str, Any]]:
+    """Play every race both ways; one row of plain data per race.
+
+    Args:
+        races: The races to play.
+
+    Returns:
+        One row per race (its name under ``"scenario"``, as ``voiceguard tour --json``
+        prints it), with what each client did.
+    """
     rows = []
-    for scenario in scenarios:
-        naive = run_scenario(scenario, guarded=False)
-        guarded = run_scenario(scenario, guarded=True)
+    for race in races:
+        naive = play_race(race, guarded=False)
+        guarded = play_race(race, guarded=True)
         rows.append(
             {
-                "scenario": scenario.name,
-                "title": scenario.title,
-                "problem": scenario.problem,
+                "scenario": race.name,
+                "title": race.title,
+                "problem": race.problem,
                 "naive": _as_dict(naive),
                 "guarded": _as_dict(guarded),
             }
@@ -303,7 +341,7 @@ def summary_rows(scenarios: Sequence[Scenario] = SCENARIOS) -> list[dict[str, An
     return rows
 
 
-def _as_dict(outcome: Outcome) -> dict[str, Any]:
+def _as_dict(outcome: RaceOutcome) -> dict[str, Any]:
     return {
         "sent": dict(outcome.sent),
         "server_errors": dict(outcome.server_errors),
@@ -313,7 +351,14 @@ def _as_dict(outcome: Outcome) -> dict[str, Any]:
 
 
 def render(rows: list[dict[str, Any]]) -> str:
-    """The rows as a table a person reads at a glance."""
+    """The rows as a table a person reads at a glance.
+
+    Args:
+        rows: What :func:`summary_rows` returned.
+
+    Returns:
+        The table, and a last line with each client's problems added up.
+    """
 
     def problems(side: dict[str, Any]) -> int:
         return int(sum(side["server_errors"].values()) + side["creates_after_hang_up"])
@@ -355,3 +400,25 @@ def render(rows: list[dict[str, Any]]) -> str:
     total_guarded = sum(problems(r["guarded"]) for r in rows)
     out += [line, f"problems: naive {total_naive}, guarded {total_guarded}"]
     return "\n".join(out)
+
+
+#: The names of 0.1, which said "scenario" for what the simulator calls a scenario too.
+_RENAMED: Final = {
+    "SCENARIOS": "RACES",
+    "Scenario": "Race",
+    "Outcome": "RaceOutcome",
+    "run_scenario": "play_race",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _RENAMED:
+        new = _RENAMED[name]
+        warnings.warn(
+            f"voiceguard.demo.tour.{name} is deprecated and goes away in the next release: use "
+            f"{new} (a race is not a voiceguard.sim scenario)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[new]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
