@@ -1,0 +1,469 @@
+"""The responses of one connection: create and cancel, and each response's timeline of events.
+
+A response's timeline is a generator that emits events and yields the seconds to wait before
+its next step; the connection runs the steps that are due (see :meth:`Responses.run_timers`).
+"""
+
+from __future__ import annotations
+
+import base64
+import heapq
+import math
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, final
+
+import anyio
+
+from voiceguard.protocol import ClientEventError, ResponseCancel
+from voiceguard.sim._codec import from_ulaw
+from voiceguard.sim._realtime.context import Context
+from voiceguard.sim._realtime.conversation import Conversation, Item
+from voiceguard.sim._realtime.outbox import Outbox
+from voiceguard.sim._realtime.script import Reply
+from voiceguard.sim._realtime.session import Session
+from voiceguard.sim.signals import speech_like
+from voiceguard.transports import on_grid
+
+__all__ = ("Response", "Responses")
+
+_RATE_LIMITS: Final = (
+    {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
+    {"name": "tokens", "limit": 400000, "remaining": 395000, "reset_seconds": 0.75},
+)
+
+
+@dataclass(slots=True, kw_only=True)
+class Response:
+    """One response and where its timeline is."""
+
+    id: str
+    number: int
+    reply: Reply
+    default_conversation: bool
+    metadata: Mapping[str, Any] | None
+    text_only: bool
+    items: list[Item] = field(default_factory=list)
+    steps: Generator[float, None, None] | None = None
+    current: Item | None = None
+    part_open: bool = False
+    transcript_sent: str = ""
+    audio_sent_ms: int = 0
+    done: bool = False
+    running: bool = False
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+@final
+class Responses:
+    """Every response of a connection, the active one of the default conversation, and the
+    timers of their timelines.
+
+    Attributes:
+        active: The response in progress in the default conversation, if any.
+        dropping: Set when a reply's scripted fault drops the connection.
+    """
+
+    __slots__ = (
+        "_context",
+        "_conversation",
+        "_conversation_id",
+        "_count",
+        "_outbox",
+        "_responses",
+        "_session",
+        "_timers",
+        "active",
+        "dropping",
+    )
+
+    def __init__(
+        self, context: Context, outbox: Outbox, session: Session, conversation: Conversation
+    ) -> None:
+        self._context = context
+        self._outbox = outbox
+        self._session = session
+        self._conversation = conversation
+        self._responses: dict[str, Response] = {}
+        self._timers: list[tuple[float, int, Response]] = []
+        self._count = 0
+        self._conversation_id = context.new_id("conv_")
+        self.active: Response | None = None
+        self.dropping = False
+
+    # -------------------------------------------------------------------------------- timers
+
+    def next_due(self) -> float:
+        """When the next step of a timeline is due (infinity when none is)."""
+        return self._timers[0][0] if self._timers else math.inf
+
+    def run_timers(self, now: float) -> None:
+        """Run every step that is due (none once the connection is being dropped)."""
+        timers = self._timers
+        while timers and timers[0][0] <= now and not self.dropping:
+            _, _, response = heapq.heappop(timers)
+            self._advance(response, now)
+
+    def _advance(self, response: Response, now: float) -> None:
+        if response.done or response.steps is None:
+            return
+        response.running = True
+        try:
+            delay = next(response.steps)
+        except StopIteration:
+            return
+        finally:
+            response.running = False
+        heapq.heappush(
+            self._timers, (on_grid(now + delay), self._context.next_in_order(), response)
+        )
+
+    def close(self) -> None:
+        """Stop every timeline (the connection is over)."""
+        for response in list(self._responses.values()):
+            if response.steps is not None:
+                response.steps.close()
+
+    # -------------------------------------------------------------------------------- wire
+
+    def _wire(self, response: Response, status: str) -> dict[str, Any]:
+        session = self._session
+        output_format = session.format("output")
+        wire: dict[str, Any] = {
+            "object": "realtime.response",
+            "id": response.id,
+            "status": status,
+            "status_details": None,
+            "output": [self._conversation.wire(item) for item in response.items],
+            "metadata": response.metadata,
+            "usage": None,
+        }
+        if self._context.beta:
+            wire["modalities"] = ["text"] if response.text_only else ["audio", "text"]
+            wire["voice"] = session.voice
+            wire["output_audio_format"] = session.data.get("output_audio_format")
+            wire["max_output_tokens"] = "inf"
+        else:
+            wire["conversation_id"] = (
+                self._conversation_id if response.default_conversation else None
+            )
+            wire["output_modalities"] = ["text"] if response.text_only else ["audio"]
+            wire["max_output_tokens"] = "inf"
+            wire["audio"] = {"output": {"format": output_format.to_wire(), "voice": session.voice}}
+        return wire
+
+    # -------------------------------------------------------------------------------- requests
+
+    def reject_create(self, active: Response, event_id: str | None) -> None:
+        """Refuse a create while *active* is in progress."""
+        self._outbox.error(
+            ClientEventError(
+                "conversation_already_has_active_response",
+                f"Conversation already has an active response in progress: {active.id}. Wait "
+                "until the response is finished before creating a new one.",
+                event_id=event_id,
+            )
+        )
+
+    def create(self, overrides: Mapping[str, Any] | None, event_id: str | None) -> None:
+        """Start a response (``response.create``, or server VAD at the end of a turn)."""
+        context = self._context
+        default = (overrides or {}).get("conversation", "auto") != "none"
+        if default and self.active is not None:
+            self.reject_create(self.active, event_id)
+            return
+        number = self._count
+        self._count += 1
+        reply = context.reply(number)
+        if reply.lost:
+            context.counters.lost += 1
+            return
+        metadata = (overrides or {}).get("metadata")
+        response = Response(
+            id=context.new_id("resp_"),
+            number=number,
+            reply=reply,
+            default_conversation=default,
+            metadata=metadata if isinstance(metadata, Mapping) else None,
+            text_only=self._session.text_only(overrides),
+        )
+        self._responses[response.id] = response
+        if default:
+            self.active = response
+        context.counters.created += 1
+        emit = self._outbox.emit
+        emit({"type": "response.created", "response": self._wire(response, "in_progress")})
+        emit({"type": "rate_limits.updated", "rate_limits": [dict(r) for r in _RATE_LIMITS]})
+        response.steps = self._steps(response)
+        heapq.heappush(
+            self._timers, (on_grid(anyio.current_time()), context.next_in_order(), response)
+        )
+
+    def cancel(self, event: ResponseCancel) -> None:
+        """Answer a ``response.cancel``."""
+        target = self.active
+        if event.response_id is not None:
+            candidate = self._responses.get(event.response_id)
+            target = candidate if candidate is not None and not candidate.done else None
+        if target is None or target.done:
+            raise ClientEventError(
+                "response_cancel_not_active",
+                "Cancellation failed: no active response found",
+                event_id=event.event_id,
+            )
+        self.finish(target, status="cancelled", reason="client_cancelled")
+
+    # -------------------------------------------------------------------------------- timeline
+
+    def _steps(self, response: Response) -> Generator[float, None, None]:
+        """The response's timeline: emits events, yields seconds to wait before the next step."""
+        context = self._context
+        settings = context.settings
+        reply = response.reply
+        if reply.stall:
+            yield math.inf
+            return
+        yield settings.first_audio_delay
+        output_index = 0
+        seconds = reply.audio_seconds()
+        if seconds > 0 or reply.text:
+            item = Item(
+                id=context.new_id("item_"),
+                type="message",
+                role="assistant",
+                status="in_progress",
+                content="output_text" if response.text_only else "output_audio",
+                transcript="",
+                text="",
+                in_conversation=response.default_conversation,
+            )
+            response.items.append(item)
+            response.current = item
+            self._item_started(response, item, output_index)
+            if response.text_only:
+                yield from self._text(response, item, output_index)
+            else:
+                yield from self._audio(response, item, output_index, seconds)
+            self._item_finished(response, item, output_index, "completed")
+            output_index += 1
+        if reply.function_call is not None:
+            call = reply.function_call
+            item = Item(
+                id=context.new_id("item_"),
+                type="function_call",
+                status="in_progress",
+                name=call.name,
+                call_id=context.new_id("call_")[:21],
+                arguments="",
+                in_conversation=response.default_conversation,
+            )
+            response.items.append(item)
+            response.current = item
+            self._item_started(response, item, output_index)
+            yield settings.delta_seconds
+            item.arguments = call.arguments
+            common = {
+                "response_id": response.id,
+                "item_id": item.id,
+                "output_index": output_index,
+                "call_id": item.call_id,
+            }
+            emit = self._outbox.emit
+            emit(
+                {
+                    "type": "response.function_call_arguments.delta",
+                    **common,
+                    "delta": call.arguments,
+                }
+            )
+            emit(
+                {
+                    "type": "response.function_call_arguments.done",
+                    **common,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                }
+            )
+            self._item_finished(response, item, output_index, "completed")
+        final = reply.status
+        reason = {"completed": None, "incomplete": "max_output_tokens", "failed": None}[final]
+        self.finish(response, status=final, reason=reason)
+
+    def _item_started(self, response: Response, item: Item, output_index: int) -> None:
+        emit = self._outbox.emit
+        conversation = self._conversation
+        wire = conversation.wire(item)
+        if item.type == "message":
+            wire["content"] = []
+        emit(
+            {
+                "type": "response.output_item.added",
+                "response_id": response.id,
+                "output_index": output_index,
+                "item": wire,
+            }
+        )
+        if response.default_conversation:
+            previous = conversation.last_id()
+            conversation.append(item)
+            emit({"type": "conversation.item.added", "previous_item_id": previous, "item": wire})
+        if item.type == "message":
+            part = (
+                {"type": "text", "text": ""}
+                if response.text_only
+                else {"type": "audio", "transcript": ""}
+            )
+            emit(
+                {
+                    "type": "response.content_part.added",
+                    "response_id": response.id,
+                    "item_id": item.id,
+                    "output_index": output_index,
+                    "content_index": 0,
+                    "part": part,
+                }
+            )
+            response.part_open = True
+
+    def _audio(
+        self, response: Response, item: Item, output_index: int, seconds: float
+    ) -> Generator[float, None, None]:
+        context = self._context
+        settings = context.settings
+        emit = self._outbox.emit
+        reply = response.reply
+        audio = reply.audio
+        if audio is None:
+            audio = speech_like(
+                seconds,
+                level_dbfs=settings.audio_level_dbfs,
+                seed=settings.seed * 7919 + context.record.index * 131 + response.number,
+            )
+        fmt = self._session.format("output")
+        chunk = max(1, settings.delta_ms) * 8
+        words = reply.text.split(" ") if reply.text else []
+        total = max(1, math.ceil(len(audio) / chunk))
+        common = {
+            "response_id": response.id,
+            "item_id": item.id,
+            "output_index": output_index,
+            "content_index": 0,
+        }
+        for index in range(total):
+            piece = audio[index * chunk : (index + 1) * chunk]
+            payload = _b64(from_ulaw(piece, fmt))
+            emit({"type": "response.output_audio.delta", **common, "delta": payload})
+            item.audio_ms += len(piece) // 8
+            response.audio_sent_ms = item.audio_ms
+            upto = math.ceil(len(words) * (index + 1) / total)
+            said = len(response.transcript_sent.split(" ")) if response.transcript_sent else 0
+            if upto > said:
+                text = " ".join(words[said:upto])
+                delta = text if not said else " " + text
+                response.transcript_sent += delta
+                item.transcript = response.transcript_sent
+                emit({"type": "response.output_audio_transcript.delta", **common, "delta": delta})
+            if (
+                reply.drop_connection_after is not None
+                and item.audio_ms >= reply.drop_connection_after * 1000
+            ):
+                self.dropping = True
+                yield math.inf
+                return
+            yield len(piece) / 8000 / settings.audio_speed
+
+    def _text(
+        self, response: Response, item: Item, output_index: int
+    ) -> Generator[float, None, None]:
+        common = {
+            "response_id": response.id,
+            "item_id": item.id,
+            "output_index": output_index,
+            "content_index": 0,
+        }
+        for word_index, word in enumerate(response.reply.text.split(" ")):
+            delta = word if word_index == 0 else " " + word
+            item.text = (item.text or "") + delta
+            self._outbox.emit({"type": "response.output_text.delta", **common, "delta": delta})
+            yield self._context.settings.delta_seconds
+
+    def _close_part(self, response: Response, item: Item, output_index: int) -> None:
+        if not response.part_open:
+            return
+        response.part_open = False
+        emit = self._outbox.emit
+        common = {
+            "response_id": response.id,
+            "item_id": item.id,
+            "output_index": output_index,
+            "content_index": 0,
+        }
+        if item.content == "output_text":
+            emit({"type": "response.output_text.done", **common, "text": item.text or ""})
+            part: dict[str, Any] = {"type": "text", "text": item.text or ""}
+        else:
+            emit({"type": "response.output_audio.done", **common})
+            emit(
+                {
+                    "type": "response.output_audio_transcript.done",
+                    **common,
+                    "transcript": response.transcript_sent,
+                }
+            )
+            part = {"type": "audio", "transcript": response.transcript_sent}
+        emit({"type": "response.content_part.done", **common, "part": part})
+
+    def _item_finished(
+        self, response: Response, item: Item, output_index: int, status: str
+    ) -> None:
+        self._close_part(response, item, output_index)
+        item.status = status
+        wire = self._conversation.wire(item)
+        emit = self._outbox.emit
+        emit(
+            {
+                "type": "response.output_item.done",
+                "response_id": response.id,
+                "output_index": output_index,
+                "item": wire,
+            }
+        )
+        if response.default_conversation and item.id in self._conversation:
+            emit({"type": "conversation.item.done", "previous_item_id": None, "item": wire})
+        response.current = None
+
+    def finish(self, response: Response, *, status: str, reason: str | None) -> None:
+        """End *response* with *status* (``response.done``); a finished one stays finished."""
+        if response.done:
+            return
+        response.done = True
+        if response.steps is not None and not response.running:
+            response.steps.close()
+        current = response.current
+        if current is not None:
+            self._item_finished(response, current, response.items.index(current), "incomplete")
+        counters = self._context.counters
+        wire = self._wire(response, status)
+        if status == "cancelled":
+            wire["status_details"] = {"type": "cancelled", "reason": reason}
+            counters.cancelled += 1
+        elif status == "incomplete":
+            wire["status_details"] = {"type": "incomplete", "reason": reason}
+        elif status == "failed":
+            wire["status_details"] = {
+                "type": "failed",
+                "error": {"type": "server_error", "code": "server_error", "message": "simulated"},
+            }
+        else:
+            counters.completed += 1
+        wire["usage"] = {
+            "total_tokens": 120 + response.audio_sent_ms // 50,
+            "input_tokens": 100,
+            "output_tokens": 20 + response.audio_sent_ms // 50,
+        }
+        if self.active is response:
+            self.active = None
+        self._outbox.emit({"type": "response.done", "response": wire})
