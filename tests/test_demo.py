@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+import voiceguard.demo.run as demo_run
+from voiceguard import demo
 from voiceguard.demo import BridgeMeasures, DemoReport, RunOutcome
 from voiceguard.sim import SCENARIOS
 
@@ -151,3 +153,12 @@ def test_measures_add_up_over_runs_and_only_the_guarded_side_decides_ok() -> Non
     assert outcomes[0].summary() == "FAILED: 1 rule broken, 2 model errors"
     assert "cancel-races-done #1: must not x; model errors a x2" in report.render()
     assert json.loads(json.dumps(report.to_json()))["bridges"]["naive"]["problems"] == 4
+
+
+def test_the_run_module_still_gives_every_name_it_held() -> None:
+    # voiceguard.demo.run held the whole demo before it was split by concern.
+    for name in demo.__all__:
+        assert getattr(demo_run, name) is getattr(demo, name)
+    assert demo_run.MAX_REPETITIONS == 20
+    with pytest.raises(AttributeError):
+        demo_run.NoSuchThing  # noqa: B018

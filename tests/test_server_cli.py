@@ -19,6 +19,8 @@ import pytest
 from server_harness import ModelRouter, ServerProcess
 from starlette.testclient import TestClient
 
+import voiceguard.server.app as server_app
+from voiceguard import server
 from voiceguard.cli import build_parser, main
 from voiceguard.config import HandlerConfig
 from voiceguard.errors import ConfigError
@@ -157,6 +159,14 @@ def test_the_example_app_builds_and_answers() -> None:
         twiml = client.post("/incoming-call", data={"CallSid": "CA1"})
         assert '<Stream url="wss://voice.example.com/media-stream"/>' in twiml.text
         assert "voiceguard_calls_active 0.0" in client.get("/metrics").text
+
+
+def test_the_app_module_still_gives_every_name_it_held() -> None:
+    # voiceguard.server.app held the whole server before it was split by concern.
+    for name in (*server.__all__, "INCOMING_CALL_PATH", "MEDIA_STREAM_PATH"):
+        assert getattr(server_app, name) is getattr(server, name, getattr(server_app, name))
+    with pytest.raises(AttributeError):
+        server_app.NoSuchThing  # noqa: B018
 
 
 def test_each_app_has_its_own_metrics() -> None:
