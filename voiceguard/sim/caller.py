@@ -21,13 +21,13 @@ import math
 import random
 import string
 from collections.abc import Mapping, Sequence
-from typing import Final, final
+from typing import Final, TypeAlias, final
 
 import anyio
 
 from voiceguard.sim._caller.call import Call
 from voiceguard.sim._caller.records import CallRecord, HeardAudio, MarkEchoed, ReceivedMessage
-from voiceguard.sim._caller.script import EchoPath, HangUp, PressDigit, ScriptStep, Speak
+from voiceguard.sim._caller.script import EchoPath, HangUp, PressDigit, Speak
 from voiceguard.transports import Transport, TransportClosed
 
 __all__ = (
@@ -42,6 +42,9 @@ __all__ = (
     "ScriptStep",
     "Speak",
 )
+
+#: One step of a caller's script.
+ScriptStep: TypeAlias = Speak | PressDigit | HangUp
 
 _SID_ALPHABET: Final = string.hexdigits[:16]
 

@@ -29,9 +29,9 @@ every run.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Final, TypeAlias, final
 
 import anyio
 import anyio.abc
@@ -45,7 +45,7 @@ from voiceguard.sim._realtime.records import (
     RealtimeSimulatorStatistics,
     SimulatorAddress,
 )
-from voiceguard.sim._realtime.script import EventFault, FunctionCall, Reply, ReplySource
+from voiceguard.sim._realtime.script import EventFault, FunctionCall, Reply
 from voiceguard.transports import Transport, memory_pair
 
 __all__ = (
@@ -61,10 +61,13 @@ __all__ = (
     "SimulatorAddress",
 )
 
+#: What the model says on a connection, as replies in order or a function of the response number.
+ReplySource: TypeAlias = Sequence[Reply] | Callable[[int], Reply]
 #: Paths the WebSocket server accepts (the SDK appends ``/realtime`` to its base URL).
 REALTIME_PATHS: Final = ("/v1/realtime", "/realtime")
 
 
+@final
 class RealtimeSimulator:
     """A local OpenAI Realtime server for tests, demos and users' own test suites.
 

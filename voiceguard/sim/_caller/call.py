@@ -14,7 +14,7 @@ from voiceguard.audio import FRAME_BYTES, FRAME_SECONDS
 from voiceguard.protocol import dumps
 from voiceguard.sim._caller.outbound import Clear, Mark, Media, Refused, parse_outbound
 from voiceguard.sim._caller.records import CallRecord, HeardAudio, MarkEchoed, ReceivedMessage
-from voiceguard.sim._caller.script import EchoPath, HangUp, PressDigit, ScriptStep, Speak
+from voiceguard.sim._caller.script import EchoPath, HangUp, PressDigit, Speak
 from voiceguard.sim.signals import SILENCE_BYTE, attenuate, line_noise, mix, speech_like
 from voiceguard.transports import MemoryTransport, Transport, on_grid
 
@@ -27,7 +27,7 @@ _NOISE_SECONDS: Final = 2.0
 class CallerSettings(Protocol):
     """What a call reads of its caller (a :class:`~voiceguard.sim.caller.CallerSimulator`)."""
 
-    script: tuple[ScriptStep, ...]
+    script: tuple[Speak | PressDigit | HangUp, ...]
     echo: EchoPath | None
     noise_dbfs: float | None
     custom_parameters: Mapping[str, str]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TypeAlias, final
+from typing import final
 
 from voiceguard.audio import FRAME_SECONDS
 
-__all__ = ("EchoPath", "HangUp", "PressDigit", "ScriptStep", "Speak")
+__all__ = ("EchoPath", "HangUp", "PressDigit", "Speak")
 
 
 @final
@@ -76,10 +76,6 @@ class HangUp:
 
     def __post_init__(self) -> None:
         _check_trigger(self.at, self.after_heard)
-
-
-#: One step of a caller's script.
-ScriptStep: TypeAlias = Speak | PressDigit | HangUp
 
 
 def _check_trigger(at: float | None, after_heard: float | None) -> None:

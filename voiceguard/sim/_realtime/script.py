@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal, TypeAlias, final
+from typing import Final, Literal, final
 
-__all__ = ("CHARS_PER_SECOND", "EventFault", "FunctionCall", "Reply", "ReplySource")
+__all__ = ("CHARS_PER_SECOND", "EventFault", "FunctionCall", "Reply")
 
 #: How fast the simulated model speaks a reply's text when no duration is given.
 CHARS_PER_SECOND: Final = 15.0
@@ -101,7 +100,3 @@ class EventFault:
             raise ValueError(f"action = {self.action!r}; allowed: 'delay', 'duplicate' or 'drop'")
         if not (math.isfinite(self.seconds) and self.seconds >= 0):
             raise ValueError(f"seconds = {self.seconds!r}; allowed: a finite number >= 0")
-
-
-#: What the model says on a connection, as replies in order or a function of the response number.
-ReplySource: TypeAlias = Sequence[Reply] | Callable[[int], Reply]
