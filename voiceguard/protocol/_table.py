@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Generic, NamedTuple, TypeAlias, TypeVar, final
 
 from voiceguard.audio import AudioFormat
-from voiceguard.protocol._common import Fields
+from voiceguard.protocol._common import Fields, Peer
 
 __all__ = (
     "AudioReader",
@@ -238,12 +238,20 @@ def table(specs: Iterable[EventSpec[E]]) -> dict[str, EventSpec[E]]:
     return result
 
 
-def read_event(spec: EventSpec[E], f: Fields, audio_format: AudioFormat | None) -> E:
-    """Read the event *spec* describes from the message *f*.
+def read_event(
+    spec: EventSpec[E],
+    peer: Peer,
+    message_type: str,
+    data: Mapping[str, Any],
+    audio_format: AudioFormat | None,
+) -> E:
+    """Read the event *spec* describes from the decoded message *data*.
 
     Args:
         spec: The event spec.
-        f: The message's fields.
+        peer: Who sent the message (named in errors).
+        message_type: The message's type (named in errors).
+        data: The decoded message.
         audio_format: The format audio payloads must fit, or None.
 
     Returns:
@@ -255,9 +263,10 @@ def read_event(spec: EventSpec[E], f: Fields, audio_format: AudioFormat | None) 
     """
     fast = spec.fast
     if fast is not None:
-        ready = fast(f.data, audio_format)
+        ready = fast(data, audio_format)
         if ready is not None:
             return ready
+    f = Fields(peer, message_type, data)
     values: dict[str, Any] = {}
     flat = spec.flat
     if flat is not None:

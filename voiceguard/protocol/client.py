@@ -427,7 +427,7 @@ def parse_client_event(
             event_type=known_type,
         )
     try:
-        return read_event(spec, Fields(REALTIME, known_type, data), input_format)
+        return read_event(spec, REALTIME, known_type, data, input_format)
     except RemoteProtocolError as exc:
         raise _translate(exc, event_id) from None
     except ClientEventError as exc:

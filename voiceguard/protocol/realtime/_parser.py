@@ -461,4 +461,4 @@ def parse_realtime_event(
     spec = SERVER_EVENTS.get(event_type)
     if spec is None:
         return UnknownEvent(type=event_type, raw=data)
-    return read_event(spec, Fields(REALTIME, event_type, data), audio_format)
+    return read_event(spec, REALTIME, event_type, data, audio_format)

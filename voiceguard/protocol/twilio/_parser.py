@@ -237,4 +237,4 @@ def parse_twilio_message(message: str | bytes | Mapping[str, Any]) -> TwilioEven
     spec = TWILIO_EVENTS.get(event)
     if spec is None:
         return UnknownEvent(type=event, raw=data)
-    return read_event(spec, Fields(TWILIO, event, data), None)
+    return read_event(spec, TWILIO, event, data, None)
