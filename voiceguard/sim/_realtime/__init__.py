@@ -5,6 +5,6 @@
 does: ``context`` (what they share: settings, counters, ids, event order), ``outbox`` (server events
 on their way out, with faults and beta names), ``session`` (the session configuration),
 ``conversation`` (the items), ``input_audio`` (the input buffer and the server VAD), ``responses``
-(the responses and their timelines) and ``connection`` (the receive loop that dispatches client
-events to them).
+(the responses and their timelines), ``output`` (what a response streams) and ``connection`` (the
+receive loop that dispatches client events to them).
 """

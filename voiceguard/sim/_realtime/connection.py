@@ -128,7 +128,7 @@ class Connection:
                     self._on_message(ready)
                 responses.run_timers(anyio.current_time())
                 await outbox.flush(transport)
-                if responses.dropping:
+                if self._context.dropping:
                     raise _Drop
                 deadline = min(responses.next_due(), outbox.next_due())
                 with anyio.CancelScope(deadline=deadline):

@@ -49,9 +49,10 @@ class Context:
         record: This connection's record.
         reply: The reply for a response number.
         beta: Whether the connection speaks beta names.
+        dropping: Set when a reply's scripted fault drops the connection: nothing more runs.
     """
 
-    __slots__ = ("_rng", "_seq", "beta", "counters", "record", "reply", "settings")
+    __slots__ = ("_rng", "_seq", "beta", "counters", "dropping", "record", "reply", "settings")
 
     def __init__(
         self,
@@ -65,6 +66,7 @@ class Context:
         self.record = record
         self.reply = reply
         self.beta = record.beta
+        self.dropping = False
         self._rng = random.Random(settings.seed * 1_000_003 + record.index)
         self._seq = itertools.count()
 

@@ -109,7 +109,7 @@ class InputAudio:
                     self._speech_stopped(self._vad_offset_ms + vad_event.audio_end_ms)
                 case _:
                     assert_never(vad_event)
-            if self._responses.dropping:
+            if self._context.dropping:
                 return
 
     def _speech_started(self, audio_start_ms: int) -> None:

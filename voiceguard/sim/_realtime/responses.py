@@ -1,4 +1,4 @@
-"""The responses of one connection: create and cancel, and each response's timeline of events.
+"""The responses of one connection: create and cancel, and each response's timeline.
 
 A response's timeline is a generator that emits events and yields the seconds to wait before
 its next step; the connection runs the steps that are due (see :meth:`Responses.run_timers`).
@@ -6,7 +6,6 @@ its next step; the connection runs the steps that are due (see :meth:`Responses.
 
 from __future__ import annotations
 
-import base64
 import heapq
 import math
 from collections.abc import Generator, Mapping
@@ -16,13 +15,12 @@ from typing import Any, Final, final
 import anyio
 
 from voiceguard.protocol import ClientEventError, ResponseCancel
-from voiceguard.sim._codec import from_ulaw
 from voiceguard.sim._realtime.context import Context
 from voiceguard.sim._realtime.conversation import Conversation, Item
 from voiceguard.sim._realtime.outbox import Outbox
+from voiceguard.sim._realtime.output import ResponseOutput
 from voiceguard.sim._realtime.script import Reply
 from voiceguard.sim._realtime.session import Session
-from voiceguard.sim.signals import speech_like
 from voiceguard.transports import on_grid
 
 __all__ = ("Response", "Responses")
@@ -53,10 +51,6 @@ class Response:
     running: bool = False
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
 @final
 class Responses:
     """Every response of a connection, the active one of the default conversation, and the
@@ -64,7 +58,6 @@ class Responses:
 
     Attributes:
         active: The response in progress in the default conversation, if any.
-        dropping: Set when a reply's scripted fault drops the connection.
     """
 
     __slots__ = (
@@ -73,11 +66,11 @@ class Responses:
         "_conversation_id",
         "_count",
         "_outbox",
+        "_output",
         "_responses",
         "_session",
         "_timers",
         "active",
-        "dropping",
     )
 
     def __init__(
@@ -91,8 +84,8 @@ class Responses:
         self._timers: list[tuple[float, int, Response]] = []
         self._count = 0
         self._conversation_id = context.new_id("conv_")
+        self._output = ResponseOutput(context, outbox, session, conversation)
         self.active: Response | None = None
-        self.dropping = False
 
     # -------------------------------------------------------------------------------- timers
 
@@ -103,7 +96,7 @@ class Responses:
     def run_timers(self, now: float) -> None:
         """Run every step that is due (none once the connection is being dropped)."""
         timers = self._timers
-        while timers and timers[0][0] <= now and not self.dropping:
+        while timers and timers[0][0] <= now and not self._context.dropping:
             _, _, response = heapq.heappop(timers)
             self._advance(response, now)
 
@@ -242,12 +235,12 @@ class Responses:
             )
             response.items.append(item)
             response.current = item
-            self._item_started(response, item, output_index)
+            self._output.item_started(response, item, output_index)
             if response.text_only:
-                yield from self._text(response, item, output_index)
+                yield from self._output.text(response, item, output_index)
             else:
-                yield from self._audio(response, item, output_index, seconds)
-            self._item_finished(response, item, output_index, "completed")
+                yield from self._output.audio(response, item, output_index, seconds)
+            self._output.item_finished(response, item, output_index, "completed")
             output_index += 1
         if reply.function_call is not None:
             call = reply.function_call
@@ -262,7 +255,7 @@ class Responses:
             )
             response.items.append(item)
             response.current = item
-            self._item_started(response, item, output_index)
+            self._output.item_started(response, item, output_index)
             yield settings.delta_seconds
             item.arguments = call.arguments
             common = {
@@ -287,153 +280,10 @@ class Responses:
                     "arguments": call.arguments,
                 }
             )
-            self._item_finished(response, item, output_index, "completed")
+            self._output.item_finished(response, item, output_index, "completed")
         final = reply.status
         reason = {"completed": None, "incomplete": "max_output_tokens", "failed": None}[final]
         self.finish(response, status=final, reason=reason)
-
-    def _item_started(self, response: Response, item: Item, output_index: int) -> None:
-        emit = self._outbox.emit
-        conversation = self._conversation
-        wire = conversation.wire(item)
-        if item.type == "message":
-            wire["content"] = []
-        emit(
-            {
-                "type": "response.output_item.added",
-                "response_id": response.id,
-                "output_index": output_index,
-                "item": wire,
-            }
-        )
-        if response.default_conversation:
-            previous = conversation.last_id()
-            conversation.append(item)
-            emit({"type": "conversation.item.added", "previous_item_id": previous, "item": wire})
-        if item.type == "message":
-            part = (
-                {"type": "text", "text": ""}
-                if response.text_only
-                else {"type": "audio", "transcript": ""}
-            )
-            emit(
-                {
-                    "type": "response.content_part.added",
-                    "response_id": response.id,
-                    "item_id": item.id,
-                    "output_index": output_index,
-                    "content_index": 0,
-                    "part": part,
-                }
-            )
-            response.part_open = True
-
-    def _audio(
-        self, response: Response, item: Item, output_index: int, seconds: float
-    ) -> Generator[float, None, None]:
-        context = self._context
-        settings = context.settings
-        emit = self._outbox.emit
-        reply = response.reply
-        audio = reply.audio
-        if audio is None:
-            audio = speech_like(
-                seconds,
-                level_dbfs=settings.audio_level_dbfs,
-                seed=settings.seed * 7919 + context.record.index * 131 + response.number,
-            )
-        fmt = self._session.format("output")
-        chunk = max(1, settings.delta_ms) * 8
-        words = reply.text.split(" ") if reply.text else []
-        total = max(1, math.ceil(len(audio) / chunk))
-        common = {
-            "response_id": response.id,
-            "item_id": item.id,
-            "output_index": output_index,
-            "content_index": 0,
-        }
-        for index in range(total):
-            piece = audio[index * chunk : (index + 1) * chunk]
-            payload = _b64(from_ulaw(piece, fmt))
-            emit({"type": "response.output_audio.delta", **common, "delta": payload})
-            item.audio_ms += len(piece) // 8
-            response.audio_sent_ms = item.audio_ms
-            upto = math.ceil(len(words) * (index + 1) / total)
-            said = len(response.transcript_sent.split(" ")) if response.transcript_sent else 0
-            if upto > said:
-                text = " ".join(words[said:upto])
-                delta = text if not said else " " + text
-                response.transcript_sent += delta
-                item.transcript = response.transcript_sent
-                emit({"type": "response.output_audio_transcript.delta", **common, "delta": delta})
-            if (
-                reply.drop_connection_after is not None
-                and item.audio_ms >= reply.drop_connection_after * 1000
-            ):
-                self.dropping = True
-                yield math.inf
-                return
-            yield len(piece) / 8000 / settings.audio_speed
-
-    def _text(
-        self, response: Response, item: Item, output_index: int
-    ) -> Generator[float, None, None]:
-        common = {
-            "response_id": response.id,
-            "item_id": item.id,
-            "output_index": output_index,
-            "content_index": 0,
-        }
-        for word_index, word in enumerate(response.reply.text.split(" ")):
-            delta = word if word_index == 0 else " " + word
-            item.text = (item.text or "") + delta
-            self._outbox.emit({"type": "response.output_text.delta", **common, "delta": delta})
-            yield self._context.settings.delta_seconds
-
-    def _close_part(self, response: Response, item: Item, output_index: int) -> None:
-        if not response.part_open:
-            return
-        response.part_open = False
-        emit = self._outbox.emit
-        common = {
-            "response_id": response.id,
-            "item_id": item.id,
-            "output_index": output_index,
-            "content_index": 0,
-        }
-        if item.content == "output_text":
-            emit({"type": "response.output_text.done", **common, "text": item.text or ""})
-            part: dict[str, Any] = {"type": "text", "text": item.text or ""}
-        else:
-            emit({"type": "response.output_audio.done", **common})
-            emit(
-                {
-                    "type": "response.output_audio_transcript.done",
-                    **common,
-                    "transcript": response.transcript_sent,
-                }
-            )
-            part = {"type": "audio", "transcript": response.transcript_sent}
-        emit({"type": "response.content_part.done", **common, "part": part})
-
-    def _item_finished(
-        self, response: Response, item: Item, output_index: int, status: str
-    ) -> None:
-        self._close_part(response, item, output_index)
-        item.status = status
-        wire = self._conversation.wire(item)
-        emit = self._outbox.emit
-        emit(
-            {
-                "type": "response.output_item.done",
-                "response_id": response.id,
-                "output_index": output_index,
-                "item": wire,
-            }
-        )
-        if response.default_conversation and item.id in self._conversation:
-            emit({"type": "conversation.item.done", "previous_item_id": None, "item": wire})
-        response.current = None
 
     def finish(self, response: Response, *, status: str, reason: str | None) -> None:
         """End *response* with *status* (``response.done``); a finished one stays finished."""
@@ -444,7 +294,9 @@ class Responses:
             response.steps.close()
         current = response.current
         if current is not None:
-            self._item_finished(response, current, response.items.index(current), "incomplete")
+            self._output.item_finished(
+                response, current, response.items.index(current), "incomplete"
+            )
         counters = self._context.counters
         wire = self._wire(response, status)
         if status == "cancelled":
