@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -56,6 +57,7 @@ from voiceguard.protocol import (
     UnknownEvent,
     parse_realtime_event,
 )
+from voiceguard.protocol._table import read_event
 from voiceguard.protocol.realtime._parser import SERVER_EVENTS
 
 AUDIO = bytes(range(160))  # 20 ms of µ-law
@@ -985,3 +987,42 @@ def test_mutated_valid_events_never_raise_anything_else(
 ) -> None:
     path = data.draw(st.sampled_from(_paths(message)))
     _check(_mutate(message, path, new, delete), audio_format=PCM24K if pcm else PCMU)
+
+
+# --- the audio delta's direct path agrees with its field specs ---------------------------------
+
+
+@given(
+    index=st.sampled_from([0, 3, -1, "0", True, None, 1.0]),
+    ids=st.sampled_from(["resp_1", "", 7, None]),
+    delta=st.sampled_from(["AAAA", "AAA=", "AA==", "", "not base64!", 5, None]),
+    pcm=st.booleans(),
+    beta=st.booleans(),
+)
+def test_audio_delta_direct_path_agrees_with_the_field_specs(
+    index: object, ids: object, delta: object, pcm: bool, beta: bool
+) -> None:
+    event_type = "response.audio.delta" if beta else "response.output_audio.delta"
+    message: dict[str, Any] = {
+        "type": event_type,
+        "event_id": "e1",
+        "response_id": ids,
+        "item_id": "item_1",
+        "output_index": index,
+        "content_index": 0,
+        "delta": delta,
+    }
+    fmt = PCM24K if pcm else PCMU
+    spec = SERVER_EVENTS[event_type]
+    assert spec.fast is not None
+    slow = dataclasses.replace(spec, fast=None)
+
+    def outcome(read: Any) -> object:
+        try:
+            return read()
+        except RemoteProtocolError as exc:
+            return str(exc)
+
+    direct = outcome(lambda: parse_realtime_event(message, audio_format=fmt))
+    general = outcome(lambda: read_event(slow, "realtime", event_type, message, fmt))
+    assert direct == general
