@@ -8,6 +8,7 @@ predicts the echo level of any stretch of the caller's channel (:meth:`EchoPath.
 
 from __future__ import annotations
 
+import math
 from typing import Final, Literal, final
 
 import numpy as np
@@ -125,7 +126,10 @@ class EchoPath:
         row_norm = np.sqrt(np.maximum(spread, 0.0))
         dots = np.correlate(y, x, mode="valid")
         ref_any = running_max(outbound, lag + 1)[-width:]
-        block_any = _loss(ref_any, inbound, lag, floor)
+        # The bot at each inbound frame's own time: an echo sounds while the bot talks; energy
+        # that comes only once the bot has stopped is the caller answering it.
+        concurrent = outbound[-width:] > BOT_ACTIVE_DBFS
+        block_any = _loss(ref_any, inbound, lag, floor, concurrent)
         corr = (
             (dots / np.maximum(row_norm * x_norm, 1e-9))[::-1]  # index = delay
             if x_norm >= 1e-9
@@ -133,10 +137,13 @@ class EchoPath:
         )
         # Energy heard while the bot talks is its echo only if it follows the bot's envelope at
         # some delay: otherwise it is the caller talking over the bot (double talk), and taking
-        # it for echo would hide the caller's speech behind it for the rest of the call.
-        echo_like = corr is not None and float(np.max(corr)) >= _ECHO_CONVERGED
+        # it for echo would hide the caller's speech behind it for the rest of the call. A peak
+        # at the far edge of the searched delays, or one that does not stand out, is not a
+        # delay: it is what a caller who answers right after the bot looks like.
+        echo_like = corr is not None and _located(corr)
         if (
             block_any is not None
+            and block_any[1] != "after"
             and block_any[0] >= _MIN_ECHO_LOSS_DB
             and (block_any[1] == "bound" or echo_like)
         ):
@@ -161,7 +168,11 @@ class EchoPath:
             self.confidence - median(self._corr) < _ECHO_DISTINCT
         ):
             return
-        measured = _loss(self._reference(n, width, delay), inbound, 2, floor)
+        measured = _loss(self._reference(n, width, delay), inbound, 2, floor, concurrent)
+        if measured is not None and measured[1] == "after":
+            # What follows the bot at that delay comes once it has stopped: the caller's
+            # answer, not an echo path.
+            return
         block = None if measured is None else measured[0]
         if block is not None and block < _MIN_ECHO_LOSS_DB:
             # Louder than the bot itself: that is the caller talking over it, not its echo.
@@ -208,13 +219,17 @@ def _loss(
     inbound: npt.NDArray[np.float64],
     spread: int,
     floor: float,
-) -> tuple[float, Literal["visible", "bound"]] | None:
+    concurrent: npt.NDArray[np.bool_],
+) -> tuple[float, Literal["visible", "bound", "after"]] | None:
     """Echo return loss (dB) seen between a reference envelope and the inbound one.
 
     Uses the frames where the reference is bot speech. If the echo shows above the noise
-    *floor* in enough of them, the loss is the median distance; if the bot has talked long
-    enough for its echo to arrive (*spread* frames of delay uncertainty plus 0.5 s) and the
-    echo still does not show, the echo is under the noise floor, which bounds the loss.
+    *floor* in enough of them, and mostly while the bot still talks (*concurrent*: the bot at
+    each inbound frame's own time), the loss is the median distance; energy that shows mostly
+    once the bot has stopped is the caller answering it (``(nan, "after")``): it says nothing
+    of the echo's level, and its timing is not an echo delay. If the bot has
+    talked long enough for its echo to arrive (*spread* frames of delay uncertainty plus 0.5 s)
+    and the echo still does not show, the echo is under the noise floor, which bounds the loss.
     Otherwise there is nothing to learn from yet (``None``).
     """
     bot = ref > BOT_ACTIVE_DBFS
@@ -222,7 +237,18 @@ def _loss(
     visible = bot & (inbound > floor + 6.0)
     shown = int(np.count_nonzero(visible))
     if shown >= 10 and shown >= 0.3 * talking:
+        if np.count_nonzero(visible & concurrent) < 0.5 * shown:
+            return math.nan, "after"
         return median(ref[visible] - inbound[visible]), "visible"
     if talking >= spread + 25 and shown < 0.15 * talking:
         return median(ref[bot]) - floor, "bound"
     return None
+
+
+def _located(corr: npt.NDArray[np.float64]) -> bool:
+    """True if *corr* (correlation per delay) peaks inside the range, high and distinct."""
+    inside = corr[:-1]
+    if inside.size == 0:
+        return False
+    peak = float(np.max(inside))
+    return peak >= _ECHO_CONVERGED and peak - median(corr) >= _ECHO_DISTINCT
