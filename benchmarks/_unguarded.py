@@ -97,8 +97,6 @@ class OpenCancels:
 class OpenCreates:
     """A create guard that allows every create."""
 
-    pending = ()
-
     def __init__(self, state: CallState) -> None:
         self._state = state
         self._statistics = ResponseCreateGuard(CallState()).statistics()
@@ -113,15 +111,22 @@ class OpenCreates:
     def drop_pending(self, now: float, **_: object) -> int:
         return 0
 
+    def pending(self) -> tuple[CreateRequest, ...]:
+        return ()
+
+    def withdraw(self, label: str, now: float, **_: object) -> int:
+        return 0
+
     def statistics(self) -> object:
         return self._statistics
 
 
 def unguard(core: BridgeCore) -> BridgeCore:
     """Replace the guards of *core* (a fresh one) by open ones; returns *core*."""
-    core.gate = OpenGate()  # type: ignore[assignment]
-    core.cancels = OpenCancels(core.state)  # type: ignore[assignment]
-    core.creates = OpenCreates(core.state)  # type: ignore[assignment]
+    engine = core.engine
+    engine.gate = OpenGate()  # type: ignore[assignment]
+    engine.cancels = OpenCancels(core.state)  # type: ignore[assignment]
+    engine.creates = OpenCreates(core.state)  # type: ignore[assignment]
     return core
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import sys
@@ -37,7 +38,9 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(numpy\.typing|npt)\..*"),
     (r"py:class", r"NDArray"),
     # Type variables of generic signatures (documented by the functions that use them).
-    (r"py:(class|obj)", r"(voiceguard\.middleware\._adapters\.)?_(Raw|E|R|H)"),
+    (r"py:(class|obj)", r"(voiceguard\.middleware\.(model|call)\.)?_(Raw|E|R|H)"),
+    # The turn engine's own parts, behind its properties (described on the design page).
+    (r"py:class", r"voiceguard\.core\._(segments|deadlines|answers)\.\w+"),
     (r"py:class", r"~?_P"),
     (r"py:class", r"voiceguard\.config\.mapping\._C"),
 ]
@@ -113,6 +116,51 @@ def _write_generated(_app: object) -> None:
     lines.append("}")
     (out / "lifecycle.dot").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (out / "lifecycle-table.md").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    _write_architecture(out)
+
+
+def _write_architecture(out: Path) -> None:
+    """The layers (from the table the import test checks) and the turn engine's floor (from the
+    table the engine runs on)."""
+    from voiceguard._layers import LAYERS, SIM, SIM_MAY_IMPORT
+    from voiceguard.core.floor import FLOOR_TRANSITIONS, FloorTrigger, floor_diagram
+
+    lines = [
+        "digraph layers {",
+        '  rankdir=TB; bgcolor="transparent"; nodesep=0.3; ranksep=0.25;',
+        '  node [shape=box, style="rounded,filled", fontname="sans-serif", fontsize=11,',
+        "        width=5.2];",
+        '  edge [color="#888888", arrowsize=0.6];',
+    ]
+    sans_io = {"base", "transports", "protocol", "core"}
+    names = [layer.name for layer in reversed(LAYERS)]
+    paths = {
+        "base": "errors.py  decisions.py  audio.py  config/",
+        "package": "voiceguard/__init__.py",
+        "cli": "cli.py  __main__.py",
+    }
+    for layer in reversed(LAYERS):
+        fill = "#eef3fb" if layer.name in sans_io else "#fbf3e8"
+        label = f"{paths.get(layer.name, layer.name + '/')}\\n{layer.holds}"
+        lines.append(f'  {layer.name} [label="{label}", fillcolor="{fill}"];')
+    for upper, lower in itertools.pairwise(names):
+        lines.append(f"  {upper} -> {lower};")
+    allowed = ", ".join(SIM_MAY_IMPORT)
+    lines.append(
+        f'  sim [label="{SIM.removeprefix("voiceguard.")}/\\nthe simulator of both peers '
+        f'(imports {allowed} only)", fillcolor="#eaf6ea", width=3.2];'
+    )
+    for target in SIM_MAY_IMPORT:
+        lines.append(f"  sim -> {target} [style=dashed];")
+    lines.append("  { rank=same; core; sim; }")
+    lines.append("}")
+    (out / "layers.dot").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / "floor.dot").write_text(floor_diagram() + "\n", encoding="utf-8")
+    rows = ["| floor | trigger | next |", "|---|---|---|"]
+    for (floor, trigger), after in FLOOR_TRANSITIONS.items():
+        if after is not floor and trigger is not FloorTrigger.CALL_ENDED:
+            rows.append(f"| `{floor.value}` | `{trigger.value}` | `{after.value}` |")
+    (out / "floor-table.md").write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
 def setup(app: object) -> None:

@@ -4,7 +4,9 @@
 port 0, the listening URL read from its output) and kills its whole process group when done.
 ``ModelRouter`` listens on 127.0.0.1 as the Realtime API and hands each connection to the
 ``RealtimeSimulator`` a test chooses, so one server process serves tests that need different
-scripted models; it also records the headers each connection came with.
+scripted models; it also records the headers each connection came with. ``play_scenario`` plays
+a scenario of the library against any bridge listening for media streams, in real time, and
+``check_scenario_run`` checks its rules and the invariants from the outside.
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ import anyio
 import anyio.abc
 import httpx
 
+from voiceguard.demo.measures import cut_by_another_call
+from voiceguard.sim.caller import CallRecord
+from voiceguard.sim.measures import false_barge_ins, truncations_beyond_heard
 from voiceguard.sim.realtime import RealtimeSimulator
+from voiceguard.sim.scenarios import Scenario, ScenarioRun
 from voiceguard.transports.websocket import (
     HandshakeRejected,
     WebSocketRequest,
@@ -194,3 +200,44 @@ class ServerProcess:
             yield server
         finally:
             server.kill()
+
+
+async def play_scenario(scenario: Scenario, media_url: str, router: ModelRouter) -> ScenarioRun:
+    """Play *scenario* in real time: its model behind *router*, its callers to *media_url*."""
+    simulator = router.use(scenario.make_simulator())
+    started = anyio.current_time()
+    records: list[CallRecord] = []
+    with anyio.fail_after(60):
+        for number in range(scenario.calls):
+            if number:
+                await anyio.sleep(scenario.between_calls)
+            records.append(await scenario.make_caller(number).call(media_url))
+        # The bridge closes the model connection right after the phone's.
+        while simulator.statistics().connections_open:
+            await anyio.sleep(0.02)
+    return ScenarioRun(
+        scenario=scenario,
+        simulator=simulator,
+        calls=tuple(records),
+        leftover_tasks=0,
+        started_at=started,
+    )
+
+
+def check_scenario_run(run: ScenarioRun) -> None:
+    """The scenario's rules and the invariants, checked from the outside, call by call."""
+    assert run.violations() == ()
+    stats = run.simulator.statistics()
+    assert stats.errors_by_code == {}
+    assert stats.connections_total == run.scenario.calls
+    connections = run.simulator.connections
+    assert len(connections) == len(run.calls)
+    for record, connection in zip(run.calls, connections, strict=True):
+        own = [connection]
+        assert record.protocol_errors == []
+        assert not cut_by_another_call(record, own)
+        assert false_barge_ins(record, own) == 0
+        assert truncations_beyond_heard(record, own) == 0
+        for cleared_at in record.clears:
+            # The clear stops the bot at once; a resumed false interruption may play on later.
+            assert record.heard_between(cleared_at + 0.1, cleared_at + 0.3) <= 0.05

@@ -24,7 +24,7 @@ import pytest
 import trio.testing
 
 from voiceguard.server import serving
-from voiceguard.sim import CallerSimulator, HangUp, RealtimeSimulator, Reply, Speak
+from voiceguard.sim import SCENARIOS, CallerSimulator, HangUp, RealtimeSimulator, Reply, Speak
 from voiceguard.sim.measures import BridgeCheck, check_bridge
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -61,7 +61,7 @@ async def test_the_guarded_sample_has_no_protocol_error_false_barge_in_or_overlo
     None
 ):
     checks = await check_bridge(load("twilio_sample_guarded").bridge)
-    assert len(checks) == 10
+    assert [c.scenario for c in checks] == list(SCENARIOS)
     for check in checks:
         assert check.protocol_errors == {}, check
         assert check.false_barge_ins == 0, check

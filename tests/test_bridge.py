@@ -18,18 +18,20 @@ import numpy.typing as npt
 import pytest
 import wire
 
-from voiceguard import BridgeConfig, CalibrationConfig, ConfigError, Reason
-from voiceguard.audio import decode_ulaw, encode_ulaw
-from voiceguard.core.bridge import (
+from voiceguard import (
     BridgeAction,
+    BridgeConfig,
     BridgeCore,
-    HangUp,
-    NoteActivity,
+    CalibrationConfig,
+    ConfigError,
+    EndCall,
+    Floor,
+    Reason,
     SendToModel,
     SendToPhone,
-    StartTimer,
-    StopTimer,
+    Verdict,
 )
+from voiceguard.audio import decode_ulaw, encode_ulaw
 from voiceguard.protocol import parse_twilio_message
 
 CLIPS = Path(__file__).resolve().parents[1] / "benchmarks" / "corpus" / "clips"
@@ -57,8 +59,11 @@ def ulaw(x: Signal) -> bytes:
 class Call:
     """One call through a BridgeCore, with Twilio's playout modelled faithfully."""
 
-    def __init__(self, *, echo_loss_db: float | None = None, **config: Any) -> None:
+    def __init__(
+        self, *, echo_loss_db: float | None = None, echo_marks: bool = True, **config: Any
+    ) -> None:
         self.core = BridgeCore(config=BridgeConfig(**config))
+        self.echo_marks = echo_marks  # False: Twilio loses every mark echo
         self.now = 0.0
         self.rng = np.random.default_rng(7)
         self.caller: Signal = np.zeros(0)  # caller speech scheduled on the line
@@ -67,9 +72,7 @@ class Call:
         self.frames_sent = 0
         self.to_model: list[dict[str, Any]] = []
         self.to_phone: list[dict[str, Any]] = []
-        self.timers: list[str] = []
         self.hangups: list[str] = []
-        self.activity: list[str] = []  # what the idle ladder is told
         self.heard: list[tuple[float, bytes]] = []  # what the caller heard, when
         self.playing: list[tuple[float, str, bytes]] = []  # Twilio's buffer: end time, mark, audio
         self.phone_end = 0.0
@@ -103,13 +106,7 @@ class Call:
             elif isinstance(action, SendToPhone):
                 self.to_phone.append(dict(action.message))
                 self.twilio_receives(dict(action.message))
-            elif isinstance(action, StartTimer):
-                self.timers.append(f"start {action.timer}")
-            elif isinstance(action, StopTimer):
-                self.timers.append(f"stop {action.timer}")
-            elif isinstance(action, NoteActivity):
-                self.activity.append(action.who)
-            elif isinstance(action, HangUp):
+            elif isinstance(action, EndCall):
                 self.hangups.append(action.reason)
 
     def twilio_receives(self, message: dict[str, Any]) -> None:
@@ -160,7 +157,7 @@ class Call:
                 end, name, audio = self.playing.pop(0)
                 if audio:
                     self.heard.append((end, audio))
-                if name:
+                if name and self.echo_marks:
                     self.deliver_phone({"event": "mark", "mark": {"name": name}})
             elif deadline is not None and t >= deadline:
                 self.do(self.core.on_tick(t))
@@ -296,7 +293,7 @@ def test_real_barge_in_pauses_at_once_then_cancels_and_truncates_to_what_was_hea
     assert len(clears) == 1, "the bot stops on the phone at once"
     assert call.sent("response.cancel") == [], "the cancel waits for the confirmation"
     call.run_until(4.4)
-    assert call.activity.count("caller") == 1
+    assert call.core.engine.floor is Floor.CALLER, "confirmed: the caller has the floor"
     (cancel,) = call.sent("response.cancel")
     assert cancel["response_id"] == "resp_1"
     (truncate,) = call.sent("conversation.item.truncate")
@@ -312,7 +309,8 @@ def test_real_barge_in_pauses_at_once_then_cancels_and_truncates_to_what_was_hea
     call.vad("stopped", "item_user_1", ms=6100)
     call.vad("committed", "item_user_1", ms=0)
     assert call.sent("response.create") == [{"type": "response.create"}]
-    assert call.timers[-1] == "start watchdog"
+    assert call.core.state.create_in_flight
+    assert call.core.next_deadline() == pytest.approx(call.now + 3.0), "the watchdog's deadline"
 
 
 def test_a_blip_is_a_false_interruption_and_the_bot_resumes_where_it_stopped() -> None:
@@ -360,8 +358,9 @@ def test_echo_of_the_bot_is_not_a_barge_in_and_its_turn_is_deleted() -> None:
     assert call.sent("response.create") == []
     assert call.sent("conversation.item.delete")[-1]["item_id"] == "item_echo_1"
     assert call.core.gate.statistics().decisions.get(Reason.ECHO_SUSPECTED, 0) >= 1
-    assert "caller" not in call.activity, "echo must not keep a silent line alive"
-    assert "bot" in call.activity
+    assert call.core.engine.judgement("item_echo_1") is False
+    assert not call.core.state.user_has_spoken, "echo must not keep a silent line alive"
+    assert call.core.engine.floor is Floor.BOT
 
 
 def test_end_call_hangs_up_after_the_goodbye_has_played() -> None:
@@ -381,40 +380,61 @@ def test_end_call_hangs_up_after_the_goodbye_has_played() -> None:
             }
         )
     )
-    assert call.timers[-1] == "stop watchdog"
+    assert call.core.state.hangup_pending
     call.model(wire.response_done("resp_1"))
     assert call.hangups == []
     call.run_until(10.0)
     assert call.hangups == ["goodbye played"]
-    # The fallback was armed once the last chunk went to the phone, and stopped at the end.
-    assert call.timers[-2:] == ["start hangup_fallback", "stop hangup_fallback"]
+    # The fallback was armed once the last chunk went to the phone; the goodbye's mark won.
+    assert call.core.engine.deadlines.fallback_armed
     goodbye = len(ulaw(speech("bot_01", -18.0)))
     assert sum(len(a) for _, a in call.heard) == goodbye, "the whole goodbye was heard"
-    assert call.core.on_hangup_fallback(call.now) == []
+    assert call.core.engine.end_call("again") == [], "a call ends once"
 
 
 def test_hang_up_fallback_when_the_goodbyes_mark_never_comes() -> None:
-    call = Call(greeting=None)
-    call.core.state.begin_hangup()
-    assert call.core.on_hangup_fallback(5.0) == [HangUp(reason="hang-up fallback")]
+    call = Call(greeting=None, echo_marks=False)
+    call.run_until(0.5)
+    call.bot_says("resp_1", "item_1", clip="bot_01")
+    call.model(wire.response_done("resp_1", output=[("end_call", "completed")]))
+    length = len(ulaw(speech("bot_01", -18.0))) / RATE
+    # The last chunk leaves about the lead before the goodbye's end; then 6 s of fallback.
+    call.run_until(0.5 + length + 5.0)
+    assert call.hangups == []
+    call.run_until(0.5 + length + 6.0)
+    assert call.hangups == ["hang-up fallback"]
 
 
-def test_watchdog_asks_again_only_when_nothing_runs_or_plays() -> None:
+def test_a_lost_create_is_sent_once_more_and_only_once() -> None:
     call = Call(greeting=None)
     call.run_until(1.0)
     call.core.state.note_user_spoke()
     call.vad("committed", "item_user_1", ms=0)
-    create = SendToModel(message={"type": "response.create"})
-    assert call.sent("response.create") == [create.message]
+    create = {"type": "response.create"}
+    assert call.sent("response.create") == [create]
+    call.run_until(3.9)
+    assert len(call.sent("response.create")) == 1
     # The watchdog's whole delay passed without response.created: the create was lost.
-    assert call.core.on_watchdog(call.now) == [create]
+    call.run_until(4.1)
+    assert call.sent("response.create") == [create, create]
     assert call.core.state.statistics().anomalies["create_abandoned"] == 1
+    call.run_until(10.0)  # lost again: never a third
+    assert len(call.sent("response.create")) == 2
+    assert call.core.state.statistics().anomalies["create_abandoned"] == 2
+
+
+def test_the_re_send_waits_for_nothing_to_play() -> None:
+    call = Call(greeting=None)
+    call.run_until(1.0)
     call.bot_says("resp_1", "item_1")
-    assert call.timers[-1] == "stop watchdog"
-    assert call.core.on_watchdog(call.now) == [], "a response runs: nothing to ask for"
     call.model(wire.response_done("resp_1"))
-    call.run_until(call.now + 6.0)  # played to the end
-    assert call.core.on_watchdog(call.now) == [create]
+    call.core.state.note_user_spoke()
+    call.vad("committed", "item_user_1", ms=0)  # a turn while the answer still plays
+    assert call.sent("response.create") == [{"type": "response.create"}]
+    call.run_until(4.1)  # lost, with the previous answer still on the phone: not re-sent
+    assert len(call.sent("response.create")) == 1
+    stats = call.core.creates.statistics()
+    assert stats.count(Verdict.SUPPRESS, Reason.AUDIO_PLAYING) == 1
 
 
 def test_close_clears_the_phone_and_cancels_what_runs() -> None:
@@ -444,7 +464,10 @@ def test_after_a_barge_in_nothing_plays_and_the_watchdog_may_ask_again() -> None
     assert not call.core.state.audio_playing, "the clear emptied the phone's buffer"
     call.run_until(4.4)
     call.model(wire.response_done("resp_1", "cancelled", "client_cancelled"))
-    assert call.core.on_watchdog(call.now) == [SendToModel(message={"type": "response.create"})]
+    call.run_until(5.2)
+    call.vad("stopped", "item_user_1", ms=5200)
+    call.vad("committed", "item_user_1", ms=0)
+    assert call.sent("response.create") == [{"type": "response.create"}], "nothing plays"
 
 
 def test_speech_while_the_answer_is_being_requested_cancels_it_once_created() -> None:

@@ -5,7 +5,8 @@
 * The reference handler runs whole drawn calls (model replies with faults, tampered events,
   a caller's script, stray frames of both peers at random moments) in virtual time: every call
   ends with a reason, no exception escapes it, nothing is left open or pending, Twilio is never
-  sent a message it would refuse, and DESIGN.md's invariants hold as seen from the caller.
+  sent a message it would refuse, and the architecture page's invariants hold as seen from the
+  caller.
 
 CI runs a fixed, bounded set of examples. A longer, randomised run (see docs/faults.md)::
 

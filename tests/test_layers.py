@@ -1,10 +1,10 @@
 """The package's layers, checked by walking every import (AST): arrows point down only.
 
-The layers, top to bottom, are drawn in ``docs/design.md``. A module may import modules of its own
-layer and of the layers below it; the simulator stands apart and may import only the layers it
-simulates against (protocol, transports and the base); the sans-IO core, the protocol edge and the
-base import no I/O library. Every import counts: at module level, inside ``TYPE_CHECKING`` and
-inside functions (a lazy import is still an arrow).
+The layers (``voiceguard._layers``, drawn in ``docs/design.md``) go bottom to top. A module may
+import modules of its own layer and of the layers below it; the simulator stands apart and may
+import only the layers it simulates against (protocol, transports and the base); the sans-IO core,
+the protocol edge and the base import no I/O library. Every import counts: at module level, inside
+``TYPE_CHECKING`` and inside functions (a lazy import is still an arrow).
 """
 
 from __future__ import annotations
@@ -18,46 +18,10 @@ from typing import Final
 import pytest
 
 from voiceguard._deprecated import MOVED_MODULES
+from voiceguard._layers import IMPORTS_SIM, LAYERS, NO_IO, SIM, SIM_MAY_IMPORT
 
 PACKAGE: Final = Path(__file__).resolve().parent.parent / "voiceguard"
 
-#: Layers, bottom first: (name, module prefixes).
-LAYERS: Final = (
-    (
-        "base",
-        (
-            "voiceguard._version",
-            "voiceguard._redact",
-            "voiceguard._deprecated",
-            "voiceguard.errors",
-            "voiceguard.decisions",
-            "voiceguard.audio",
-            "voiceguard.config",
-        ),
-    ),
-    ("transports", ("voiceguard.transports",)),
-    ("protocol", ("voiceguard.protocol",)),
-    ("core", ("voiceguard.core",)),
-    ("observe", ("voiceguard.observe",)),
-    ("runtime", ("voiceguard.runtime",)),
-    ("middleware", ("voiceguard.middleware",)),
-    ("package", ("voiceguard",)),  # the flat public API of voiceguard/__init__.py
-    ("server", ("voiceguard.server",)),
-    ("testing", ("voiceguard.testing",)),
-    ("demo", ("voiceguard.demo",)),
-    ("cli", ("voiceguard.cli", "voiceguard.__main__")),
-)
-SIM: Final = "voiceguard.sim"
-#: What the simulator may import besides itself.
-SIM_MAY_IMPORT: Final = ("base", "transports", "protocol")
-#: Who may import the simulator: production code never does.
-IMPORTS_SIM: Final = ("testing", "demo", "cli")
-#: Layers that do no I/O, and the libraries they must not import.
-NO_IO: Final = {
-    "base": ("anyio", "asyncio", "trio", "socket", "os", "json", "time", "websockets", "starlette"),
-    "protocol": ("anyio", "asyncio", "trio", "socket", "os", "time", "websockets", "starlette"),
-    "core": ("anyio", "asyncio", "trio", "socket", "os", "json", "time", "websockets", "starlette"),
-}
 #: Stubs left at old paths for one release (they forward lookups, see voiceguard._deprecated).
 STUBS: Final = frozenset({*MOVED_MODULES, "voiceguard.guards", "voiceguard.clock"})
 #: Modules whose ``__getattr__`` forwards a deprecated name to a stub (a lazy import, not an arrow).
@@ -112,15 +76,15 @@ def _layer(module: str) -> str | None:
     if module == SIM or module.startswith(SIM + "."):
         return "sim"
     best: tuple[int, str] | None = None
-    for name, prefixes in LAYERS:
-        for prefix in prefixes:
+    for layer in LAYERS:
+        for prefix in layer.modules:
             inside = module == prefix or module.startswith(prefix + ".")
             if inside and (best is None or len(prefix) > best[0]):
-                best = (len(prefix), name)
+                best = (len(prefix), layer.name)
     return best[1] if best is not None else None
 
 
-_RANK: Final = {name: rank for rank, (name, _) in enumerate(LAYERS)}
+_RANK: Final = {layer.name: rank for rank, layer in enumerate(LAYERS)}
 
 
 def _all_imports() -> list[Import]:

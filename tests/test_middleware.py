@@ -11,6 +11,7 @@ import pytest
 import wire
 
 from voiceguard import CalibrationConfig, ConfigError, CreatePolicy, CreateRequest, Reason, Verdict
+from voiceguard.core.actions import SendToModel
 from voiceguard.decisions import Action, Decision
 from voiceguard.middleware import CallGuard, GuardConfig, GuardStep
 from voiceguard.protocol import (
@@ -22,6 +23,9 @@ from voiceguard.protocol import (
     response_cancel,
     response_create,
     session_update,
+)
+from voiceguard.protocol import (
+    item_delete as item_delete_message,
 )
 from voiceguard.sim.signals import line_noise, speech_like
 
@@ -116,7 +120,7 @@ def model(guard: CallGuard, event: Any, now: float) -> GuardStep:
 
 def a_response_playing(guard: CallGuard, *, ms: int = 1000, now: float = 0.0) -> None:
     """The bot asked for a response and the model is sending *ms* of its audio."""
-    assert guard.to_model(response_create(), now) != []
+    assert guard.to_model(response_create(), now).send != ()
     model(guard, wire.session_updated(), now)
     model(guard, wire.response_created("resp_1"), now + 0.1)
     model(guard, wire.output_item_added("resp_1", "item_1"), now + 0.1)
@@ -130,7 +134,7 @@ def a_response_playing(guard: CallGuard, *, ms: int = 1000, now: float = 0.0) ->
 
 def test_a_cancel_with_nothing_active_is_suppressed_and_never_sent() -> None:
     guard, recorded = guard_with()
-    assert guard.to_model(response_cancel(), now=1.0) == []
+    assert guard.to_model(response_cancel(), now=1.0).send == ()
     decision = recorded.last(Action.CANCEL)
     assert (decision.verdict, decision.reason) == (Verdict.SUPPRESS, Reason.NO_ACTIVE_RESPONSE)
 
@@ -138,9 +142,9 @@ def test_a_cancel_with_nothing_active_is_suppressed_and_never_sent() -> None:
 def test_a_cancel_goes_once_and_names_the_response_it_cancels() -> None:
     guard, recorded = guard_with()
     a_response_playing(guard)
-    sent = guard.to_model(response_cancel(), now=1.0)
-    assert sent == [{"type": "response.cancel", "response_id": "resp_1"}]
-    assert guard.to_model(response_cancel(), now=1.05) == []
+    sent = guard.to_model(response_cancel(), now=1.0).send
+    assert sent == ({"type": "response.cancel", "response_id": "resp_1"},)
+    assert guard.to_model(response_cancel(), now=1.05).send == ()
     assert recorded.last(Action.CANCEL).reason is Reason.CANCEL_ALREADY_SENT
 
 
@@ -151,14 +155,14 @@ def test_observer_mode_suppresses_the_cancel_the_server_already_made() -> None:
     model(guard, wire.response_created("resp_1"), 0.1)
     started = speech_started("item_c1")
     assert model(guard, started, 1.0).deliver == (started,)  # the bot sees everything
-    assert guard.to_model(response_cancel(), now=1.01) == []
+    assert guard.to_model(response_cancel(), now=1.01).send == ()
     assert recorded.last(Action.CANCEL).reason is Reason.SERVER_CANCELS
 
 
 def test_a_create_while_a_response_runs_is_held_and_sent_after_its_done() -> None:
     guard, recorded = guard_with()
     a_response_playing(guard)
-    assert guard.to_model(response_create({"instructions": "Tool result."}), now=1.0) == []
+    assert guard.to_model(response_create({"instructions": "Tool result."}), now=1.0).send == ()
     assert recorded.last(Action.CREATE).verdict is Verdict.DEFER
     step = model(guard, wire.response_done("resp_1"), 2.0)
     assert step.send == ({"type": "response.create", "response": {"instructions": "Tool result."}},)
@@ -167,7 +171,7 @@ def test_a_create_while_a_response_runs_is_held_and_sent_after_its_done() -> Non
 def test_a_create_with_the_drop_policy_is_dropped_while_a_response_runs() -> None:
     guard, recorded = guard_with(GuardConfig(create_policy=CreatePolicy.DROP))
     a_response_playing(guard)
-    assert guard.to_model(response_create(), now=1.0) == []
+    assert guard.to_model(response_create(), now=1.0).send == ()
     assert recorded.last(Action.CREATE).reason is Reason.RESPONSE_ACTIVE
     assert model(guard, wire.response_done("resp_1"), 2.0).send == ()
 
@@ -176,15 +180,16 @@ def test_an_out_of_band_create_passes_untouched() -> None:
     guard, _ = guard_with()
     a_response_playing(guard)
     message = response_create({"conversation": "none", "instructions": "Classify."})
-    assert guard.to_model(message, now=1.0) == [message]
-    assert guard.to_model(message, now=1.0)[0] is message
+    assert guard.to_model(message, now=1.0).send == (message,)
+    assert guard.to_model(message, now=1.0).send[0] is message
 
 
 def test_a_truncate_past_what_was_heard_is_lowered_to_it() -> None:
     guard, recorded = guard_with()
     a_response_playing(guard, ms=3000)  # 3 s handed to the phone at 0.15 s: it plays until 3.15
-    sent = guard.to_model(item_truncate("item_1", 2500), now=1.15)
-    assert sent == [{**item_truncate("item_1", 2500), "audio_end_ms": 1000}]
+    # With no mark to tell, the clock does, 250 ms behind (the way to the caller's ear).
+    sent = guard.to_model(item_truncate("item_1", 2500), now=1.40).send
+    assert sent == ({**item_truncate("item_1", 2500), "audio_end_ms": 1000},)
     decision = recorded.last(Action.TRUNCATE)
     assert (decision.verdict, decision.reason) == (Verdict.ALLOW, Reason.CLAMPED_TO_HEARD)
     assert decision.detail == "asked 2500 ms, heard 1000 ms"
@@ -194,44 +199,55 @@ def test_a_truncate_within_what_was_heard_goes_unchanged() -> None:
     guard, recorded = guard_with()
     a_response_playing(guard, ms=3000)
     message = item_truncate("item_1", 800)
-    assert guard.to_model(message, now=1.15) == [message]
+    assert guard.to_model(message, now=1.40).send == (message,)
     assert recorded.last(Action.TRUNCATE).reason is Reason.OK
 
 
 def test_a_truncate_never_points_past_the_audio_received() -> None:
     guard, _ = guard_with()
     a_response_playing(guard, ms=500)
-    assert guard.to_model(item_truncate("item_1", 900), now=5.0)[0]["audio_end_ms"] == 500
+    assert guard.to_model(item_truncate("item_1", 900), now=5.0).send[0]["audio_end_ms"] == 500
 
 
 def test_a_truncate_of_an_unknown_item_or_a_second_one_is_suppressed() -> None:
     guard, recorded = guard_with()
     a_response_playing(guard)
-    assert guard.to_model(item_truncate("item_nope", 100), now=1.0) == []
+    assert guard.to_model(item_truncate("item_nope", 100), now=1.0).send == ()
     assert recorded.last(Action.TRUNCATE).reason is Reason.UNKNOWN_ITEM
-    assert guard.to_model(item_truncate("item_1", 300), now=1.0) != []
-    assert guard.to_model(item_truncate("item_1", 300), now=1.1) == []
+    assert guard.to_model(item_truncate("item_1", 300), now=1.0).send != ()
+    assert guard.to_model(item_truncate("item_1", 300), now=1.1).send == ()
     assert recorded.last(Action.TRUNCATE).reason is Reason.ALREADY_TRUNCATED
-    assert guard.to_model(item_truncate("item_1", 200), now=1.2) != []  # shorter still: fine
+    assert guard.to_model(item_truncate("item_1", 200), now=1.2).send != ()  # shorter: fine
 
 
 def test_marks_give_the_heard_position_to_the_chunk_and_stale_echoes_are_ignored() -> None:
     guard, _ = guard_with()
     guard.from_phone(parse_twilio_message(_start()), now=0.0)
     a_response_playing(guard, ms=0)
-    for n in range(4):  # four chunks of 200 ms, a mark after each
+    sent: list[Mapping[str, Any]] = []  # what reaches Twilio, in order
+    for n in range(4):  # four deltas of 200 ms, the bot's own mark after each
         model(guard, wire.audio_delta("resp_1", "item_1", 200), 0.2)
-        guard.to_phone(media_message("MZ1", base64.b64encode(b"\xff" * 1600).decode()), 0.2)
-        guard.to_phone(mark_message("MZ1", f"m{n}"), 0.2)
-    guard.from_phone(parse_twilio_message(_mark("m0")), now=0.45)
-    guard.from_phone(parse_twilio_message(_mark("m1")), now=0.65)
-    # Time says about 600 ms played by 0.8 s; the marks confirm 400 ms: the truncate keeps 400.
-    assert guard.to_model(item_truncate("item_1", 700), now=0.8)[0]["audio_end_ms"] == 400
-    guard.to_phone(clear_message("MZ1"), 0.8)
-    guard.from_phone(parse_twilio_message(_mark("m2")), now=0.85)  # echoed by the clear
-    guard.from_phone(parse_twilio_message(_mark("m3")), now=0.85)
+        audio = base64.b64encode(b"\xff" * 1600).decode()
+        sent += guard.to_phone(media_message("MZ1", audio), 0.2).to_phone
+        sent += guard.to_phone(mark_message("MZ1", f"m{n}"), 0.2).to_phone
+    media = [m for m in sent if m["event"] == "media"]
+    marks = [m["mark"]["name"] for m in sent if m["event"] == "mark"]
+    assert len(media) == 8, "the bot's audio goes on at once, in 100 ms chunks"
+    assert [m for m in marks if m.startswith("m")] == ["m0", "m1", "m2", "m3"]
+    assert marks.index("m0") == 2, "the bot's mark keeps its place after its audio"
+    # Twilio plays in order: the first four marks (two of the guard's, then the bot's m0, then
+    # one more of the guard's) have come back by 0.55 s. The guard's own echoes are hidden.
+    shown = [guard.from_phone(parse_twilio_message(_mark(name)), now=0.55)[0] for name in marks[:4]]
+    assert shown == [False, False, True, False]
+    # Time says about 600 ms played by 0.8 s; the marks confirm 300 ms: the truncate keeps 300.
+    assert guard.to_model(item_truncate("item_1", 700), now=0.8).send[0]["audio_end_ms"] == 300
+    clear = guard.to_phone(clear_message("MZ1"), 0.8).to_phone
+    assert clear == ({"event": "clear", "streamSid": "MZ1"},)
+    for name in marks[4:]:  # echoed by the clear: not heard
+        guard.from_phone(parse_twilio_message(_mark(name)), now=0.85)
     item = guard.state.item("item_1")
-    assert item is not None and item.heard_ms == 400
+    assert item is not None and item.heard_ms == 300
+    assert guard.to_phone(clear_message("MZ1"), 0.9).to_phone == (), "nothing left to clear"
 
 
 def test_a_session_update_keeps_turn_control_in_both_shapes_and_leaves_the_bots_dict_alone() -> (
@@ -239,25 +255,25 @@ def test_a_session_update_keeps_turn_control_in_both_shapes_and_leaves_the_bots_
 ):
     guard, _ = guard_with()
     ga = session_update(interrupt_response=True, create_response=True)
-    sent = guard.to_model(ga, now=0.0)[0]
+    sent = guard.to_model(ga, now=0.0).send[0]
     detection = sent["session"]["audio"]["input"]["turn_detection"]
     assert (detection["interrupt_response"], detection["create_response"]) == (False, False)
     assert ga["session"]["audio"]["input"]["turn_detection"]["interrupt_response"] is True
     beta = {"type": "session.update", "session": {"turn_detection": {"type": "server_vad"}}}
-    sent = guard.to_model(beta, now=0.0)[0]
+    sent = guard.to_model(beta, now=0.0).send[0]
     assert sent["session"]["turn_detection"] == {
         "type": "server_vad",
         "interrupt_response": False,
         "create_response": False,
     }
     off = {"type": "session.update", "session": {"turn_detection": None}}
-    assert guard.to_model(off, now=0.0)[0] is off  # turn detection off stays off
+    assert guard.to_model(off, now=0.0).send[0] is off  # turn detection off stays off
 
 
 def test_observer_mode_leaves_the_session_update_alone() -> None:
     guard, _ = guard_with(GuardConfig(turn_control=False))
     message = session_update(interrupt_response=True, create_response=True)
-    assert guard.to_model(message, now=0.0)[0] is message
+    assert guard.to_model(message, now=0.0).send[0] is message
 
 
 @pytest.mark.parametrize("ga", [True, False])
@@ -302,7 +318,7 @@ def _calibrated(guard: CallGuard, seconds: float = 1.0) -> float:
         now += 0.02
         append = {"type": "input_audio_buffer.append"}
         append["audio"] = base64.b64encode(noise[offset : offset + 160]).decode()
-        assert guard.to_model(append, now)[0] is append  # passes untouched
+        assert guard.to_model(append, now).send[0] is append  # passes untouched
     assert guard.gate.calibrated
     return now
 
@@ -325,9 +341,10 @@ def _judged(guard: CallGuard, started: Any, now: float) -> tuple[GuardStep, floa
     step = model(guard, started, now)
     while step.deliver == ():  # the gate may want a little more speech first
         now = _caller_speaks(guard, 0.04, now)
-        deadline = guard.next_deadline(now)
+        deadline = guard.next_deadline()
         assert deadline is not None and now < 3.0
-        step = guard.on_tick(max(now, deadline))
+        if deadline <= now:
+            step = guard.on_tick(now)
     return step, now
 
 
@@ -341,29 +358,39 @@ def test_an_uncalibrated_speech_start_is_hidden_with_its_turn_and_the_turn_delet
     assert guard.judgement("item_c1") is False
     assert model(guard, speech_stopped("item_c1"), 0.9).deliver == ()
     step = model(guard, committed("item_c1"), 0.9)
-    assert step == GuardStep(send=({"type": "conversation.item.delete", "item_id": "item_c1"},))
+    assert step == GuardStep((SendToModel(message=item_delete_message("item_c1")),))
     assert model(guard, item_deleted("item_c1"), 1.0).deliver == ()  # the bot did not ask
     other = item_deleted("item_bots_own")
     assert model(guard, other, 1.0).deliver == (other,)
 
 
-def test_real_speech_is_shown_the_bot_is_stopped_and_the_turn_answered() -> None:
+def test_a_confirmed_barge_in_is_shown_the_bot_is_stopped_and_the_turn_answered() -> None:
     guard, recorded = guard_with()
     now = _calibrated(guard)
     a_response_playing(guard, now=now)
     now = _caller_speaks(guard, 0.3, now + 0.15)
     started = speech_started("item_c1", audio_start_ms=1100)
-    step, now = _judged(guard, started, now)
-    assert step.deliver == (started,)
-    assert step.send == ({"type": "response.cancel", "response_id": "resp_1"},)
+    step = model(guard, started, now)
+    assert step.deliver == (), "held until the barge-in is confirmed"
+    # The caller keeps talking past the confirmation time: cancel, truncate, then the bot's
+    # own speech_started handler.
+    while step.deliver == ():
+        now = _caller_speaks(guard, 0.04, now)
+        assert now < 5.0
+        step = guard.on_tick(now)
     assert recorded.last(Action.BARGE_IN).allowed
+    assert step.deliver == (started,)
+    cancel, truncate = step.send
+    assert cancel == {"type": "response.cancel", "response_id": "resp_1"}
+    assert truncate["type"] == "conversation.item.truncate"
+    assert truncate["audio_end_ms"] <= 1000
     model(guard, wire.response_done("resp_1", "cancelled", "client_cancelled"), now + 0.1)
     stopped = speech_stopped("item_c1")
     assert model(guard, stopped, now + 0.5).deliver == (stopped,)
     turn = committed("item_c1")
-    assert model(guard, turn, now + 0.5) == GuardStep(
-        deliver=(turn,), send=({"type": "response.create"},)
-    )
+    step = model(guard, turn, now + 0.5)
+    assert step.deliver == (turn,)
+    assert step.send == ({"type": "response.create"},)
 
 
 def test_observer_mode_judges_speech_but_hides_nothing() -> None:
@@ -377,7 +404,8 @@ def test_observer_mode_judges_speech_but_hides_nothing() -> None:
     assert model(guard, started, 0.1).deliver == (started,)
     assert guard.judgement("item_c1") is False
     turn = committed("item_c1")
-    assert model(guard, turn, 0.5) == GuardStep(deliver=(turn,))
+    assert model(guard, turn, 0.5).deliver == (turn,)
+    assert model(guard, turn, 0.5).send == ()
     assert recorded.last(Action.BARGE_IN).reason is Reason.NOT_CALIBRATED
 
 
@@ -388,20 +416,23 @@ def test_observer_mode_judges_speech_but_hides_nothing() -> None:
 def test_a_lost_create_is_forgotten_and_sent_once_more() -> None:
     guard, _ = guard_with()
     guard.to_model(response_create({"instructions": "Hi"}), now=0.0)
-    assert guard.next_deadline(0.0) == 3.0
+    assert guard.next_deadline() == 3.0
     assert guard.on_tick(2.9).send == ()
     assert guard.on_tick(3.0).send == (
         {"type": "response.create", "response": {"instructions": "Hi"}},
     )
     assert guard.on_tick(6.0).send == ()  # lost again: not retried twice
     assert not guard.state.create_in_flight
-    assert guard.to_model(response_create(), now=6.1) != []  # the line is free again
+    # The same request a third time would be a second re-send: refused; a new one goes.
+    assert guard.to_model(response_create({"instructions": "Hi"}), now=6.1).send == ()
+    assert guard.creates.statistics().count(Verdict.SUPPRESS, Reason.RETRIED_ONCE) == 1
+    assert guard.to_model(response_create({"instructions": "Bye"}), now=6.2).send != ()
 
 
 def test_no_lost_create_timeout_means_waiting_for_ever() -> None:
     guard, _ = guard_with(GuardConfig(lost_create_timeout=None))
     guard.to_model(response_create(), now=0.0)
-    assert guard.next_deadline(0.0) is None
+    assert guard.next_deadline() is None
 
 
 def test_after_the_hang_up_tool_no_response_starts(caplog: pytest.LogCaptureFixture) -> None:
@@ -412,7 +443,7 @@ def test_after_the_hang_up_tool_no_response_starts(caplog: pytest.LogCaptureFixt
         model(guard, end_call("resp_1"), 1.0)
     assert recorded.last(Action.CREATE).reason is Reason.HANGUP_PENDING
     assert model(guard, wire.response_done("resp_1"), 2.0).send == ()
-    assert guard.to_model(response_create(), now=2.1) == []
+    assert guard.to_model(response_create(), now=2.1).send == ()
 
 
 @pytest.mark.parametrize(
@@ -445,23 +476,29 @@ def _mark(name: str) -> str:
 
 
 def test_a_bot_that_answers_its_own_turns_is_not_answered_for() -> None:
-    guard, _ = guard_with()
+    guard, recorded = guard_with()
     update = session_update(interrupt_response=False, create_response=False)  # turn control
     guard.to_model(update, now=0.0)
     now = _calibrated(guard)
     a_response_playing(guard, now=now)
     now = _caller_speaks(guard, 0.3, now + 0.15)
     step, now = _judged(guard, speech_started("item_c1", audio_start_ms=1100), now)
-    assert step.send == ()  # the bot cancels for itself...
-    assert guard.to_model(response_cancel(), now) != []
+    # The barge-in is the guard's, as in the reference server: its cancel went with the
+    # confirmation, and the bot's own cancel (its handler runs now) is one too many.
+    assert step.send[0] == {"type": "response.cancel", "response_id": "resp_1"}
+    assert guard.to_model(response_cancel(), now).send == ()
+    assert recorded.last(Action.CANCEL).reason is Reason.CANCEL_ALREADY_SENT
     model(guard, wire.response_done("resp_1", "cancelled", "client_cancelled"), now + 0.1)
     turn = committed("item_c1")
-    assert model(guard, turn, now + 0.5) == GuardStep(deliver=(turn,))  # ...and answers itself
+    step = model(guard, turn, now + 0.5)
+    assert (step.deliver, step.send) == ((turn,), ())  # the bot answers itself
 
 
 def test_a_lost_create_of_the_guards_own_is_sent_again_as_it_was() -> None:
     guard, _ = guard_with()
     request = CreateRequest(response={"instructions": "Hi"}, label="helper")
-    assert guard.request_response(request, now=0.0).allowed
+    decision, step = guard.request_response(request, now=0.0)
+    assert decision.allowed
+    assert step.send == ({"type": "response.create", "response": {"instructions": "Hi"}},)
     resent = guard.on_tick(3.0).send
     assert resent == ({"type": "response.create", "response": {"instructions": "Hi"}},)

@@ -18,6 +18,7 @@ from voiceguard.middleware import (
     GuardedCall,
     GuardedChannel,
     GuardedRealtimeConnection,
+    GuardStep,
     call_timer,
 )
 from voiceguard.protocol import dumps, response_cancel, response_create
@@ -163,9 +164,9 @@ async def test_a_barge_in_handler_runs_for_real_speech_only(
         ran.append(note)
         return "handled"
 
-    guard = call.guard
-    guard._segments["item_echo"] = False  # judged by the gate (see test_middleware for how)
-    guard._segments["item_real"] = True
+    segments = call.guard.engine.segments  # judged by the gate (see test_middleware for how)
+    segments.open("item_echo", None).real = False
+    segments.open("item_real", None).real = True
     with caplog.at_level(logging.INFO, logger="voiceguard.middleware"):
         assert await on_speech_started({"item_id": "item_echo"}, "echo") is None
         assert await on_speech_started({"item_id": "item_real"}, "real") == "handled"
@@ -189,8 +190,8 @@ async def test_a_barge_in_handler_waits_for_the_judgement() -> None:
         tg.start_soon(on_speech_started, '{"type":"x","item_id":"item_1"}')
         await anyio.sleep(0.3)
         assert ran == []
-        call._judged("item_1", True)  # what the guard reports once the gate decided
-        call.guard._segments["item_1"] = True
+        call.guard.engine.segments.open("item_1", None).real = True  # the gate decided...
+        await call.carry_out(GuardStep())  # ...and the adapter carries out the guard's step
     assert len(ran) == 1
 
 

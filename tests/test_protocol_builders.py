@@ -1,7 +1,8 @@
-"""Builders of the messages voiceguard sends (PROTOCOLS.md sections 2, 5, 6a, 6c)."""
+"""Builders of the messages voiceguard sends: client events (GA, beta), Twilio messages, TwiML."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -18,7 +19,6 @@ from voiceguard.protocol import (
     PCMU,
     AudioFormat,
     SessionUpdated,
-    _common,
     clear_message,
     client,
     connect_stream_twiml,
@@ -39,6 +39,9 @@ from voiceguard.protocol import (
     session_update,
     twilio,
 )
+
+#: The peer-independent helpers (a private module: looked up by name, not imported from).
+_COMMON = importlib.import_module("voiceguard.protocol._common")
 
 FULL_TURN_CONTROL = {
     "type": "server_vad",
@@ -432,7 +435,7 @@ def _isort_key(name: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize(
-    "module", [protocol, realtime, client, twilio, _common], ids=lambda m: m.__name__
+    "module", [protocol, realtime, client, twilio, _COMMON], ids=lambda m: m.__name__
 )
 def test_all_is_a_sorted_tuple_of_real_names(module: Any) -> None:
     names = module.__all__
@@ -445,7 +448,7 @@ def test_all_is_a_sorted_tuple_of_real_names(module: Any) -> None:
 
 def test_package_exports_everything_public() -> None:
     expected = (
-        set(realtime.__all__) | set(client.__all__) | set(twilio.__all__) | set(_common.__all__)
+        set(realtime.__all__) | set(client.__all__) | set(twilio.__all__) | set(_COMMON.__all__)
     )
     assert set(protocol.__all__) == expected
     assert protocol.UnknownEvent is realtime.UnknownEvent is twilio.UnknownEvent

@@ -1,4 +1,4 @@
-"""Parsing OpenAI Realtime server events (PROTOCOLS.md sections 3 and 5)."""
+"""Parsing OpenAI Realtime server events (GA names and their beta aliases)."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ MESSAGE_ITEM: dict[str, Any] = {
     "content": [],
 }
 
-# (wire message, expected event): GA names, shapes from PROTOCOLS.md section 3.
+# (wire message, expected event): GA names, shapes as the server sends them.
 GA_CASES: list[tuple[dict[str, Any], RealtimeServerEvent]] = [
     (
         {"type": "input_audio_buffer.speech_started", "event_id": "ev1", "audio_start_ms": 1000,
@@ -328,7 +328,7 @@ GA_CASES: list[tuple[dict[str, Any], RealtimeServerEvent]] = [
     ),
 ]  # fmt: skip
 
-# GA name -> beta alias (PROTOCOLS.md section 5).
+# GA name -> beta alias (the beta shape).
 BETA_ALIASES = {
     "conversation.item.added": "conversation.item.created",
     "response.output_audio.delta": "response.audio.delta",

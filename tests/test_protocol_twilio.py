@@ -1,4 +1,4 @@
-"""Parsing Twilio Media Streams messages (PROTOCOLS.md section 6b)."""
+"""Parsing Twilio Media Streams messages (what Twilio sends)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RealtimeSimulator over the in-memory transport: each PROTOCOLS.md behaviour it claims.
+"""RealtimeSimulator over the in-memory transport: each protocol behaviour it claims.
 
 Runs in virtual time on trio (``MockClock``) so timings are exact, and as a real-time smoke test on
 asyncio with fast settings.

@@ -2,10 +2,10 @@
 
 In virtual time (trio's MockClock, in-memory transports) the handler plays a rotating mix of calls
 (a question and its answer, a barge-in, a goodbye with ``end_call``, an echoing line). Every call
-must keep DESIGN.md's invariants (zero protocol errors at the model and at Twilio, no call cut by
-another, no false barge-in, no truncate past what was heard, silence after a clear, no timer left
-pending); after the run no task, timer or connection of any call is left, every handler and call
-scope has been freed, and the process's resident memory grew by a bounded amount.
+must keep the architecture page's invariants (zero protocol errors at the model and at Twilio, no
+call cut by another, no false barge-in, no truncate past what was heard, silence after a clear, no
+timer left pending); after the run no task, timer or connection of any call is left, every handler
+and call scope has been freed, and the process's resident memory grew by a bounded amount.
 
 In real time, calls go over real sockets through ``voiceguard serve``; afterwards the server has no
 call running and no more open file descriptors than before.

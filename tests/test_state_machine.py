@@ -5,7 +5,8 @@
 2. A RuleBasedStateMachine plays a faithful full-turn-control server (``create_response`` and
    ``interrupt_response`` off) against the guards, with events delivered late, duplicated and in
    random interleavings with cancels, creates, clock advances and call end. After every step it
-   asserts DESIGN.md invariants 1, 2 and 7 against an independent model of what was observed.
+   asserts the architecture page's invariants 1, 2 and 7 against an independent model of what was
+   observed.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Properties of call scopes over many calls, in virtual time (DESIGN.md section 9, invariant 3).
+"""Properties of call scopes over many calls, in virtual time (invariant 3 of the design page).
 
 * Interleaved calls with random arm / cancel / restart / rebind / end sequences: no callback runs
   after its scope started closing, none runs for another call or an older identity, every call

@@ -77,14 +77,51 @@ async def test_a_recorded_call_replays_to_identical_decisions(
 
 
 @pytest.mark.anyio
-async def test_timers_and_ticks_are_recorded_as_inputs(tmp_path: Path) -> None:
+async def test_ticks_are_recorded_as_inputs_and_the_engine_timers_as_decisions(
+    tmp_path: Path,
+) -> None:
     (trace,) = await record("watchdog-lost-response", tmp_path)
-    timers = [r["name"] for r in trace.of_kind("timer")]
-    assert "watchdog" in timers
-    assert any(True for _ in trace.of_kind("tick"))
+    ticks = {float(r["t"]) for r in trace.of_kind("tick")}
+    assert ticks
+    # The call's timers are deadlines of the turn engine: the lost create's re-send is a create
+    # decision made at a tick (the one input that moves time on).
+    (resend,) = [
+        r for r in trace.of_kind("decision") if r["action"] == "CREATE" and r["detail"] == "lost"
+    ]
+    assert resend["verdict"] == "ALLOW"
+    assert float(resend["t"]) in ticks
+    # ... and the trace says which timer fired, after the tick it fired in.
+    (watchdog,) = trace.of_kind("timer")
+    assert watchdog["name"] == "watchdog"
+    assert watchdog["t"] == resend["t"]
+    kinds = [r["k"] for r in trace.records if r.get("t") == resend["t"]]
+    assert kinds.index("tick") < kinds.index("timer") < kinds.index("decision")
     assert len(list(trace.of_kind("close"))) == 1
     times = [float(r["t"]) for r in trace.records]
     assert times == sorted(times)  # one clock, in order
+
+
+@pytest.mark.anyio
+async def test_timer_records_of_older_traces_replay_as_ticks(tmp_path: Path) -> None:
+    # Before the turn engine, the runtime ran the call timers and wrote a "timer" record when
+    # one fired; the engine fires its own deadlines, so such a record is one more tick.
+    (trace,) = await record("watchdog-lost-response", tmp_path)
+    (resend,) = [
+        r for r in trace.of_kind("decision") if r["action"] == "CREATE" and r["detail"] == "lost"
+    ]
+    assert trace.path is not None
+    lines = trace.path.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if json.loads(line).get("t", -1) >= resend["t"])
+    timers = [
+        {"k": "timer", "t": resend["t"], "name": "watchdog"},
+        {"k": "timer", "t": resend["t"], "name": "idle_prompt", "number": 1},
+        {"k": "timer", "t": resend["t"], "name": "a-timer-of-another-runtime"},
+    ]
+    lines[at:at] = [json.dumps(timer) for timer in timers]
+    older = tmp_path / "older.jsonl"
+    older.write_text("\n".join(lines) + "\n")
+    result = replay(load_trace(older))
+    assert result.identical, result.render()
 
 
 @pytest.mark.anyio

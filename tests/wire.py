@@ -1,4 +1,4 @@
-"""Realtime server events in their real wire shapes (PROTOCOLS.md section 3), parsed by the
+"""Realtime server events in their real wire shapes (as the server sends them), parsed by the
 protocol edge, for the core tests."""
 
 from __future__ import annotations
@@ -64,8 +64,27 @@ def response_created(response_id: str) -> Any:
     )
 
 
-def response_done(response_id: str, status: str = "completed", reason: str | None = None) -> Any:
+def response_done(
+    response_id: str,
+    status: str = "completed",
+    reason: str | None = None,
+    *,
+    output: list[tuple[str, str]] = (),  # type: ignore[assignment]
+) -> Any:
+    """A ``response.done``; *output* lists function calls as ``(name, status)``."""
     details = None if reason is None else {"type": status, "reason": reason}
+    items = [
+        {
+            "id": f"item_fc_{index}",
+            "object": "realtime.item",
+            "type": "function_call",
+            "status": item_status,
+            "name": name,
+            "call_id": f"call_{index}",
+            "arguments": "{}",
+        }
+        for index, (name, item_status) in enumerate(output)
+    ]
     return parse(
         {
             "type": "response.done",
@@ -74,7 +93,7 @@ def response_done(response_id: str, status: str = "completed", reason: str | Non
                 "id": response_id,
                 "status": status,
                 "status_details": details,
-                "output": [],
+                "output": items,
             },
         }
     )

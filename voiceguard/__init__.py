@@ -21,17 +21,10 @@ from voiceguard.config import (
     config_from_mapping,
     config_to_mapping,
 )
-from voiceguard.core.bridge import (
-    BridgeAction,
-    BridgeCore,
-    HangUp,
-    NoteActivity,
-    SendToModel,
-    SendToPhone,
-    StartTimer,
-    StopTimer,
-    TimerName,
-)
+from voiceguard.core.actions import Deliver, EndCall, SendToModel, SendToPhone, TurnAction
+from voiceguard.core.bot import BotSide
+from voiceguard.core.bridge import BridgeAction, BridgeCore
+from voiceguard.core.floor import Floor, FloorTrigger, floor_diagram
 from voiceguard.core.guards.calibration import CalibrationGate, CalibrationStatistics
 from voiceguard.core.guards.cancel import CancelArbiter
 from voiceguard.core.guards.create import (
@@ -43,7 +36,7 @@ from voiceguard.core.guards.create import (
     ResponseCreateGuard,
 )
 from voiceguard.core.playout import HeardPosition, PlayoutBuffer, PlayoutChunk, PlayoutStatistics
-from voiceguard.core.record import DecisionCounts, DecisionSink
+from voiceguard.core.record import DecisionCounts, DecisionSink, TimerSink
 from voiceguard.core.state import (
     AssistantItem,
     CallState,
@@ -52,6 +45,7 @@ from voiceguard.core.state import (
     ResponseMatch,
     ResponsePhase,
 )
+from voiceguard.core.turns import TurnEngine
 from voiceguard.decisions import Action, Decision, Reason, Verdict
 from voiceguard.errors import (
     CallScopeError,
@@ -79,6 +73,7 @@ from voiceguard.runtime.timers import HangupFallback, IdleLadder, MaxCallDuratio
 __all__ = (
     "Action",
     "AssistantItem",
+    "BotSide",
     "BridgeAction",
     "BridgeConfig",
     "BridgeCore",
@@ -107,10 +102,13 @@ __all__ = (
     "Decision",
     "DecisionCounts",
     "DecisionSink",
+    "Deliver",
+    "EndCall",
+    "Floor",
+    "FloorTrigger",
     "GuardConfig",
     "GuardedCall",
     "HandlerConfig",
-    "HangUp",
     "HangupFallback",
     "HangupFallbackConfig",
     "HeardPosition",
@@ -122,7 +120,6 @@ __all__ = (
     "MaxCallDurationConfig",
     "MediaHandler",
     "ModelConnector",
-    "NoteActivity",
     "PlayoutBuffer",
     "PlayoutChunk",
     "PlayoutConfig",
@@ -138,13 +135,13 @@ __all__ = (
     "ResponseWatchdogConfig",
     "SendToModel",
     "SendToPhone",
-    "StartTimer",
     "StateConfig",
     "StateTransitionError",
-    "StopTimer",
     "TimerCallback",
-    "TimerName",
+    "TimerSink",
+    "TurnAction",
     "TurnConfig",
+    "TurnEngine",
     "Verdict",
     "VoiceguardError",
     "__version__",
@@ -152,13 +149,20 @@ __all__ = (
     "config_from_mapping",
     "config_to_mapping",
     "current_call_scope",
+    "floor_diagram",
 )
 
 #: Names removed from the public API, kept importable (with a warning) for one release.
 _DEPRECATED = {"Clock", "ClockError", "ManualClock", "SystemClock"}
+#: Bridge actions of 0.1: the call's timers are deadlines of the turn engine now.
+_OLD_ACTIONS = {"HangUp", "NoteActivity", "StartTimer", "StopTimer", "TimerName"}
 
 
 def __getattr__(name: str) -> object:
+    if name in _OLD_ACTIONS:
+        from voiceguard.core import bridge  # noqa: PLC0415 - it warns
+
+        return getattr(bridge, name)
     if name in _DEPRECATED:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)

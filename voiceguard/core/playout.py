@@ -44,6 +44,9 @@ class PlayoutChunk:
         start_ms: Where the chunk starts within its item, in ms of audio.
         end_ms: Where it ends within its item; the heard position once its mark is echoed.
         mark: The name of the ``mark`` to send right after the ``media`` message.
+        passenger: True for a mark of someone else's queued with the audio
+            (:meth:`PlayoutBuffer.push_mark`): send only the ``mark``, no ``media``. Its echo
+            is not this buffer's.
     """
 
     item_id: str
@@ -52,6 +55,7 @@ class PlayoutChunk:
     start_ms: float
     end_ms: float
     mark: str
+    passenger: bool = False
 
 
 @final
@@ -106,12 +110,13 @@ _EPSILON = 1e-9
 
 @dataclass(slots=True)
 class _Pending:
-    """Audio of one item not yet sent (or rewound for sending again)."""
+    """Audio of one item not yet sent (or rewound for sending again), or a passenger mark."""
 
     item_id: str
     response_id: str
     audio: bytearray
     start_ms: float  # position of audio[0] within the item
+    passenger: str | None = None  # the name of a mark that travels with the audio
 
 
 @final
@@ -211,6 +216,10 @@ class PlayoutBuffer:
         heard = self._heard
         return heard.heard_ms if heard is not None and heard.item_id == item_id else None
 
+    def owns(self, name: str) -> bool:
+        """True if the echoed mark *name* is one of this buffer's (sent, or flushed by a clear)."""
+        return name in self._outstanding or name in self._flushed
+
     def statistics(self) -> PlayoutStatistics:
         """Return an immutable snapshot of the counters."""
         per_ms = self._config.audio_format.bytes_per_ms
@@ -257,6 +266,18 @@ class PlayoutBuffer:
             return
         self._queue.append(_Pending(item_id, response_id, bytearray(audio), start))
 
+    def push_mark(self, name: str) -> None:
+        """Queue someone else's mark after the audio queued so far.
+
+        A bot that forwards the model's audio itself sends its own marks after it; they keep
+        their place in the audio, so they are sent (and echoed by Twilio) after the audio before
+        them, paused, rewound and resumed with it. :meth:`pull` returns each as a
+        :attr:`~PlayoutChunk.passenger` chunk as soon as the audio before it has been sent.
+
+        .. versionadded:: 0.2.0
+        """
+        self._queue.append(_Pending("", "", bytearray(), 0.0, passenger=name))
+
     # ------------------------------------------------------------------ pacing
 
     def next_deadline(self) -> float | None:
@@ -266,6 +287,8 @@ class PlayoutBuffer:
         """
         if self._paused or not self._queue:
             return None
+        if self._queue[0].passenger is not None:
+            return -math.inf  # a passenger goes as soon as the audio before it went
         return self._deadline()
 
     def _deadline(self) -> float:
@@ -287,8 +310,24 @@ class PlayoutBuffer:
         per_ms = self._config.audio_format.bytes_per_ms
         out: list[PlayoutChunk] = []
         # The same expression as next_deadline(), so a caller woken at the deadline gets a chunk.
-        while self._queue and now + _EPSILON >= self._deadline():
+        while self._queue:
             head = self._queue[0]
+            if head.passenger is not None:
+                self._queue.popleft()
+                out.append(
+                    PlayoutChunk(
+                        item_id="",
+                        response_id="",
+                        audio=b"",
+                        start_ms=0.0,
+                        end_ms=0.0,
+                        mark=head.passenger,
+                        passenger=True,
+                    )
+                )
+                continue
+            if now + _EPSILON < self._deadline():
+                break
             data = bytes(head.audio[: self._chunk_bytes])
             del head.audio[: len(data)]
             duration_ms = len(data) / per_ms
@@ -381,12 +420,15 @@ class PlayoutBuffer:
         """Discard queued audio of *response_id* (all queued audio when omitted).
 
         Use it when a barge-in is confirmed: after :meth:`pause`, the unheard rest of the
-        cancelled response is in the queue. Returns the ms of audio dropped.
+        cancelled response is in the queue. Passenger marks stay (they are sent, and echoed at
+        once, as Twilio echoes pending marks on a ``clear``). Returns the ms of audio dropped.
         """
         kept: deque[_Pending] = deque()
         dropped = 0
         for pending in self._queue:
-            if response_id is None or pending.response_id == response_id:
+            if pending.passenger is None and (
+                response_id is None or pending.response_id == response_id
+            ):
                 dropped += len(pending.audio)
             else:
                 kept.append(pending)

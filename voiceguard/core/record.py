@@ -1,4 +1,4 @@
-"""Counting and logging of decisions, shared by the guards (DESIGN invariant 7)."""
+"""Counting and logging of decisions, shared by the guards (invariant 7 of the design page)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ from typing import final
 
 from voiceguard.decisions import Decision, Reason, Verdict
 
-__all__ = ("DecisionCounts", "DecisionSink")
+__all__ = ("DecisionCounts", "DecisionSink", "TimerSink")
 
 #: A callable that receives every decision a guard makes (for metrics, traces, tests).
 DecisionSink = Callable[[Decision], None]
+#: A callable told of each of the call's own timers as it fires (for call traces): its name
+#: (``watchdog``, ``idle_prompt``, ``idle_hangup``, ``max_duration``, ``max_duration_hard``,
+#: ``hangup_fallback``), the time, and the idle prompt's number (None for the others).
+TimerSink = Callable[[str, float, int | None], None]
 
 
 @final

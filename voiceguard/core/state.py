@@ -301,7 +301,7 @@ class CallState:
         """True if audio of *response_id* may go to the phone.
 
         Audio of a response being cancelled, already finished, or never seen is dropped
-        (DESIGN invariant 6).
+        (invariant 6 of the architecture page).
         """
         responses = self._responses
         return responses.phase is ResponsePhase.CREATED and response_id == responses.active_id
@@ -394,7 +394,7 @@ class CallState:
 
         Raises:
             StateTransitionError: If the item is unknown, or *audio_end_ms* exceeds the audio
-                received for it (DESIGN invariant 5). The state is unchanged.
+                received for it (invariant 5 of the architecture page). The state is unchanged.
         """
         self._items.truncated(item_id, audio_end_ms)
 

@@ -22,17 +22,18 @@ bot*).
 
 from __future__ import annotations
 
-from voiceguard.middleware._adapters import (
+from voiceguard.config import GuardConfig
+from voiceguard.middleware.call import GuardedCall
+from voiceguard.middleware.decorators import call_timer
+from voiceguard.middleware.guard import CallGuard, GuardStep
+from voiceguard.middleware.model import (
     CloseErrors,
-    GuardedCall,
     GuardedChannel,
     GuardedModel,
-    GuardedPhone,
     GuardedRealtimeConnection,
     GuardedWebSocket,
 )
-from voiceguard.middleware._core import CallGuard, GuardConfig, GuardStep
-from voiceguard.middleware._decorators import call_timer
+from voiceguard.middleware.phone import GuardedPhone
 
 __all__ = (
     "CallGuard",

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 class TimerCounts(Protocol):
     """The timer counters a call's metrics take.
 
-    :class:`~voiceguard.runtime.scope.CallScopeStatistics` has them.
+    The turn engine's timer statistics have them, and so has
+    :class:`~voiceguard.runtime.scope.CallScopeStatistics` (a call scope's timers).
     """
 
     @property
@@ -57,10 +58,11 @@ class CallMetrics:
         creates_sent: ``response.create`` messages sent.
         creates_deferred: Creates held until the running response ended.
         creates_dropped: Creates refused or dropped (coalesced, expired, queue full, closing).
-        timers_armed: Call-scoped timers armed.
-        timers_fired: Armings whose callback ran.
-        timers_suppressed: Armings whose delay was up but whose callback did not run (the call
-            was closing, or the timer was stale).
+        timers_armed: The call's timers armed (the turn engine's deadlines: the watch over each
+            create, the hang-up fallback, each idle rung, the time limits).
+        timers_fired: Timers that came due and were acted on.
+        timers_suppressed: Timers that came due but whose action a guard refused (an idle
+            prompt while the bot's audio plays, a second re-send of a lost create).
         truncations: ``conversation.item.truncate`` messages sent.
         unheard_at_truncation_ms: For each truncation, the audio of the item that had been sent
             to the phone beyond the truncation point without a mark confirming it was played:
@@ -93,11 +95,13 @@ def call_metrics(
     barge_in_reactions: Sequence[float] = (),
     unheard_at_truncation: Sequence[float] = (),
 ) -> CallMetrics:
-    """Build a call's :class:`CallMetrics` from its bridge (and its scope's timer statistics).
+    """Build a call's :class:`CallMetrics` from its bridge.
 
     Args:
         core: The call's bridge.
-        timers: The call scope's statistics, if the call ran in one.
+        timers: The timer counters to report; the call's own timers (the turn engine's
+            deadlines: the watch over each create, the hang-up fallback, the idle ladder, the
+            time limits) by default.
         barge_in_reactions: Measured barge-in reaction times, in seconds.
         unheard_at_truncation: Unconfirmed audio at each truncation, in ms.
 
@@ -117,6 +121,8 @@ def call_metrics(
         return sum(n for (g, v, _), n in decisions.items() if g == guard and v is verdict)
 
     state = core.state.statistics()
+    if timers is None:
+        timers = core.engine.deadlines.statistics()
     return CallMetrics(
         decisions=MappingProxyType(decisions),
         barge_ins_allowed=count("calibration_gate", Verdict.ALLOW),
@@ -127,9 +133,9 @@ def call_metrics(
         creates_sent=state.creates_sent,
         creates_deferred=count("response_create_guard", Verdict.DEFER),
         creates_dropped=count("response_create_guard", Verdict.SUPPRESS),
-        timers_armed=timers.armed if timers is not None else 0,
-        timers_fired=timers.fired if timers is not None else 0,
-        timers_suppressed=sum(timers.suppressed.values()) if timers is not None else 0,
+        timers_armed=timers.armed,
+        timers_fired=timers.fired,
+        timers_suppressed=sum(timers.suppressed.values()),
         truncations=state.truncates_sent,
         unheard_at_truncation_ms=tuple(unheard_at_truncation),
         barge_in_reaction=tuple(barge_in_reactions),

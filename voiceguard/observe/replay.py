@@ -6,6 +6,10 @@ trace's clock, so the replay is deterministic and its decisions can be compared 
 the recorded ones. With another configuration (``config=``, ``voiceguard replay --config``) the
 differences show what the change would have done to that call.
 
+The call's timers (the lost-create watch, idle prompts, maximum duration, hang-up fallback) are
+the engine's own deadlines and fire on the recorded inputs and ticks; a ``timer`` record (what
+fired, for the timeline) replays as one more tick at its time.
+
 A replay is open-loop: the model's and the caller's recorded messages do not answer the replayed
 actions. Up to the first difference the replay is exact; after it, later differences may be
 consequences of the first.
@@ -51,8 +55,8 @@ from voiceguard.observe._timeline_files import (
 from voiceguard.observe.trace import (
     Trace,
     TraceError,
-    _decision_record,
     bridge_config_from_mapping,
+    decision_record,
     load_trace,
 )
 from voiceguard.protocol import parse_realtime_event, parse_twilio_message
@@ -87,23 +91,10 @@ def _feed(core: BridgeCore, record: Mapping[str, Any], where: str) -> list[Bridg
     if kind == "close":
         return core.close(t)
     if kind == "timer":
-        name = record["name"]
-        if name == "watchdog":
-            return core.on_watchdog(t)
-        if name == "idle_prompt":
-            number = record.get("number")
-            if not isinstance(number, int):
-                raise TraceError(f"{where}: timer record: idle_prompt without a 'number'")
-            return core.on_idle_prompt(number, t)
-        if name == "idle_hangup":
-            return core.on_idle_hangup(t)
-        if name == "max_duration":
-            return core.on_max_duration(t)
-        if name == "max_duration_hard":
-            return core.on_max_duration_hard(t)
-        if name == "hangup_fallback":
-            return core.on_hangup_fallback(t)
-        raise TraceError(f"{where}: timer record: unknown timer {name!r}")
+        # The engine's own timers fire inside a tick or an input recorded before them, and a
+        # second tick at the same time finds nothing more due; in a trace from before the turn
+        # engine (the runtime ran the timers), the tick is what makes the engine look.
+        return core.on_tick(t)
     return []
 
 
@@ -154,7 +145,7 @@ def replay(trace: Trace, *, config: BridgeConfig | None = None) -> ReplayResult:
     now = [0.0]
 
     def sink(decision: Decision) -> None:
-        replayed.append(TraceDecision.from_record(_decision_record(decision, now[0])))
+        replayed.append(TraceDecision.from_record(decision_record(decision, now[0])))
 
     core = BridgeCore(config=used, on_decision=sink)
     sent: list[tuple[float, str]] = []

@@ -55,6 +55,7 @@ __all__ = (
     "TraceRecorder",
     "bridge_config_from_mapping",
     "bridge_config_to_mapping",
+    "decision_record",
     "load_trace",
 )
 
@@ -108,7 +109,7 @@ def bridge_config_from_mapping(
     """Build a :class:`~voiceguard.BridgeConfig` from plain data, over *base* (or the defaults).
 
     Only the fields given change: ``{"calibration": {"speech_margin_db": 8}}`` changes one.
-    (:func:`voiceguard.config.config_from_mapping` does the same for any configuration.)
+    (:func:`voiceguard.config_from_mapping` does the same for any configuration.)
 
     Raises:
         ConfigError: For an unknown field (named with its path) or a value out of range.
@@ -262,8 +263,14 @@ class TraceRecorder:
         self._write({"k": "tick", "t": now})
 
     def timer(self, name: str, now: float, *, number: int | None = None) -> None:
-        """A call-scoped timer fires: ``watchdog``, ``idle_prompt`` (with its *number*),
-        ``idle_hangup``, ``max_duration``, ``max_duration_hard`` or ``hangup_fallback``."""
+        """One of the call's own timers fires: ``watchdog``, ``idle_prompt`` (with its *number*),
+        ``idle_hangup``, ``max_duration``, ``max_duration_hard`` or ``hangup_fallback``.
+
+        The turn engine tells of its own timers through ``BridgeCore(on_timer=...)`` (the media
+        handler wires it here); they fire inside a tick or an input, which the trace records
+        before them, so :func:`~voiceguard.observe.replay.replay` reads a ``timer`` record as
+        one more tick at its time.
+        """
         self._now = now
         record: dict[str, Any] = {"k": "timer", "t": now, "name": name}
         if number is not None:
@@ -277,7 +284,7 @@ class TraceRecorder:
 
     def decision(self, decision: Decision) -> None:
         """A guard's decision (a :data:`~voiceguard.DecisionSink`), at the current input."""
-        self._write(_decision_record(decision, self._now))
+        self._write(decision_record(decision, self._now))
 
     def sent(self, peer: Literal["phone", "model"], message: Mapping[str, Any], now: float) -> None:
         """A message sent to *peer*."""
@@ -287,7 +294,7 @@ class TraceRecorder:
         self._write({"k": "out", "peer": peer, "t": now, "msg": body})
 
     def action(self, what: str, now: float, **fields: object) -> None:
-        """One of the bridge's other requests: ``start_timer``, ``stop_timer``, ``hang_up``."""
+        """One of the bridge's other requests to the runtime, such as ``hang_up``."""
         self._write({"k": "out", "peer": "runtime", "t": now, "action": what, **fields})
 
     def end(self, now: float, *, ended_by: str, gate: Mapping[str, Any] | None = None) -> None:
@@ -315,7 +322,11 @@ class TraceRecorder:
             self.close()
 
 
-def _decision_record(decision: Decision, now: float) -> dict[str, Any]:
+def decision_record(decision: Decision, now: float) -> dict[str, Any]:
+    """The trace record (``"k": "decision"``) of *decision*, made at *now*.
+
+    .. versionadded:: 0.2.0
+    """
     return {
         "k": "decision",
         "t": now,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -24,22 +24,15 @@ from typing import Any, Final, Literal, TypeAlias, final
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from typing_extensions import assert_never
 
 from voiceguard.audio import FRAME_BYTES
 from voiceguard.config import HandlerConfig
-from voiceguard.core.bridge import (
-    BridgeAction,
-    BridgeCore,
-    HangUp,
-    NoteActivity,
-    SendToModel,
-    SendToPhone,
-    StartTimer,
-    StopTimer,
-)
+from voiceguard.core.actions import Deliver, EndCall, SendToModel, SendToPhone
+from voiceguard.core.bridge import BridgeAction, BridgeCore
 from voiceguard.core.guards.calibration import CalibrationStatistics
 from voiceguard.core.playout import PlayoutStatistics
-from voiceguard.core.record import DecisionCounts
+from voiceguard.core.record import DecisionCounts, TimerSink
 from voiceguard.core.state import CallStateStatistics
 from voiceguard.errors import RemoteProtocolError
 from voiceguard.observe.metrics import CallMetrics, call_metrics
@@ -55,7 +48,6 @@ from voiceguard.protocol import (
 )
 from voiceguard.protocol.twilio import Connected, MediaReceived, TwilioEvent
 from voiceguard.runtime.scope import CallScope, CallScopeStatistics
-from voiceguard.runtime.timers import HangupFallback, IdleLadder, MaxCallDuration, ResponseWatchdog
 from voiceguard.transports import NORMAL_CLOSURE, Transport, TransportClosed
 
 __all__ = ("CallSummary", "MediaHandler", "ModelConnector")
@@ -153,7 +145,10 @@ class MediaHandler:
         if trace is not None:
             trace.set_config(self._config.bridge)
         self._core = BridgeCore(
-            config=self._config.bridge, on_decision=trace.decision if trace is not None else None
+            config=self._config.bridge,
+            on_decision=trace.decision if trace is not None else None,
+            on_timer=_timer_records(trace) if trace is not None else None,
+            turns=self._config.turns(),
         )
         self._bad: Counter[str] = Counter()
         self._model_errors: Counter[str] = Counter()
@@ -162,9 +157,6 @@ class MediaHandler:
         self._sleeping_until = math.inf  # the deadline the ticker sleeps until (-inf: busy)
         self._model: Transport | None = None
         self._scope: CallScope | None = None
-        self._watchdog: ResponseWatchdog | None = None
-        self._fallback: HangupFallback | None = None
-        self._idle: IdleLadder | None = None
         self._outbox: MemoryObjectSendStream[list[BridgeAction]] | None = None
         self._ran = False
         self._start: StreamStarted | None = None
@@ -235,20 +227,6 @@ class MediaHandler:
     ) -> None:
         async with scope:
             self._scope = scope
-            self._watchdog = ResponseWatchdog(
-                scope, self._on_watchdog, config=self._config.watchdog
-            )
-            self._fallback = HangupFallback(scope, self._on_fallback, config=self._config.hangup)
-            self._idle = IdleLadder(
-                scope, self._on_idle_prompt, self._on_idle_hangup, config=self._config.idle
-            )
-            limits = MaxCallDuration(
-                scope,
-                self._on_max_duration,
-                self._on_max_duration_hard,
-                config=self._config.max_duration,
-            )
-            limits.start()
             scope.on_close(self._final_sends)
             scope.start_soon(self._sender, inbox, name="sender")
             now = anyio.current_time()
@@ -373,46 +351,32 @@ class MediaHandler:
 
     async def _carry_out(self, action: BridgeAction) -> bool:
         """Do one action; False when the call is over."""
-        if isinstance(action, SendToPhone):
-            try:
-                await self._phone.send(dumps(action.message))
-            except TransportClosed:
-                self._end("phone closed")
+        match action:
+            case SendToPhone():
+                try:
+                    await self._phone.send(dumps(action.message))
+                except TransportClosed:
+                    self._end("phone closed")
+                    return False
+                self._sent("phone", action.message)
+            case SendToModel():
+                model = self._model
+                assert model is not None
+                try:
+                    await model.send(dumps(action.message))
+                except TransportClosed as exc:
+                    self._end(f"model closed ({exc.code})")
+                    return False
+                self._sent("model", action.message)
+            case EndCall():
+                logger.info("hanging up: %s", action.reason, extra=self._extra())
+                self._runtime_action("hang_up", reason=action.reason)
+                self._end(f"hang-up: {action.reason}")
                 return False
-            self._sent("phone", action.message)
-        elif isinstance(action, SendToModel):
-            model = self._model
-            assert model is not None
-            try:
-                await model.send(dumps(action.message))
-            except TransportClosed as exc:
-                self._end(f"model closed ({exc.code})")
-                return False
-            self._sent("model", action.message)
-        elif isinstance(action, StartTimer):
-            timer = self._watchdog if action.timer == "watchdog" else self._fallback
-            assert timer is not None
-            timer.arm()
-            self._runtime_action("start_timer", timer=action.timer)
-        elif isinstance(action, StopTimer):
-            timer = self._watchdog if action.timer == "watchdog" else self._fallback
-            assert timer is not None
-            timer.disarm()
-            self._runtime_action("stop_timer", timer=action.timer)
-        elif isinstance(action, NoteActivity):
-            idle = self._idle
-            assert idle is not None
-            if self._core.state.hangup_pending:
-                idle.cancel()
-            elif action.who == "caller":
-                idle.caller_activity()
-            else:
-                idle.bot_activity()
-        elif isinstance(action, HangUp):
-            logger.info("hanging up: %s", action.reason, extra=self._extra())
-            self._runtime_action("hang_up", reason=action.reason)
-            self._end(f"hang-up: {action.reason}")
-            return False
+            case Deliver():
+                pass  # no bot sits between the reference bridge and the model
+            case _:
+                assert_never(action)
         return True
 
     async def _emit(self, actions: list[BridgeAction]) -> None:
@@ -424,30 +388,6 @@ class MediaHandler:
             self._wake.set()
         if actions and self._outbox is not None:
             await self._outbox.send(actions)
-
-    def _timer_now(self, name: str, number: int | None = None) -> float:
-        now = anyio.current_time()
-        if self._trace is not None:
-            self._trace.timer(name, now, number=number)
-        return now
-
-    async def _on_watchdog(self) -> None:
-        await self._emit(self._core.on_watchdog(self._timer_now("watchdog")))
-
-    async def _on_idle_prompt(self, number: int) -> None:
-        await self._emit(self._core.on_idle_prompt(number, self._timer_now("idle_prompt", number)))
-
-    async def _on_idle_hangup(self) -> None:
-        await self._emit(self._core.on_idle_hangup(self._timer_now("idle_hangup")))
-
-    async def _on_max_duration(self) -> None:
-        await self._emit(self._core.on_max_duration(self._timer_now("max_duration")))
-
-    async def _on_max_duration_hard(self) -> None:
-        await self._emit(self._core.on_max_duration_hard(self._timer_now("max_duration_hard")))
-
-    async def _on_fallback(self) -> None:
-        await self._emit(self._core.on_hangup_fallback(self._timer_now("hangup_fallback")))
 
     async def _final_sends(self) -> None:
         """Run under the scope's shielded grace: stop the bot on the phone, cancel what runs."""
@@ -508,19 +448,10 @@ class MediaHandler:
 
     def _parse_phone(self, text: str) -> TwilioEvent | None:
         try:
-            event = parse_twilio_message(text)
+            return parse_phone_message(text)
         except RemoteProtocolError as exc:
             self._count_bad("twilio", str(exc))
             return None
-        if isinstance(event, MediaReceived) and (not event.audio or len(event.audio) % FRAME_BYTES):
-            # Twilio sends whole 20 ms frames; the calibration gate measures nothing else.
-            self._count_bad(
-                "twilio",
-                f"twilio 'media': field 'media.payload': {len(event.audio)} bytes of audio; "
-                f"expected a positive multiple of {FRAME_BYTES} (20 ms frames)",
-            )
-            return None
-        return event
 
     def _count_bad(self, peer: str, what: str) -> None:
         self._bad[peer] += 1
@@ -557,27 +488,76 @@ class MediaHandler:
     def _summary(
         self, start: StreamStarted | None, duration: float, scope: CallScope | None
     ) -> CallSummary:
-        core = self._core
-        started = start is not None
-        return CallSummary(
-            call_sid=start.call_sid if start is not None else None,
-            stream_sid=start.stream_sid if start is not None else None,
+        return call_summary(
+            self._core if start is not None else None,
+            start=start,
             ended_by=self._ended_by or "ended",
             duration=duration,
-            bad_messages=MappingProxyType(dict(self._bad)),
-            model_errors=MappingProxyType(dict(self._model_errors)),
-            state=core.state.statistics() if started else None,
-            cancels=core.cancels.statistics() if started else None,
-            creates=core.creates.statistics() if started else None,
-            gate=core.gate.statistics() if started else None,
-            playout=core.playout.statistics() if started else None,
-            timers=scope.statistics() if scope is not None else None,
-            metrics=call_metrics(
-                core,
-                timers=scope.statistics() if scope is not None else None,
-                barge_in_reactions=self._reactions,
-                unheard_at_truncation=self._unheard_at_truncation,
-            )
-            if started
-            else None,
+            bad=self._bad,
+            model_errors=self._model_errors,
+            scope=scope,
+            reactions=self._reactions,
+            unheard_at_truncation=self._unheard_at_truncation,
         )
+
+
+def _timer_records(trace: TraceRecorder) -> TimerSink:
+    def record(name: str, now: float, number: int | None) -> None:
+        trace.timer(name, now, number=number)
+
+    return record
+
+
+def parse_phone_message(text: str) -> TwilioEvent:
+    """Parse one Twilio message, and check that a media frame is whole 20 ms frames of audio.
+
+    Raises:
+        RemoteProtocolError: Naming the message, the field and the problem.
+    """
+    event = parse_twilio_message(text)
+    if isinstance(event, MediaReceived) and (not event.audio or len(event.audio) % FRAME_BYTES):
+        # Twilio sends whole 20 ms frames; the calibration gate measures nothing else.
+        raise RemoteProtocolError(
+            peer="twilio",
+            message_type="media",
+            field="media.payload",
+            problem=f"{len(event.audio)} bytes of audio; "
+            f"expected a positive multiple of {FRAME_BYTES} (20 ms frames)",
+        )
+    return event
+
+
+def call_summary(
+    core: BridgeCore | None,
+    *,
+    start: StreamStarted | None,
+    ended_by: str,
+    duration: float,
+    bad: Mapping[str, int],
+    model_errors: Mapping[str, int],
+    scope: CallScope | None,
+    reactions: Sequence[float],
+    unheard_at_truncation: Sequence[float],
+) -> CallSummary:
+    """The :class:`CallSummary` of a call; *core* is None for a call that never started."""
+    return CallSummary(
+        call_sid=start.call_sid if start is not None else None,
+        stream_sid=start.stream_sid if start is not None else None,
+        ended_by=ended_by,
+        duration=duration,
+        bad_messages=MappingProxyType(dict(bad)),
+        model_errors=MappingProxyType(dict(model_errors)),
+        state=core.state.statistics() if core is not None else None,
+        cancels=core.cancels.statistics() if core is not None else None,
+        creates=core.creates.statistics() if core is not None else None,
+        gate=core.gate.statistics() if core is not None else None,
+        playout=core.playout.statistics() if core is not None else None,
+        timers=scope.statistics() if scope is not None else None,
+        metrics=call_metrics(
+            core,
+            barge_in_reactions=reactions,
+            unheard_at_truncation=unheard_at_truncation,
+        )
+        if core is not None
+        else None,
+    )

@@ -1,4 +1,6 @@
-"""Twilio request signatures: ``X-Twilio-Signature``, computed and checked (PROTOCOLS.md 6e).
+"""Twilio request signatures: ``X-Twilio-Signature``, computed and checked.
+
+The server page of the documentation (*Security*) says what is signed and how it is checked.
 
 With a Twilio auth token configured, the reference server refuses every webhook and every media
 stream whose signature does not match (:func:`validate_twilio_signature`). The functions work on

@@ -19,6 +19,7 @@ from voiceguard.sim.realtime import (
     RealtimeSimulator,
     Reply,
 )
+from voiceguard.sim.signals import speech_like
 
 if TYPE_CHECKING:
     from voiceguard.sim.scenarios import ScenarioRun
@@ -480,6 +481,55 @@ def _duplicated_and_delayed_events() -> Scenario:
     )
 
 
+def _cough_during_the_answer() -> Scenario:
+    answer_seconds = 8.0
+
+    def statuses(run: ScenarioRun) -> list[tuple[str, str | None]]:
+        return _statuses(run.connections[0]) if run.connections else []
+
+    def not_cancelled(run: ScenarioRun) -> bool:
+        done = statuses(run)
+        cancels = run.connections[0].received("response.cancel") if run.connections else []
+        return len(done) >= 2 and done[1][0] == "completed" and not cancels
+
+    def heard_the_answer(run: ScenarioRun) -> bool:
+        call = run.calls[0]
+        if not call.spoke:
+            return False
+        return call.heard_between(call.spoke[0][1]) >= 0.95 * answer_seconds
+
+    return Scenario(
+        name="cough-during-the-answer",
+        title="the caller coughs while the bot answers",
+        description=(
+            "Three seconds into an 8 s answer the caller coughs: a 180 ms loud burst, enough for "
+            "the server VAD to raise speech_started and speech_stopped. It is not the caller "
+            "taking the turn: the answer must go on, and the caller must hear it all."
+        ),
+        make_simulator=lambda: RealtimeSimulator(
+            replies=[
+                _GREETING,
+                Reply(text="Our plans start at ten dollars a month. " * 3, duration=answer_seconds),
+            ]
+        ),
+        make_caller=lambda _n: CallerSimulator(
+            script=[
+                Speak(after_heard=3.0, duration=0.8, text="Tell me about your plans"),
+                Speak(after_heard=6.0, audio=speech_like(0.18, level_dbfs=-12.0, seed=9)),
+                HangUp(at=17.0),
+            ]
+        ),
+        expectations=(
+            Expectation(kind="must_not", text="cancel the answer for a cough", holds=not_cancelled),
+            Expectation(
+                kind="must", text="play at least 95% of the answer", holds=heard_the_answer
+            ),
+            Expectation(kind="must_not", text="trigger protocol errors", holds=_no_errors),
+            _NOTHING_LEFT,
+        ),
+    )
+
+
 #: Every scenario of the library, in the order they are listed.
 LIBRARY: Final[tuple[Scenario, ...]] = (
     _echo_in_first_seconds(),
@@ -492,4 +542,5 @@ LIBRARY: Final[tuple[Scenario, ...]] = (
     _caller_speaks_first(),
     _socket_drop_mid_response(),
     _duplicated_and_delayed_events(),
+    _cough_during_the_answer(),
 )

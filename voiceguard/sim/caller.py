@@ -1,11 +1,11 @@
 """``CallerSimulator``: a Twilio Media Streams client standing in for Twilio and the person calling.
 
-It plays Twilio's side of a bidirectional ``<Connect><Stream>`` (PROTOCOLS.md section 6): it sends
-``connected`` and ``start`` (with SIDs and custom parameters), then one 20 ms ``media`` frame every
-20 ms, ``dtmf`` when a key is pressed, and ``stop`` when the caller hangs up. Audio the bot sends
-goes into a playout buffer that plays in real time, 20 ms per frame, exactly as the phone would;
-each ``mark`` is echoed once the audio queued before it has played, and a ``clear`` empties the
-buffer and echoes every pending mark at once, as Twilio does.
+It plays Twilio's side of a bidirectional ``<Connect><Stream>`` (see the protocol page of the docs):
+it sends ``connected`` and ``start`` (with SIDs and custom parameters), then one 20 ms ``media``
+frame every 20 ms, ``dtmf`` when a key is pressed, and ``stop`` when the caller hangs up. Audio the
+bot sends goes into a playout buffer that plays in real time, 20 ms per frame, exactly as the phone
+would; each ``mark`` is echoed once the audio queued before it has played, and a ``clear`` empties
+the buffer and echoes every pending mark at once, as Twilio does.
 
 The caller's frames are what a phone line would carry: the caller's scripted speech (a
 speech-like signal or audio you give), plus an echo of what the caller is hearing (a delay and an
@@ -151,7 +151,7 @@ class CallerSimulator:
         Returns:
             What happened in the call.
         """
-        from voiceguard.transports.websocket import connect_websocket  # noqa: PLC0415 - optional dep
+        from voiceguard.transports.websocket import connect_websocket  # noqa: PLC0415 - optional
 
         async with connect_websocket(url, headers=headers) as transport:
             return await self.run(transport)

@@ -2,7 +2,7 @@
 
 It speaks the Realtime WebSocket protocol (GA event names; beta names as an option) over a real
 WebSocket on 127.0.0.1 or over an in-memory :class:`~voiceguard.transports.base.Transport`, and
-keeps the server's rules strictly (PROTOCOLS.md sections 2 to 5):
+keeps the server's rules strictly (the protocol page of the docs):
 
 * ``session.created`` on connect; ``session.update`` is a partial update answered by
   ``session.updated`` with the whole merged configuration.

@@ -124,6 +124,9 @@ class ResponseCreateGuard:
     SUPPRESS ``COALESCED``               an automatic create is already waiting; merged into it
     SUPPRESS ``QUEUE_FULL``              ``max_deferred`` creates are already waiting
     SUPPRESS ``EXPIRED``                 a deferred create waited longer than ``deferred_ttl``
+    SUPPRESS ``TURN_ANSWERED``           (turn engine) a held retry of a turn that got its answer
+    SUPPRESS ``RETRIED_ONCE``            (turn engine) the turn was already sent once more after
+                                         its response was lost
     ===================================  ==========================================================
 
     DEFER or SUPPRESS follows the request's policy.
@@ -241,6 +244,37 @@ class ResponseCreateGuard:
             self._recorder.record(self._decision(held.request, Verdict.SUPPRESS, reason), now)
             dropped += 1
         return dropped
+
+    def withdraw(self, label: str, now: float, *, reason: Reason) -> int:
+        """Drop the deferred creates labelled *label*, recording each with *reason*.
+
+        For a request that became moot while it waited (a retry of a turn that got its answer).
+        Returns how many were dropped.
+
+        .. versionadded:: 0.2.0
+        """
+        kept: deque[_Held] = deque()
+        dropped = 0
+        for held in self._held:
+            if held.request.label == label:
+                self._recorder.record(self._decision(held.request, Verdict.SUPPRESS, reason), now)
+                dropped += 1
+            else:
+                kept.append(held)
+        self._held = kept
+        return dropped
+
+    def refuse(
+        self, request: CreateRequest, now: float, *, reason: Reason, detail: str = ""
+    ) -> Decision:
+        """Record *request* as suppressed for a reason the caller found (it is not sent).
+
+        For policies above the guard's own rules (the turn engine's one re-send per turn), so
+        that every create decision is counted in one place.
+
+        .. versionadded:: 0.2.0
+        """
+        return self._recorder.record(self._decision(request, Verdict.SUPPRESS, reason, detail), now)
 
     def statistics(self) -> DecisionCounts:
         """Counts of every decision made so far, by verdict and reason."""

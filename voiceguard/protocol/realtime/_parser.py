@@ -405,7 +405,7 @@ _SPECS: Final[tuple[EventSpec[RealtimeServerEvent], ...]] = (
     ),
 )
 
-#: Wire type -> event spec: GA names and their beta aliases side by side (PROTOCOLS.md section 5).
+#: Wire type -> event spec: GA names and their beta aliases side by side.
 SERVER_EVENTS: Final[Mapping[str, EventSpec[RealtimeServerEvent]]] = table(_SPECS)
 
 _TEXT_OR_MAPPING: Final = (str, bytes, bytearray, memoryview, Mapping)

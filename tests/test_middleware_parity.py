@@ -1,0 +1,103 @@
+"""The middleware does what the reference server does, for bots as users write them.
+
+Each bot here is the popular sample's shape (tests/bots.py) with voiceguard's documented adoption
+(``GuardedCall()``, ``call.phone(ws)``, ``call.model(connect(...))``), played against the
+simulator's scenario library in virtual time.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import pytest
+import trio.testing
+from bots import bot_of
+
+from voiceguard import Action, Reason, Verdict
+from voiceguard.decisions import Decision
+from voiceguard.middleware import GuardedCall
+from voiceguard.sim import SCENARIOS, RealtimeSimulator, check_bridge, run_scenario
+from voiceguard.sim.adapters import WebsocketsConnection
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, Any]]:
+    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("pcm16", [False, True], ids=["g711", "pcm16-24k"])
+async def test_the_scenario_library_passes_whatever_the_models_audio_format(pcm16: bool) -> None:
+    checks = await check_bridge(bot_of(pcm16=pcm16))
+    assert [c.scenario for c in checks] == list(SCENARIOS)
+    broken = {c.scenario: (c.violations, c.problems) for c in checks if c.violations or c.problems}
+    assert broken == {}
+
+
+@pytest.mark.anyio
+async def test_a_cough_during_the_answer_cancels_nothing_and_the_answer_is_heard() -> None:
+    run = await run_scenario(SCENARIOS["cough-during-the-answer"], bot_of())
+    (connection,) = run.connections
+    assert connection.received("response.cancel") == []
+    call = run.calls[0]
+    assert call.clears, "the guard paused the bot on the phone at the cough"
+    assert call.heard_between(call.spoke[0][1]) >= 0.95 * 8.0
+    assert run.violations() == ()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("delay", "outcome"),
+    [
+        # The bot's watchdog asks while the lost create is still in flight: its create is held
+        # and goes as the turn's one re-send when the first counts as lost (3 s).
+        (2.5, (Verdict.DEFER, Reason.CREATE_IN_FLIGHT)),
+        # It asks after the guard's re-send went: held, then dropped once the answer starts.
+        (3.02, (Verdict.SUPPRESS, Reason.TURN_ANSWERED)),
+    ],
+)
+async def test_a_dropped_response_with_the_bots_own_watchdog_is_sent_again_once(
+    delay: float, outcome: tuple[Verdict, Reason]
+) -> None:
+    calls: list[GuardedCall] = []
+    bot = bot_of(watchdog=delay, calls=calls)
+    run = await run_scenario(SCENARIOS["watchdog-lost-response"], bot)
+    (connection,) = run.connections
+    # The greeting, the turn's create (lost), and exactly one re-send, whoever sent it.
+    assert len(connection.received("response.create")) == 3
+    assert run.simulator.statistics().responses_lost == 1
+    assert run.violations() == ()
+    (call,) = calls
+    assert call.guard.creates.statistics().count(*outcome) == 1
+
+
+@pytest.mark.anyio
+async def test_a_confirmed_barge_in_clears_the_phone_even_when_the_bots_handler_would_not() -> None:
+    run = await run_scenario(SCENARIOS["truncate-long-buffered-audio"], bot_of(clears=False))
+    call = run.calls[0]
+    assert call.clears, "the guard cleared the phone itself"
+    assert call.heard_between(call.clears[0] + 0.1) <= 0.05, "nothing of the answer after it"
+    assert run.violations() == ()
+
+
+@pytest.mark.anyio
+async def test_an_append_the_model_would_refuse_never_reaches_it() -> None:
+    model = RealtimeSimulator()
+    decisions: list[Decision] = []
+    call = GuardedCall(on_decision=decisions.append)
+    async with model.connect() as transport:
+        ws = call.model(WebsocketsConnection(transport))
+        await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": "not base64!"}))
+        await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": "//8="}))  # fine
+        await ws.send(json.dumps({"type": "conversation.item.truncate", "item_id": 3}))
+        await anyio.sleep(0.5)
+    received = [e.event for e in model.connections[0].received()]
+    assert received == [{"type": "input_audio_buffer.append", "audio": "<2 bytes>"}]
+    assert model.statistics().errors_total == 0
+    refused = [d for d in decisions if d.action is Action.SEND]
+    assert [(d.verdict, d.reason) for d in refused] == [(Verdict.SUPPRESS, Reason.MALFORMED)] * 2
+    assert refused[0].detail.startswith("input_audio_buffer.append: field 'audio':")
+    assert "conversation.item.truncate: field 'item_id'" in refused[1].detail
+    assert call.guard.send_statistics().count(Verdict.SUPPRESS, Reason.MALFORMED) == 2

@@ -1,0 +1,408 @@
+"""The caller's side of the turn engine: each segment judged, and the barge-in acted on.
+
+:class:`CallerTurns` is where the barge-in policy runs. For every caller segment the server's
+VAD opens (``speech_started``), the calibration gate judges whether it is the caller; a real one
+over the bot pauses the bot at once (the floor moves ``BOT -> PAUSED``), and is then either
+confirmed (``PAUSED -> CALLER``: cancel, truncate to what was heard, drop the rest) or found false
+(``PAUSED -> BOT``: the bot plays on from the heard position). A real caller turn is answered; an
+echo or noise turn is never answered, and deleted. For a bot in between, a segment's events are
+held until they may be shown: at once for an ordinary turn, at the confirmation for a barge-in,
+never for echo and noise. The floor's moves come from
+:data:`~voiceguard.core.floor.FLOOR_TRANSITIONS`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Final, final
+
+from voiceguard.audio import power_to_dbfs, ulaw_power
+from voiceguard.config import TurnConfig
+from voiceguard.core._phone import PhoneAudio
+from voiceguard.core._responder import Responder
+from voiceguard.core._segments import Segment, Segments
+from voiceguard.core.actions import Deliver, SendToModel, TurnAction
+from voiceguard.core.floor import Floor, FloorTrigger
+from voiceguard.core.guards.calibration import CalibrationGate
+from voiceguard.core.guards.cancel import CancelArbiter
+from voiceguard.core.guards.create import CreateRequest
+from voiceguard.core.record import DecisionCounts, DecisionSink, Recorder
+from voiceguard.core.state import CallState
+from voiceguard.decisions import Decision
+from voiceguard.protocol.realtime import (
+    SpeechStarted,
+    SpeechStopped,
+    item_delete,
+    item_truncate,
+    response_cancel,
+)
+
+__all__ = ("CallerTurns",)
+
+logger = logging.getLogger("voiceguard.turns")
+
+_TURN: Final = CreateRequest(label="turn")
+#: How often a postponed confirmation looks again.
+_RECHECK: Final = 0.04
+#: How long after the VAD's silence duration its speech_stopped may still come, in ms.
+_VAD_SLACK_MS: Final = 300
+
+
+#: Caller frames (20 ms each) kept to tell whether the caller is still speaking.
+_RECENT_FRAMES: Final = 10
+
+
+@dataclass(slots=True)
+class _BargeIn:
+    """A barge-in the gate allowed, waiting to be confirmed or found false."""
+
+    segment: Segment
+    response_id: str | None  # the response the caller talked over
+    confirm_at: float
+    decide_by: float  # the latest moment to decide, if the VAD never says the speech ended
+
+
+@final
+class CallerTurns:
+    """The caller's segments of one call, judged and acted on.
+
+    Args:
+        config: The engine's configuration.
+        state: The call's state.
+        gate: The call's calibration gate.
+        cancels: The call's cancel arbiter.
+        phone: The engine's phone side (pause, resume, what was heard).
+        responder: The engine's responses (a turn's answer).
+        move: Moves the engine's floor by a trigger; returns the new floor.
+        floor: The engine's floor now.
+        answer_turns: Whether the engine answers real turns itself now.
+        bot: A bot sits in between (its events are held and shown).
+        on_decision: Receives the gate's judgements as acted on.
+
+    Attributes:
+        segments: The caller's segments and their judgements.
+        false_interruptions: Barge-ins found false (the bot resumed).
+        speaking: True between a ``speech_started`` and its ``speech_stopped``.
+    """
+
+    __slots__ = (
+        "_answer_turns",
+        "_barge",
+        "_bot",
+        "_cancels",
+        "_config",
+        "_floor",
+        "_gate",
+        "_gate_record",
+        "_move",
+        "_own_deletes",
+        "_pending",
+        "_phone",
+        "_recent",
+        "_responder",
+        "_state",
+        "_watched",
+        "false_interruptions",
+        "padding_ms",
+        "segments",
+        "silence_ms",
+        "speaking",
+    )
+
+    def __init__(
+        self,
+        config: TurnConfig,
+        *,
+        state: CallState,
+        gate: CalibrationGate,
+        cancels: CancelArbiter,
+        phone: PhoneAudio,
+        responder: Responder,
+        move: Callable[[FloorTrigger], Floor],
+        floor: Callable[[], Floor],
+        answer_turns: Callable[[], bool],
+        bot: bool,
+        on_decision: DecisionSink | None,
+    ) -> None:
+        self._config = config
+        self._state = state
+        self._gate = gate
+        self._cancels = cancels
+        self._phone = phone
+        self._responder = responder
+        self._move = move
+        self._floor = floor
+        self._answer_turns = answer_turns
+        self._bot = bot
+        self._gate_record = Recorder(
+            guard="calibration_gate",
+            logger=logger,
+            sink=on_decision,
+            identity=lambda: (state.call_sid, state.stream_sid),
+        )
+        self.segments = Segments()
+        self._barge: _BargeIn | None = None
+        self._pending: Segment | None = None  # the segment whose judgement the gate deferred
+        self._watched: Segment | None = None  # a suppressed segment, watched for a late barge-in
+        self._own_deletes: set[str] = set()
+        self.false_interruptions = 0
+        self.speaking = False
+        self._recent: deque[float] = deque(maxlen=_RECENT_FRAMES)  # the caller's frame powers
+        # The VAD's padding around a segment, until the session reports its own.
+        self.silence_ms = config.silence_duration_ms
+        self.padding_ms = config.calibration.prefix_padding_ms
+
+    def statistics(self) -> DecisionCounts:
+        """The gate's judgements of ``speech_started`` as the engine acted on them."""
+        return self._gate_record.snapshot()
+
+    def own_delete(self, item_id: str) -> bool:
+        """True (once) for the ``conversation.item.deleted`` of a delete of the engine's own."""
+        if item_id in self._own_deletes:
+            self._own_deletes.discard(item_id)
+            return True
+        return False
+
+    def _deliver(self, raw: object) -> list[TurnAction]:
+        return [Deliver(event=raw)] if self._bot else []
+
+    # ------------------------------------------------------------------ time
+
+    def next_deadline(self) -> float | None:
+        """When a barge-in is to be confirmed, or the gate wants to judge again."""
+        due = [self._gate.next_deadline(), self._barge.confirm_at if self._barge else None]
+        times = [d for d in due if d is not None]
+        return min(times) if times else None
+
+    def caller_frame(self, frame: bytes) -> None:
+        """One frame of the caller's audio (to tell, at a confirmation, if they still speak)."""
+        self._recent.append(ulaw_power(frame))
+
+    def _caller_quiet(self) -> bool:
+        """True when the caller's last 200 ms stayed at the line's noise (their speech ended)."""
+        floor = self._gate.statistics().noise_floor_dbfs
+        if floor is None or len(self._recent) < _RECENT_FRAMES:
+            return False
+        loudest = power_to_dbfs(max(self._recent))
+        return loudest < floor + self._config.calibration.speech_margin_db
+
+    def on_tick(self, now: float) -> list[TurnAction]:
+        """Confirm a barge-in whose time came; judge a deferred segment again."""
+        out: list[TurnAction] = []
+        barge = self._barge
+        if barge is not None and now >= barge.confirm_at:
+            if self._caller_quiet() and now < barge.decide_by:
+                # The speech ended before the confirmation time: a short answer, or a cough?
+                # The VAD's speech_stopped says how long it was; it is on its way.
+                barge.confirm_at = min(barge.decide_by, now + _RECHECK)
+            else:
+                out += self.confirm(barge, now)
+        due = self._gate.next_deadline()
+        if due is not None and now >= due:
+            decision = self._gate.recheck(now)
+            if self._pending is not None:
+                out += self.judged(self._pending, decision, now)
+        return out
+
+    def late_barge_in(self, late: Decision, now: float) -> list[TurnAction]:
+        """The gate found the caller's own speech inside a segment it had suppressed."""
+        segment = self._watched
+        self._gate_record.record(
+            replace(late, item_id=segment.item_id if segment is not None else None), now
+        )
+        if not late.allowed or segment is None or not self._config.turn_control:
+            return []
+        return self._real(segment, now)
+
+    # ------------------------------------------------------------------ segments
+
+    def speech_started(self, event: SpeechStarted, raw: object, now: float) -> list[TurnAction]:
+        segment = self.segments.open(event.item_id, event.audio_start_ms)
+        self._watched = None
+        self.speaking = True
+        out: list[TurnAction] = []
+        if self._config.turn_control and self._bot:
+            segment.held.append(raw)
+        else:
+            out = self._deliver(raw)
+        self._move(FloorTrigger.SPEECH_STARTED)
+        decision = self._gate.judge_speech_started(
+            now, audio_start_ms=event.audio_start_ms, user_has_spoken=self._state.user_has_spoken
+        )
+        return out + self.judged(segment, decision, now)
+
+    def speech_stopped(self, event: SpeechStopped, raw: object, now: float) -> list[TurnAction]:
+        segment = self.segments.get(event.item_id)
+        self.speaking = False
+        out: list[TurnAction] = []
+        settled = self._gate.speech_stopped(now)
+        if settled is not None and segment is not None and self._pending is segment:
+            out += self.judged(segment, settled, now)
+        barge = self._barge
+        if barge is not None and barge.segment is segment:
+            out += self._speech_ended_early(barge, event, now)
+        return out + self.segment_event(event.item_id, raw, now, commit=False)
+
+    def judged(self, segment: Segment, decision: Decision, now: float) -> list[TurnAction]:
+        self._gate_record.record(replace(decision, item_id=segment.item_id), now)
+        if decision.deferred:
+            self._pending = segment  # the gate asks again at its deadline (on_tick)
+            return []
+        if self._pending is segment:
+            self._pending = None
+        if not self._config.turn_control:
+            segment.real = decision.allowed  # observer mode: judged, not acted on
+            if decision.allowed:
+                self._state.note_user_spoke()
+            return []
+        if decision.allowed:
+            return self._real(segment, now)
+        segment.real = False  # echo or noise: not the caller, nor activity on the line
+        self._watched = segment
+        self._move(FloorTrigger.SPEECH_NOT_REAL)
+        return []
+
+    def _real(self, segment: Segment, now: float) -> list[TurnAction]:
+        """The caller really speaks in *segment*: stop the bot at once, or take the turn."""
+        segment.real = True
+        if self._watched is segment:
+            self._watched = None
+        self._state.note_user_spoke()
+        self._responder.deadlines.caller_spoke()
+        barge = self._barge
+        if barge is not None and barge.segment is segment:
+            return []  # the same segment again (a repeated speech_started): still confirming
+        before = self._floor()
+        if self._move(FloorTrigger.SPEECH_REAL) is Floor.PAUSED and before is not Floor.PAUSED:
+            return self._pause(segment, now)
+        return self._show(segment, now)
+
+    def _pause(self, segment: Segment, now: float) -> list[TurnAction]:
+        """A barge-in over the bot: pause it on the phone now, confirm it later."""
+        out = self._phone.pause(now)
+        item = self._state.current_item
+        cfg = self._config
+        confirm_at = now + cfg.confirm_barge_in
+        self._barge = _BargeIn(
+            segment=segment,
+            response_id=item.response_id if item is not None else self._state.active_response_id,
+            confirm_at=confirm_at,
+            # The VAD says the speech ended silence_ms after it did: a little after that.
+            decide_by=max(confirm_at, now + (self.silence_ms + _VAD_SLACK_MS) / 1000),
+        )
+        return out
+
+    def _speech_ended_early(
+        self, barge: _BargeIn, event: SpeechStopped, now: float
+    ) -> list[TurnAction]:
+        """The speech of a barge-in ended before its confirmation time: a short answer or a blip?"""
+        start = barge.segment.audio_start_ms
+        if start is not None:
+            # The VAD's segment includes the prefix padding before and the silence after.
+            speech_ms = (event.audio_end_ms - self.silence_ms) - (start + self.padding_ms)
+            if speech_ms < 1000 * self._config.min_barge_in_speech:
+                return self._false_interruption(barge, now)
+        return self.confirm(barge, now)
+
+    def _false_interruption(self, barge: _BargeIn, now: float) -> list[TurnAction]:
+        """The speech was too short to be the caller taking the turn: the bot plays on."""
+        self._barge = None
+        self.false_interruptions += 1
+        segment = barge.segment
+        segment.real = False
+        self._cancels.withdraw()
+        self._move(FloorTrigger.SPEECH_TOO_SHORT)
+        logger.info(
+            "false interruption: resuming playout",
+            extra={
+                "call_sid": self._state.call_sid,
+                "stream_sid": self._state.stream_sid,
+                "t": now,
+            },
+        )
+        out = self._phone.resume(now)
+        if segment.committed:
+            out += self._echo_turn(segment)
+        return out
+
+    def confirm(self, barge: _BargeIn, now: float) -> list[TurnAction]:
+        """The caller kept talking: cancel, truncate to what was heard, drop the rest."""
+        self._barge = None
+        self._move(FloorTrigger.BARGE_IN_CONFIRMED)
+        out: list[TurnAction] = []
+        cancel = self._cancels.request(now)
+        if cancel.allowed:
+            out.append(SendToModel(message=response_cancel(cancel.response_id)))
+        item = self._state.current_item
+        if item is not None and item.truncated_ms is None:
+            self._phone.update_heard(now)
+            point = self._state.truncate_point(item.item_id)
+            if point is not None and point < int(item.received_ms):
+                self._state.truncate_sent(item_id=item.item_id, audio_end_ms=point)
+                out.append(SendToModel(message=item_truncate(item.item_id, point)))
+        if barge.response_id is not None:
+            out += self._phone.silence(barge.response_id, now)
+        else:
+            out += self._phone.resume(now)
+        return out + self._show(barge.segment, now)
+
+    def _show(self, segment: Segment, now: float) -> list[TurnAction]:
+        """The segment is real and nothing waits for a confirmation: what was held goes, and a
+        committed turn is answered."""
+        out: list[TurnAction] = [Deliver(event=raw) for raw in segment.held] if self._bot else []
+        segment.held.clear()
+        if segment.committed:
+            out += self._turn_committed(segment, now)
+        return out
+
+    def segment_event(
+        self, item_id: str, raw: object, now: float, *, commit: bool
+    ) -> list[TurnAction]:
+        """``speech_stopped`` or ``committed``: shown, held or hidden with its segment."""
+        if not self._config.turn_control:
+            return self._deliver(raw)
+        segment = self.segments.get(item_id)
+        if segment is None:
+            if not commit:
+                return self._deliver(raw)
+            # A turn whose start the engine never saw (its speech_started was lost, or came
+            # before the engine): the caller said something, so it is answered.
+            segment = self.segments.open(item_id, None)
+            segment.real = True
+        if commit:
+            segment.committed = True
+        waiting = self._barge is not None and self._barge.segment is segment
+        if segment.real is None or waiting:
+            if self._bot:
+                segment.held.append(raw)
+            return []
+        if segment.real is False:
+            if commit:
+                return self._echo_turn(segment)
+            return []
+        out = self._deliver(raw)
+        if commit:
+            out += self._turn_committed(segment, now)
+        return out
+
+    def _echo_turn(self, segment: Segment) -> list[TurnAction]:
+        """A committed turn that was echo or noise: never answered, deleted by policy."""
+        segment.held.clear()
+        if self._watched is segment:
+            self._watched = None
+        if not self._config.delete_echo_turns:
+            return []
+        self._own_deletes.add(segment.item_id)
+        return [SendToModel(message=item_delete(segment.item_id))]
+
+    def _turn_committed(self, segment: Segment, now: float) -> list[TurnAction]:
+        """A real caller turn ended: answer it (when the engine answers turns)."""
+        self._move(FloorTrigger.TURN_COMMITTED)
+        self._responder.answers.turn_committed(segment.item_id)
+        segment.committed = False  # answered once
+        if not self._answer_turns() or self._state.server_creates:
+            return []  # the bot answers its turns itself (or the server still does)
+        return self._responder.create(_TURN, now)[1]
