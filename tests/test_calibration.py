@@ -134,6 +134,22 @@ def test_calibration_on_a_silent_line_is_quick_and_stable() -> None:
     assert stats.noise_floor_dbfs == pytest.approx(-65, abs=2)
 
 
+def test_caller_quiet_is_the_last_200_ms_at_the_noise_floor() -> None:
+    line = noise(3, -65)
+    place(line, clip("caller_13", -20.0)[: int(0.6 * RATE)], at_s=1.5)
+    call = Call(line)
+    call.run_until(1.0)
+    assert call.gate.caller_quiet()  # calibrated on the noise, nothing louder since
+    call.run_until(1.7)
+    assert not call.gate.caller_quiet()  # speaking
+    call.run_until(2.15)
+    assert not call.gate.caller_quiet()  # stopped 50 ms ago: too soon to say
+    call.run_until(2.4)
+    assert call.gate.caller_quiet()
+    assert not call.gate.caller_quiet(seconds=1.0)  # the speech is in the last second
+    assert not CalibrationGate().caller_quiet()  # no floor yet
+
+
 def test_digital_silence_calibrates() -> None:
     call = Call(np.zeros(RATE))
     call.run_until(1.0)

@@ -1,8 +1,9 @@
-"""One recorded call, fed to both drivers of the turn engine: the same decisions.
+"""Every recorded call of the scenario library, fed to both drivers of the turn engine: the same
+decisions.
 
-A call is recorded through the reference server's handler (a scenario of the simulator library,
-in virtual time). Its inputs (Twilio's frames and the model's events, at the times they arrived)
-are then fed, open loop, to each driver in turn:
+Each call is recorded through the reference server's handler (a scenario of the simulator
+library, in virtual time). Its inputs (Twilio's frames and the model's events, at the times they
+arrived) are then fed, open loop, to each driver in turn:
 
 * the reference bridge (:class:`~voiceguard.BridgeCore`), which paces the model's audio itself;
 * the middleware (:class:`~voiceguard.middleware.CallGuard`) under a minimal bot written like the
@@ -44,7 +45,8 @@ from voiceguard.protocol import (
 )
 from voiceguard.sim.scenarios import SCENARIOS, run_scenario
 
-SCENARIOS_PLAYED = (
+#: Scenarios whose calls have barge-in judgements to compare (the others: creates, clears).
+JUDGED = (
     "echo-in-first-seconds",  # the greeting's echo: suppressed
     "speech-started-burst",  # barge-ins over a long answer, cancels refused
     "truncate-long-buffered-audio",  # a barge-in confirmed, truncated to what was heard
@@ -58,7 +60,7 @@ def anyio_backend() -> tuple[str, dict[str, Any]]:
     return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
 
 
-async def recorded(scenario: str, directory: Path) -> Trace:
+async def recorded(scenario: str, directory: Path) -> list[Trace]:
     recorders: list[TraceRecorder] = []
 
     def new_recorder() -> TraceRecorder:
@@ -67,9 +69,11 @@ async def recorded(scenario: str, directory: Path) -> Trace:
 
     run = await run_scenario(SCENARIOS[scenario], guarded_bridge(trace=new_recorder))
     assert run.violations() == ()
-    (recorder,) = recorders
-    assert recorder.path is not None
-    return load_trace(recorder.path)
+    traces = []
+    for recorder in recorders:  # a call each
+        assert recorder.path is not None
+        traces.append(load_trace(recorder.path))
+    return traces
 
 
 @dataclass
@@ -287,20 +291,24 @@ def _creates(outcome: Outcome) -> list[tuple[str, str]]:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("scenario", SCENARIOS_PLAYED)
-async def test_one_recorded_call_gets_the_same_decisions_from_both_drivers(
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+async def test_every_recorded_call_gets_the_same_decisions_from_both_drivers(
     scenario: str, tmp_path: Path
 ) -> None:
-    trace = await recorded(scenario, tmp_path)
-    reference = Reference(trace).run(trace)
-    middleware = Middleware(trace).run(trace)
-    assert reference.of("gate"), "the call has judgements to compare"
-    assert middleware.of("gate") == reference.of("gate")
-    assert middleware.of("cancel") == reference.of("cancel")
-    assert _creates(middleware) == _creates(reference)
-    assert middleware.clears == reference.clears
-    assert len(middleware.truncates) == len(reference.truncates)
-    for ours, theirs in zip(middleware.truncates, reference.truncates, strict=True):
-        # Both are what the caller heard, to the chunk: the chunks differ (paced 100 ms
-        # chunks, or the bot's deltas handed over as they come).
-        assert abs(ours - theirs) <= 100
+    traces = await recorded(scenario, tmp_path)
+    assert len(traces) == SCENARIOS[scenario].calls
+    for trace in traces:
+        reference = Reference(trace).run(trace)
+        middleware = Middleware(trace).run(trace)
+        assert reference.of("create"), "the call has decisions to compare"
+        if scenario in JUDGED:
+            assert reference.of("gate"), "the call has judgements to compare"
+        assert middleware.of("gate") == reference.of("gate")
+        assert middleware.of("cancel") == reference.of("cancel")
+        assert _creates(middleware) == _creates(reference)
+        assert middleware.clears == reference.clears
+        assert len(middleware.truncates) == len(reference.truncates)
+        for ours, theirs in zip(middleware.truncates, reference.truncates, strict=True):
+            # Both are what the caller heard, to the chunk: the chunks differ (paced 100 ms
+            # chunks, or the bot's deltas handed over as they come).
+            assert abs(ours - theirs) <= 100

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,15 +19,21 @@ from voiceguard.protocol import (
     MarkPlayed,
     MediaFormat,
     MediaReceived,
+    OutboundClear,
+    OutboundMark,
+    OutboundMedia,
     StreamStarted,
     StreamStopped,
     TwilioEvent,
     UnknownEvent,
+    clear_message,
     dumps,
     input_audio_append,
+    mark_message,
     media_message,
     parse_realtime_event,
     parse_twilio_message,
+    parse_twilio_outbound,
 )
 from voiceguard.protocol.twilio._parser import TWILIO_EVENTS
 
@@ -317,9 +324,9 @@ JSON_VALUES = st.recursive(
 )
 
 
-def _check(message: object) -> None:
+def _check(message: Any, parse: Callable[[Any], object] = parse_twilio_message) -> None:
     try:
-        parse_twilio_message(message)  # type: ignore[arg-type]
+        parse(message)
     except RemoteProtocolError as exc:
         error = exc
     else:
@@ -355,3 +362,67 @@ def test_mutated_valid_messages_never_raise_anything_else(
 ) -> None:
     path = data.draw(st.sampled_from(_paths(message)))
     _check(_with(message, path, new))
+
+
+# --- what a bot sends to Twilio ----------------------------------------------------------------
+
+OUTBOUND = (
+    media_message("MZ1", base64.b64encode(b"\xff" * 160).decode()),
+    mark_message("MZ1", "greeting-1"),
+    clear_message("MZ1"),
+)
+
+
+def test_the_builders_messages_read_back_as_twilio_reads_them() -> None:
+    media, mark, clear = (parse_twilio_outbound(dumps(m)) for m in OUTBOUND)
+    assert media == OutboundMedia(
+        stream_sid="MZ1", payload=OUTBOUND[0]["media"]["payload"], audio=b"\xff" * 160
+    )
+    assert mark == OutboundMark(stream_sid="MZ1", name="greeting-1")
+    assert clear == OutboundClear(stream_sid="MZ1")
+    assert parse_twilio_outbound(OUTBOUND[2], stream_sid="MZ1") == clear  # a mapping too
+
+
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [
+        ({"streamSid": "MZ1"}, "twilio message: field 'event': missing"),
+        (
+            {"event": "start", "streamSid": "MZ1"},
+            "twilio message: field 'event': expected 'media', 'mark' or 'clear', got 'start'",
+        ),
+        ({"event": "clear"}, "twilio 'clear': field 'streamSid': missing"),
+        (
+            {"event": "mark", "streamSid": "MZ1", "mark": {"name": ""}},
+            "twilio 'mark': field 'mark.name': empty (Twilio needs a name to echo)",
+        ),
+        (
+            {"event": "media", "streamSid": "MZ1", "media": {"payload": "abc"}},
+            "twilio 'media': field 'media.payload': not valid base64 (length 3)",
+        ),
+        (
+            {"event": "media", "streamSid": "MZ1", "media": {}},
+            "twilio 'media': field 'media.payload': missing",
+        ),
+        (
+            {"event": "clear", "streamSid": "MZ2"},
+            "twilio 'clear': field 'streamSid': not the stream of this connection",
+        ),
+    ],
+)
+def test_a_message_twilio_would_refuse_names_the_field(message: dict[str, Any], error: str) -> None:
+    with pytest.raises(RemoteProtocolError) as info:
+        parse_twilio_outbound(json.dumps(message), stream_sid="MZ1")
+    assert str(info.value) == error
+
+
+@given(
+    st.data(),
+    st.sampled_from(OUTBOUND),
+    JSON_VALUES | st.just(...),
+)
+def test_mutated_outbound_messages_never_raise_anything_else(
+    data: st.DataObject, message: dict[str, Any], new: object
+) -> None:
+    path = data.draw(st.sampled_from(_paths(message)))
+    _check(_with(message, path, new), parse_twilio_outbound)

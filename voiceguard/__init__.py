@@ -2,6 +2,7 @@
 
 import warnings
 
+from voiceguard._deprecated import warn_deprecated
 from voiceguard._version import __version__
 from voiceguard.config import (
     BridgeConfig,
@@ -168,11 +169,10 @@ def __getattr__(name: str) -> object:
             warnings.simplefilter("ignore", DeprecationWarning)
             from voiceguard import clock  # noqa: PLC0415 - deprecated
 
-        warnings.warn(
-            f"voiceguard.{name} is deprecated and goes away in the next release: no API takes a "
-            "clock object; pass monotonic seconds (now), or a clock() function to GuardedCall",
-            DeprecationWarning,
-            stacklevel=2,
+        warn_deprecated(
+            f"voiceguard.{name}",
+            "no API takes a clock object; pass monotonic seconds (now), or a clock() function "
+            "to GuardedCall",
         )
         return getattr(clock, name)
     raise AttributeError(f"module 'voiceguard' has no attribute {name!r}")

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ("MOVED_MODULES", "moved_module")
+__all__ = ("MOVED_MODULES", "moved_module", "warn_deprecated")
 
 #: Old module -> the module that holds its names now.
 MOVED_MODULES: Final = {
@@ -34,6 +34,19 @@ MOVED_MODULES: Final = {
 }
 
 
+def warn_deprecated(what: str, instead: str, *, stacklevel: int = 2) -> None:
+    """Warn that *what* goes away in the next release, and say what to use *instead*.
+
+    *stacklevel* counts as :func:`warnings.warn`'s does, from the caller of this function (2:
+    the code that called the caller, where the deprecated thing is used).
+    """
+    warnings.warn(
+        f"{what} is deprecated and goes away in the next release: {instead}",
+        DeprecationWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
 def moved_module(old: str) -> Callable[[str], object]:
     """The module ``__getattr__`` of the stub left at *old*."""
     new = MOVED_MODULES[old]
@@ -42,11 +55,7 @@ def moved_module(old: str) -> Callable[[str], object]:
         if name.startswith("__"):
             raise AttributeError(name)
         value = getattr(importlib.import_module(new), name)
-        warnings.warn(
-            f"{old} is deprecated and goes away in the next release: import {name} from {new}",
-            DeprecationWarning,
-            stacklevel=2,
-        )
+        warn_deprecated(old, f"import {name} from {new}")
         return value
 
     return __getattr__

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from typing import Protocol, final, runtime_checkable
 
+from voiceguard._deprecated import warn_deprecated
 from voiceguard.errors import VoiceguardError
 
-warnings.warn(
-    "voiceguard.clock is deprecated and goes away in the next release: pass monotonic seconds "
-    "(now) to the guards, or a clock() function to GuardedCall",
-    DeprecationWarning,
-    stacklevel=2,
+warn_deprecated(
+    "voiceguard.clock",
+    "pass monotonic seconds (now) to the guards, or a clock() function to GuardedCall",
 )
 
 __all__ = ("Clock", "ClockError", "ManualClock", "SystemClock")

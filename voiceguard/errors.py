@@ -21,6 +21,8 @@ from __future__ import annotations
 import warnings
 from typing import Literal
 
+from voiceguard._deprecated import warn_deprecated
+
 __all__ = (
     "CallScopeError",
     "ConfigError",
@@ -123,11 +125,9 @@ def __getattr__(name: str) -> object:
             warnings.simplefilter("ignore", DeprecationWarning)
             from voiceguard.clock import ClockError  # noqa: PLC0415 - deprecated
 
-        warnings.warn(
-            "voiceguard.errors.ClockError is deprecated and goes away in the next release, "
-            "with the clocks: pass monotonic seconds (now) instead",
-            DeprecationWarning,
-            stacklevel=2,
+        warn_deprecated(
+            "voiceguard.errors.ClockError",
+            "it goes with the clocks; pass monotonic seconds (now) instead",
         )
         return ClockError
     raise AttributeError(f"module 'voiceguard.errors' has no attribute {name!r}")

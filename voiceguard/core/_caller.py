@@ -14,12 +14,10 @@ never for echo and noise. The floor's moves come from
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Final, final
 
-from voiceguard.audio import power_to_dbfs, ulaw_power
 from voiceguard.config import TurnConfig
 from voiceguard.core._phone import PhoneAudio
 from voiceguard.core._responder import Responder
@@ -49,10 +47,6 @@ _TURN: Final = CreateRequest(label="turn")
 _RECHECK: Final = 0.04
 #: How long after the VAD's silence duration its speech_stopped may still come, in ms.
 _VAD_SLACK_MS: Final = 300
-
-
-#: Caller frames (20 ms each) kept to tell whether the caller is still speaking.
-_RECENT_FRAMES: Final = 10
 
 
 @dataclass(slots=True)
@@ -101,7 +95,6 @@ class CallerTurns:
         "_own_deletes",
         "_pending",
         "_phone",
-        "_recent",
         "_responder",
         "_state",
         "_watched",
@@ -150,7 +143,6 @@ class CallerTurns:
         self._own_deletes: set[str] = set()
         self.false_interruptions = 0
         self.speaking = False
-        self._recent: deque[float] = deque(maxlen=_RECENT_FRAMES)  # the caller's frame powers
         # The VAD's padding around a segment, until the session reports its own.
         self.silence_ms = config.silence_duration_ms
         self.padding_ms = config.calibration.prefix_padding_ms
@@ -177,24 +169,12 @@ class CallerTurns:
         times = [d for d in due if d is not None]
         return min(times) if times else None
 
-    def caller_frame(self, frame: bytes) -> None:
-        """One frame of the caller's audio (to tell, at a confirmation, if they still speak)."""
-        self._recent.append(ulaw_power(frame))
-
-    def _caller_quiet(self) -> bool:
-        """True when the caller's last 200 ms stayed at the line's noise (their speech ended)."""
-        floor = self._gate.statistics().noise_floor_dbfs
-        if floor is None or len(self._recent) < _RECENT_FRAMES:
-            return False
-        loudest = power_to_dbfs(max(self._recent))
-        return loudest < floor + self._config.calibration.speech_margin_db
-
     def on_tick(self, now: float) -> list[TurnAction]:
         """Confirm a barge-in whose time came; judge a deferred segment again."""
         out: list[TurnAction] = []
         barge = self._barge
         if barge is not None and now >= barge.confirm_at:
-            if self._caller_quiet() and now < barge.decide_by:
+            if self._gate.caller_quiet() and now < barge.decide_by:
                 # The speech ended before the confirmation time: a short answer, or a cough?
                 # The VAD's speech_stopped says how long it was; it is on its way.
                 barge.confirm_at = min(barge.decide_by, now + _RECHECK)

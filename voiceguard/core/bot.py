@@ -17,8 +17,6 @@ the middleware in between, each passes here first:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from collections.abc import Mapping
 from typing import Any, Final, final
@@ -31,6 +29,7 @@ from voiceguard.core.guards.create import CreateRequest
 from voiceguard.core.record import DecisionCounts, DecisionSink, Recorder
 from voiceguard.core.turns import TurnEngine
 from voiceguard.decisions import Action, CreateOrigin, CreatePolicy, Decision, Reason, Verdict
+from voiceguard.errors import RemoteProtocolError
 from voiceguard.protocol.client import (
     AudioAppend,
     ClientEventError,
@@ -40,6 +39,12 @@ from voiceguard.protocol.client import (
     ResponseCreate,
     SessionUpdate,
     parse_client_event,
+)
+from voiceguard.protocol.twilio import (
+    OutboundClear,
+    OutboundMark,
+    OutboundMedia,
+    parse_twilio_outbound,
 )
 
 __all__ = ("BotSide",)
@@ -275,32 +280,19 @@ class BotSide:
     def to_phone(self, message: Mapping[str, Any], now: float) -> list[TurnAction]:
         """The bot sends *message* to Twilio: what actually goes to the phone, in order."""
         engine = self._engine
-        match message.get("event"):
-            case "media":
-                media = message.get("media")
-                payload = media.get("payload") if isinstance(media, Mapping) else None
-                audio = _b64(payload)
-                if audio is not None:
-                    placed = engine.phone_audio(audio, now)
-                    if placed is not None:
-                        return placed
-            case "mark":
-                mark = message.get("mark")
-                name = mark.get("name") if isinstance(mark, Mapping) else None
-                if isinstance(name, str) and engine.stream_sid is not None:
-                    return engine.phone_mark(name, now)
-            case "clear":
-                if engine.stream_sid is not None:
-                    return engine.phone_clear(now)
+        try:
+            sent = parse_twilio_outbound(message)
+        except RemoteProtocolError:
+            sent = None  # Twilio refuses it (and logs it in its console): the bot's own to see
+        match sent:
+            case OutboundMedia():
+                placed = engine.phone_audio(sent.audio, now)
+                if placed is not None:
+                    return placed
+            case OutboundMark() if engine.stream_sid is not None:
+                return engine.phone_mark(sent.name, now)
+            case OutboundClear() if engine.stream_sid is not None:
+                return engine.phone_clear(now)
             case _:
                 pass
         return [SendToPhone(message=message)]
-
-
-def _b64(payload: object) -> bytes | None:
-    if not isinstance(payload, str):
-        return None
-    try:
-        return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        return None

@@ -17,9 +17,9 @@ and a test can drive it with literal timestamps.
 
 from __future__ import annotations
 
-import warnings
 from typing import Final, TypeAlias, final
 
+from voiceguard._deprecated import warn_deprecated
 from voiceguard.config import BridgeConfig, TurnConfig
 from voiceguard.core.actions import Deliver, EndCall, SendToModel, SendToPhone, TurnAction
 from voiceguard.core.guards.calibration import CalibrationGate
@@ -249,10 +249,9 @@ class BridgeCore:
 
 
 def _deprecated(name: str) -> None:
-    warnings.warn(
-        f"BridgeCore.{name} is deprecated and goes away in the next release: the call's timers "
-        "are deadlines of the turn engine, handled by on_tick()",
-        DeprecationWarning,
+    warn_deprecated(
+        f"BridgeCore.{name}",
+        "the call's timers are deadlines of the turn engine, handled by on_tick()",
         stacklevel=3,
     )
 
@@ -264,21 +263,16 @@ _GONE: Final = frozenset({"StartTimer", "StopTimer", "NoteActivity", "TimerName"
 
 def __getattr__(name: str) -> object:
     if name in _RENAMED:
-        warnings.warn(
-            f"voiceguard.core.bridge.{name} is deprecated and goes away in the next release: "
-            "the action is EndCall (voiceguard.EndCall)",
-            DeprecationWarning,
-            stacklevel=2,
+        warn_deprecated(
+            f"voiceguard.core.bridge.{name}", "the action is EndCall (voiceguard.EndCall)"
         )
         return _RENAMED[name]
     if name in _GONE:
         import voiceguard.core._legacy as legacy  # noqa: PLC0415 - deprecated names
 
-        warnings.warn(
-            f"voiceguard.core.bridge.{name} is deprecated and goes away in the next release: "
+        warn_deprecated(
+            f"voiceguard.core.bridge.{name}",
             "the bridge's timers are deadlines of the turn engine; it never returns one",
-            DeprecationWarning,
-            stacklevel=2,
         )
         return getattr(legacy, name)
     raise AttributeError(f"module 'voiceguard.core.bridge' has no attribute {name!r}")

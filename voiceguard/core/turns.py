@@ -261,7 +261,6 @@ class TurnEngine:
         for played in self._phone.clock.played(now):
             gate.push_outbound(played, now)  # the bot's audio as it plays: the echo reference
         gate.push_inbound(frame, now)
-        self._caller.caller_frame(frame)
         late = gate.poll_barge_in(now)
         return [] if late is None else self._caller.late_barge_in(late, now)
 

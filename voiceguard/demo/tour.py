@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any, Final, Literal
 
 from typing_extensions import assert_never
 
+from voiceguard._deprecated import warn_deprecated
 from voiceguard.core.guards.cancel import CancelArbiter
 from voiceguard.core.guards.create import (
     CreateOrigin,
@@ -414,11 +414,8 @@ _RENAMED: Final = {
 def __getattr__(name: str) -> object:
     if name in _RENAMED:
         new = _RENAMED[name]
-        warnings.warn(
-            f"voiceguard.demo.tour.{name} is deprecated and goes away in the next release: use "
-            f"{new} (a race is not a voiceguard.sim scenario)",
-            DeprecationWarning,
-            stacklevel=2,
+        warn_deprecated(
+            f"voiceguard.demo.tour.{name}", f"use {new} (a race is not a voiceguard.sim scenario)"
         )
         return globals()[new]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

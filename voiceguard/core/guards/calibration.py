@@ -55,7 +55,7 @@ from voiceguard.config import CalibrationConfig
 from voiceguard.core.guards._early_speech import EarlySpeech
 from voiceguard.core.guards._echo_path import EchoPath
 from voiceguard.core.guards._judgement import SpeechStartJudge
-from voiceguard.core.guards._line import BLOCK, LineHistory
+from voiceguard.core.guards._line import BLOCK, LineHistory, window
 from voiceguard.core.guards._noise_floor import NoiseFloor
 from voiceguard.core.guards._watch import LateBargeInWatch
 from voiceguard.decisions import Decision, Reason, Verdict
@@ -294,6 +294,21 @@ class CalibrationGate:
     def next_deadline(self) -> float | None:
         """When to call :meth:`recheck` for a deferred ``speech_started``, or ``None``."""
         return self._judge.deadline
+
+    def caller_quiet(self, seconds: float = 0.2) -> bool:
+        """True when the caller's channel stayed below the noise floor plus
+        :attr:`~voiceguard.CalibrationConfig.speech_margin_db` for the last *seconds* (their
+        speech has ended); False while the floor is unknown or before that much audio came.
+
+        .. versionadded:: 0.2.0
+        """
+        floor = self._floor.dbfs
+        frames = max(1, round(seconds / FRAME_SECONDS))
+        line = self._line
+        if floor is None or line.in_count < frames:
+            return False
+        loudest = float(window(line.in_db, line.in_count, frames).max())
+        return loudest < floor + self._config.speech_margin_db
 
     # ------------------------------------------------------------------ reporting
 

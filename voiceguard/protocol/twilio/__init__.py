@@ -6,7 +6,9 @@ number as a string (``"sequenceNumber": "2"``); the events carry them as ``int``
 of a modelled kind raises :class:`~voiceguard.errors.RemoteProtocolError`, never anything else.
 
 The builders return the messages voiceguard sends to Twilio (``media``, ``mark``, ``clear``) as
-plain dicts, and :func:`connect_stream_twiml` the TwiML that starts the stream.
+plain dicts, and :func:`connect_stream_twiml` the TwiML that starts the stream;
+:func:`parse_twilio_outbound` reads such a message back as Twilio would (the simulated caller and
+the middleware read a bot's phone-bound messages with it).
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ from voiceguard.protocol.twilio._events import (
     StreamStopped,
     TwilioEvent,
 )
+from voiceguard.protocol.twilio._outbound import (
+    OutboundClear,
+    OutboundMark,
+    OutboundMedia,
+    TwilioOutbound,
+    parse_twilio_outbound,
+)
 from voiceguard.protocol.twilio._parser import parse_twilio_message
 
 __all__ = (
@@ -40,13 +49,18 @@ __all__ = (
     "MarkPlayed",
     "MediaFormat",
     "MediaReceived",
+    "OutboundClear",
+    "OutboundMark",
+    "OutboundMedia",
     "StreamStarted",
     "StreamStopped",
     "TwilioEvent",
+    "TwilioOutbound",
     "UnknownEvent",
     "clear_message",
     "connect_stream_twiml",
     "mark_message",
     "media_message",
     "parse_twilio_message",
+    "parse_twilio_outbound",
 )

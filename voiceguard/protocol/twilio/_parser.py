@@ -48,7 +48,7 @@ from voiceguard.protocol.twilio._events import (
     TwilioEvent,
 )
 
-__all__ = ("TWILIO_EVENTS", "parse_twilio_message")
+__all__ = ("TWILIO_EVENTS", "parse_twilio_message", "read_payload")
 
 # Field readers of their own
 
@@ -96,7 +96,7 @@ def _media_format(start: Fields, key: str) -> MediaFormat:
     return MediaFormat(encoding=encoding, sample_rate=sample_rate, channels=channels)
 
 
-def _payload(media: Fields, key: str, _audio_format: AudioFormat | None) -> dict[str, Any]:
+def read_payload(media: Fields, key: str, _audio_format: AudioFormat | None) -> dict[str, Any]:
     """``media.payload`` as received and decoded."""
     payload, audio = media.req_base64(key)
     return {"payload": payload, "audio": audio}
@@ -174,7 +174,7 @@ _SPECS: Final[tuple[EventSpec[TwilioEvent], ...]] = (
         attr("track", string, within="media"),
         attr("chunk", decimal, within="media"),
         attr("timestamp_ms", decimal, key="timestamp", within="media"),
-        attrs(_payload, "payload", within="media"),
+        attrs(read_payload, "payload", within="media"),
         fast=_well_formed_media,
     ),
     event(

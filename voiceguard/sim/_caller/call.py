@@ -11,8 +11,14 @@ import anyio
 from typing_extensions import assert_never
 
 from voiceguard.audio import FRAME_BYTES, FRAME_SECONDS
-from voiceguard.protocol import dumps
-from voiceguard.sim._caller.outbound import Clear, Mark, Media, Refused, parse_outbound
+from voiceguard.errors import RemoteProtocolError
+from voiceguard.protocol import (
+    OutboundClear,
+    OutboundMark,
+    OutboundMedia,
+    dumps,
+    parse_twilio_outbound,
+)
 from voiceguard.sim._caller.records import CallRecord, HeardAudio, MarkEchoed, ReceivedMessage
 from voiceguard.sim._caller.script import EchoPath, HangUp, PressDigit, Speak
 from voiceguard.sim.signals import SILENCE_BYTE, attenuate, line_noise, mix, speech_like
@@ -128,24 +134,24 @@ class Call:
         """Take one message from the bot, as Twilio would."""
         now = self.now()
         try:
-            message = parse_outbound(text, self.record.stream_sid)
-        except Refused as exc:
+            message = parse_twilio_outbound(text, stream_sid=self.record.stream_sid)
+        except RemoteProtocolError as exc:
             self.record.received.append(ReceivedMessage(time=now, event="invalid", detail=str(exc)))
             self.record.protocol_errors.append(str(exc))
             return
         match message:
-            case Media():
+            case OutboundMedia():
                 self.record.received.append(
                     ReceivedMessage(time=now, event="media", detail=f"{len(message.audio)} bytes")
                 )
                 if message.audio:
                     self.queue.append(message.audio)
-            case Mark():
+            case OutboundMark():
                 self.record.received.append(
                     ReceivedMessage(time=now, event="mark", detail=message.name)
                 )
                 self.queue.append(message.name)
-            case Clear():
+            case OutboundClear():
                 self.record.received.append(ReceivedMessage(time=now, event="clear", detail=""))
                 self.record.clears.append(now)
                 names = [item for item in self.queue if isinstance(item, str)]
