@@ -16,6 +16,7 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from log_capture import every_record
 from prometheus_client.parser import text_string_to_metric_families
 from server_harness import ModelRouter
 
@@ -63,21 +64,8 @@ class Capture(logging.Handler):
 @pytest.fixture
 def captured() -> Iterator[Capture]:
     """Every record of every logger, at DEBUG."""
-    root = logging.getLogger()
-    capture = Capture()
-    level = root.level
-    quiet = {name: logging.getLogger(name).level for name in ("voiceguard", "websockets")}
-    root.addHandler(capture)
-    root.setLevel(logging.DEBUG)
-    for name in quiet:
-        logging.getLogger(name).setLevel(logging.NOTSET)
-    try:
+    with every_record(Capture()) as capture:
         yield capture
-    finally:
-        root.removeHandler(capture)
-        root.setLevel(level)
-        for name, old in quiet.items():
-            logging.getLogger(name).setLevel(old)
 
 
 def assert_no_secret(records: list[logging.LogRecord], *texts: str) -> None:
@@ -108,6 +96,7 @@ async def test_a_barge_in_call_is_logged_counted_and_traced_without_secrets(
         "VOICEGUARD_PUBLIC_URL": PUBLIC_URL,
         "VOICEGUARD_TRACE_DIR": str(tmp_path),
         "VOICEGUARD_TRACE_AUDIO": "true",
+        "VOICEGUARD_STREAM_TOKENS": "false",  # the stream is signed; tokens: test_edge_attacks
     }
     long_answer = Reply(text="Let me tell you all about our opening hours. " * 3, duration=3.0)
     async with ModelRouter.running() as router:

@@ -19,7 +19,10 @@ Those are exactly the inputs of :class:`~voiceguard.BridgeCore` with their times
 Audio payloads are replaced by their length and energy (``{"bytes": 160, "dbfs": -42.5}``)
 unless the recorder is asked to keep them (``audio="full"``). A trace without audio can be read
 and drawn, but the calibration gate cannot judge energy it never saw, so only a trace with audio
-can be re-decided. Nothing secret is ever written: no API key and no auth token reach the bridge.
+can be re-decided. No API key or auth token reaches the bridge, and a secret that a peer echoes
+back (a model ``error`` quoting the key) is replaced by ``<redacted>`` in every line written: the
+recorder's ``secrets`` and those registered for the process (the reference server registers its
+API key and auth token), as plain text and percent-encoded.
 
 :func:`load_trace` reads a trace back; a malformed line raises :class:`TraceError` naming the
 file, the line and the problem.
@@ -36,11 +39,12 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final, Literal, TypeAlias, final
 
+from voiceguard._redact import REDACTED, blank_forms, registered_secrets, secret_forms
 from voiceguard.audio import ulaw_energy_dbfs
 from voiceguard.config import BridgeConfig, config_from_mapping, config_to_mapping
 from voiceguard.decisions import Decision
@@ -149,6 +153,30 @@ def _redact(message: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _forms_in_json(forms: tuple[str, ...]) -> tuple[str, ...]:
+    """*forms* as they appear inside a JSON line (escaped like ``json.dumps`` escapes them)."""
+    return tuple(dict.fromkeys((*forms, *(json.dumps(form)[1:-1] for form in forms))))
+
+
+def _blanked(value: object, forms: tuple[str, ...]) -> object:
+    """*value* (a record's JSON data) with the secrets' *forms* blanked in every string.
+
+    A number or other scalar that spells a secret becomes the string ``<redacted>``, so the line
+    stays valid JSON and the secret still goes.
+    """
+    if isinstance(value, str):
+        return blank_forms(value, forms)
+    if isinstance(value, Mapping):
+        return {
+            blank_forms(key, forms) if isinstance(key, str) else key: _blanked(item, forms)
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [_blanked(item, forms) for item in value]
+    text = json.dumps(value)
+    return REDACTED if any(form in text for form in forms) else value
+
+
 def _file_name(call_sid: str | None, stream_sid: str | None) -> str:
     name = _UNSAFE_NAME.sub("_", f"{call_sid or 'call'}-{stream_sid or 'stream'}")[:120]
     return name + ".jsonl"
@@ -164,15 +192,34 @@ class TraceRecorder:
         audio: ``"summary"`` (the default) replaces audio payloads by their length and energy;
             ``"full"`` keeps them, which a replay with re-decided barge-ins needs.
         config: The bridge's configuration, written in the header (the handler sets it).
+        secrets: Replaced by ``<redacted>`` wherever they appear in a record, with those
+            registered for the process (the reference server registers its API key, auth token
+            and metrics token), read at every record. A secret shorter than 8 characters is not looked for (it would blank
+            ordinary words). A line is searched for them before it is written, and rebuilt only
+            when one is in it, so a frame of audio costs a few substring checks.
 
     The file is opened at the first record and closed by :meth:`close` (the handler closes it
     when the call ends). Writing never raises into the call: an ``OSError`` stops the trace and
     is kept in :attr:`error`.
 
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2.0
+       The *secrets* option; registered secrets are redacted.
     """
 
-    __slots__ = ("_audio", "_config", "_directory", "_file", "_now", "error", "path")
+    __slots__ = (
+        "_audio",
+        "_config",
+        "_directory",
+        "_file",
+        "_forms",
+        "_json_forms",
+        "_now",
+        "_registered",
+        "_secrets",
+        "error",
+        "path",
+    )
 
     def __init__(
         self,
@@ -180,10 +227,15 @@ class TraceRecorder:
         *,
         audio: AudioMode = "summary",
         config: BridgeConfig | None = None,
+        secrets: Iterable[str] = (),
     ) -> None:
         if audio not in ("summary", "full"):
             raise ConfigError("TraceRecorder.audio", audio, '"summary" or "full"')
         self._directory = Path(directory)
+        self._secrets = tuple(secret for secret in secrets if secret)
+        self._registered: tuple[str, ...] | None = None  # the registry the forms were made for
+        self._forms: tuple[str, ...] = ()
+        self._json_forms: tuple[str, ...] = ()
         self._audio: AudioMode = audio
         self._config = config if config is not None else BridgeConfig()
         self._file: IO[str] | None = None
@@ -255,7 +307,10 @@ class TraceRecorder:
 
     def bad(self, peer: Literal["phone", "model"], problem: str, now: float) -> None:
         """A malformed message from *peer* (it never reaches the bridge)."""
-        self._write({"k": "bad", "peer": peer, "t": now, "problem": problem[:200]})
+        # Blanked before it is cut: a cut could leave half a secret the line check cannot see.
+        self._update_forms()
+        problem = blank_forms(problem, self._forms)[:200]
+        self._write({"k": "bad", "peer": peer, "t": now, "problem": problem})
 
     def tick(self, now: float) -> None:
         """The bridge is woken at its deadline (:meth:`~voiceguard.BridgeCore.on_tick`)."""
@@ -311,12 +366,26 @@ class TraceRecorder:
             except OSError as exc:
                 self.error = exc
 
+    def _update_forms(self) -> None:
+        """Follow the registry: it is replaced whole when a secret is added, so ``is`` tells."""
+        registered = registered_secrets()
+        if registered is not self._registered:
+            self._registered = registered
+            self._forms = secret_forms((*self._secrets, *registered))
+            self._json_forms = _forms_in_json(self._forms)
+
     def _write(self, record: Mapping[str, Any]) -> None:
         file = self._file
         if file is None:
             return
         try:
-            file.write(json.dumps(record, separators=(",", ":")) + "\n")
+            line = json.dumps(record, separators=(",", ":"))
+            self._update_forms()
+            for form in self._json_forms:  # a few substring checks; rebuilt only on a hit
+                if form in line:
+                    line = json.dumps(_blanked(record, self._forms), separators=(",", ":"))
+                    break
+            file.write(line + "\n")
         except (OSError, ValueError) as exc:
             self.error = exc if isinstance(exc, OSError) else OSError(str(exc))
             self.close()

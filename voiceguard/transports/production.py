@@ -258,7 +258,8 @@ class RealtimeConnection:
 
         Raises:
             ~voiceguard.transports.base.TransportClosed: When the connection closed, with the
-                server's close code (1006 if it was dropped).
+                server's close code, else the code this end closed with (1009 for a message
+                over *max_message_bytes*), else 1006 (dropped).
         """
         from websockets.exceptions import ConnectionClosed  # noqa: PLC0415 - optional dep
 
@@ -292,9 +293,11 @@ class RealtimeConnection:
 
     def _closed_from(self, exc: Exception) -> TransportClosed:
         if self._closed is None:
-            rcvd = getattr(exc, "rcvd", None)
-            if rcvd is not None:
-                self._closed = TransportClosed(int(rcvd.code), str(rcvd.reason))
+            # When this end failed the connection (a message over the limit: 1009) no close
+            # frame is received, but the code sent says why.
+            close = getattr(exc, "rcvd", None) or getattr(exc, "sent", None)
+            if close is not None:
+                self._closed = TransportClosed(int(close.code), str(close.reason))
             else:
                 self._closed = TransportClosed(ABNORMAL_CLOSURE, "connection dropped")
         return self._closed

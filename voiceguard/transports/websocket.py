@@ -153,8 +153,9 @@ class WebSocketTransport:
             The message.
 
         Raises:
-            TransportClosed: When the connection closed, with the peer's close code, or 1006 if
-                it was dropped.
+            TransportClosed: When the connection closed, with the peer's close code, else the
+                code this end closed with (1009 for a message over the size limit), else 1006
+                (dropped).
         """
         while not self._messages:
             if self._closed_info is not None:
@@ -198,9 +199,11 @@ class WebSocketTransport:
             async with self._send_lock:
                 await self._flush()
         if self._protocol.state is State.CLOSED or eof:
-            rcvd = self._protocol.close_rcvd
-            if rcvd is not None:
-                info = TransportClosed(int(rcvd.code), rcvd.reason)
+            # When this end failed the connection (a message over the limit: 1009) no close
+            # frame is received, but the code sent says why.
+            close = self._protocol.close_rcvd or self._protocol.close_sent
+            if close is not None:
+                info = TransportClosed(int(close.code), close.reason)
             else:
                 info = TransportClosed(ABNORMAL_CLOSURE, "connection dropped")
             self._set_closed(info)
