@@ -28,7 +28,9 @@ import trio.testing
 from fault_injection import Rewrite, Tampered, event_type
 
 from voiceguard import HandlerConfig
+from voiceguard.audio import FRAME_BYTES, FRAME_SECONDS
 from voiceguard.protocol import StreamStarted, dumps
+from voiceguard.runtime._phone_in import default_apology
 from voiceguard.runtime.handler import CallSummary, MediaHandler
 from voiceguard.sim.caller import CallerSimulator, CallRecord, HangUp, Speak
 from voiceguard.sim.realtime import EventFault, FunctionCall, RealtimeSimulator, Reply
@@ -193,7 +195,10 @@ async def test_model_unreachable(caplog: pytest.LogCaptureFixture) -> None:
     )
     assert call.summary.ended_by == "model connection failed: connection refused"
     assert call.record.ended_by == "bot"
-    assert call.record.ended_at is not None and call.record.ended_at < 0.5
+    # The caller hears the apology (4.4 s), then the line ends: never left on a dead line.
+    apology = len(default_apology()) / FRAME_BYTES * FRAME_SECONDS
+    assert call.record.heard_seconds == pytest.approx(apology, abs=0.05)
+    assert call.record.ended_at is not None and call.record.ended_at < apology + 0.5
     assert sim.statistics().connections_total == 0
 
 
@@ -209,9 +214,11 @@ async def test_model_drops_before_the_session(caplog: pytest.LogCaptureFixture) 
         caplog,
         lambda: guarded_call(sim, talk(), caplog=caplog, model_incoming=drop_at_once),
     )
-    assert call.summary.ended_by == "model closed (1006)"
+    assert call.summary.ended_by == "model closed before its session (1006)"
     assert call.record.ended_by == "bot"
-    assert call.record.heard_seconds == 0
+    # Nothing of the model was heard: only the apology.
+    apology = len(default_apology()) / FRAME_BYTES * FRAME_SECONDS
+    assert call.record.heard_seconds == pytest.approx(apology, abs=0.05)
     assert call.sim.statistics().errors_by_code == {}
 
 

@@ -49,6 +49,7 @@ from voiceguard.core.state import (
 from voiceguard.core.turns import TurnEngine
 from voiceguard.decisions import Action, Decision, Reason, Verdict
 from voiceguard.errors import (
+    CallRefused,
     CallScopeError,
     ConfigError,
     LocalProtocolError,
@@ -84,6 +85,7 @@ __all__ = (
     "CalibrationStatus",
     "CallIdentity",
     "CallMetrics",
+    "CallRefused",
     "CallScope",
     "CallScopeConfig",
     "CallScopeError",

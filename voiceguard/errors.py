@@ -11,7 +11,8 @@ the protocol, and each one says whose fault it is::
     │   ├── RemoteProtocolError     a peer sent a malformed message (also ValueError)
     │   └── LocalProtocolError      the caller asked to build an invalid message (also ValueError)
     ├── StateTransitionError        the caller reported an action the call state forbids
-    └── CallScopeError              a call scope or its timers were misused (also RuntimeError)
+    ├── CallScopeError              a call scope or its timers were misused (also RuntimeError)
+    └── CallRefused                 a model connector turned a started call away (capacity, token)
 
 Every exception leaves the object that raised it unchanged.
 """
@@ -24,6 +25,7 @@ from typing import Literal
 from voiceguard._deprecated import warn_deprecated
 
 __all__ = (
+    "CallRefused",
     "CallScopeError",
     "ConfigError",
     "LocalProtocolError",
@@ -116,6 +118,32 @@ class CallScopeError(VoiceguardError, RuntimeError):
     The message says which misuse happened (entered twice, re-entered after exit, timer armed on a
     closed or closing scope, ...).
     """
+
+
+class CallRefused(VoiceguardError):
+    """A :data:`~voiceguard.ModelConnector` turns a started call away before any model session.
+
+    Raised by the connector when the call may not go on: the server is full, the stream's token
+    is missing, expired or used already. :class:`~voiceguard.MediaHandler` ends the call with
+    ``"start refused: <reason>"`` and closes the phone's socket with :attr:`close_code`; it is
+    not counted as a malformed message (the phone did nothing wrong).
+
+    Args:
+        reason: Why, in words for the log (never a secret).
+        close_code: The WebSocket close code the phone gets: 1008 (policy violation) by
+            default, 1013 (try again later) for a full server.
+
+    Attributes:
+        reason: Why.
+        close_code: The close code.
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __init__(self, reason: str, *, close_code: int = 1008) -> None:
+        self.reason = reason
+        self.close_code = close_code
+        super().__init__(reason)
 
 
 def __getattr__(name: str) -> object:

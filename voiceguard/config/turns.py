@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Final, final
 
+from voiceguard.audio import FRAME_BYTES
 from voiceguard.config._checks import check_bool, check_number, check_optional_number, check_type
 from voiceguard.config.guards import (
     CalibrationConfig,
@@ -414,7 +415,20 @@ class HandlerConfig:
         idle: The idle ladder's rungs (prompt, prompt, hang up on a silent caller).
         max_duration: The call's polite and hard time limits.
         start_timeout: Seconds to wait for Twilio's ``start`` before giving up on the stream
-            (no model session is opened before it). Default 10 s.
+            (no model session is opened before it). Twilio sends ``connected`` and ``start``
+            as soon as the stream opens, so a stream silent for longer is not Twilio. Default
+            3 s.
+        model_timeout: Seconds the model gets to open its session: the WebSocket handshake
+            and its first event (``session.created``). Past it the call ends with ``"model
+            timeout"``, after the apology. Default 5 s.
+        apology: What the caller hears when the model cannot be reached (connection refused,
+            handshake failed, no first event in time): True plays a short spoken apology
+            (English, "Sorry, we cannot take your call right now. Please try again later.");
+            bytes play your own clip (8 kHz mu-law, whole 20 ms frames); False plays nothing.
+        max_audio_burst: Seconds of caller audio a call may receive ahead of real time (a
+            network stall is followed by a burst); frames beyond it are dropped and counted as
+            malformed, so a caller flooding audio ends its own call, never another's. Default
+            2 s.
         max_bad_messages: Malformed messages (from both peers together) a call tolerates; past
             this the call ends. Each one is logged and counted. Default 100.
     """
@@ -425,7 +439,10 @@ class HandlerConfig:
     hangup: HangupFallbackConfig = field(default_factory=HangupFallbackConfig)
     idle: IdleLadderConfig = field(default_factory=IdleLadderConfig)
     max_duration: MaxCallDurationConfig = field(default_factory=MaxCallDurationConfig)
-    start_timeout: float = 10.0
+    start_timeout: float = 3.0
+    model_timeout: float = 5.0
+    apology: bool | bytes = field(default=True, repr=False)
+    max_audio_burst: float = 2.0
     max_bad_messages: int = 100
 
     def __post_init__(self) -> None:
@@ -450,6 +467,19 @@ class HandlerConfig:
             unit="seconds",
             low_open=True,
         )
+        for name, high in (("model_timeout", 120), ("max_audio_burst", 60)):
+            check_number(
+                self, name, getattr(self, name), low=0, high=high, unit="seconds", low_open=True
+            )
+        apology: object = self.apology
+        if not isinstance(apology, (bool, bytes)) or (
+            isinstance(apology, bytes) and (not apology or len(apology) % FRAME_BYTES)
+        ):
+            raise ConfigError(
+                f"{type(self).__name__}.apology",
+                f"{len(apology)} bytes" if isinstance(apology, bytes) else apology,
+                f"True, False, or 8 kHz mu-law audio of whole {FRAME_BYTES}-byte (20 ms) frames",
+            )
         check_number(
             self, "max_bad_messages", self.max_bad_messages, low=0, high=1_000_000, integer=True
         )

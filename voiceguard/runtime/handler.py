@@ -16,26 +16,20 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, suppress
-from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias, final
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from typing_extensions import assert_never
 
-from voiceguard.audio import FRAME_BYTES
+from voiceguard.audio import FRAME_BYTES, FRAME_SECONDS
 from voiceguard.config import HandlerConfig
 from voiceguard.core.actions import Deliver, EndCall, SendToModel, SendToPhone
 from voiceguard.core.bridge import BridgeAction, BridgeCore
-from voiceguard.core.guards.calibration import CalibrationStatistics
-from voiceguard.core.playout import PlayoutStatistics
-from voiceguard.core.record import DecisionCounts, TimerSink
-from voiceguard.core.state import CallStateStatistics
+from voiceguard.core.record import TimerSink
 from voiceguard.errors import RemoteProtocolError
-from voiceguard.observe.metrics import CallMetrics, call_metrics
 from voiceguard.observe.trace import TraceRecorder
 from voiceguard.protocol import (
     RealtimeError,
@@ -44,10 +38,18 @@ from voiceguard.protocol import (
     StreamStopped,
     dumps,
     parse_realtime_event,
-    parse_twilio_message,
 )
-from voiceguard.protocol.twilio import Connected, MediaReceived, TwilioEvent
-from voiceguard.runtime.scope import CallScope, CallScopeStatistics
+from voiceguard.protocol.twilio import TwilioEvent
+from voiceguard.runtime._model_session import ModelSession
+from voiceguard.runtime._phone_in import (
+    PhoneChecks,
+    PhoneInput,
+    await_start,
+    default_apology,
+    parse_phone_message,
+)
+from voiceguard.runtime.scope import CallScope
+from voiceguard.runtime.summary import CallMeasures, CallSummary, call_summary, trace_gate
 from voiceguard.transports import NORMAL_CLOSURE, Transport, TransportClosed
 
 __all__ = ("CallSummary", "MediaHandler", "ModelConnector")
@@ -68,44 +70,6 @@ _INTERVENTIONS: Final = frozenset(
 )
 #: A deadline that does not move after a tick is retried after this long (never a busy loop).
 _STUCK_DEADLINE_RETRY: Final = 0.005
-
-
-@final
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CallSummary:
-    """What happened in one call, for logs, metrics and tests.
-
-    Attributes:
-        call_sid: Twilio's call SID, if the stream started.
-        stream_sid: Twilio's stream SID, if the stream started.
-        ended_by: Why the call ended (``"twilio stop"``, ``"phone closed"``,
-            ``"model closed"``, ``"hang-up: goodbye played"``, ...).
-        duration: Seconds from Twilio's ``start`` to the end.
-        bad_messages: Malformed messages per peer (``"twilio"``, ``"realtime"``).
-        model_errors: ``error`` events from the model, per code.
-        state: The call state's counters.
-        cancels: The cancel arbiter's decisions.
-        creates: The create guard's decisions.
-        gate: The calibration gate's statistics.
-        playout: The playout buffer's counters.
-        timers: The call scope's timer statistics (``pending`` is 0 after every call).
-        metrics: The call's guarded actions counted for metrics (barge-ins, cancels, creates,
-            timers, truncations, reaction latencies); None if the stream never started.
-    """
-
-    call_sid: str | None
-    stream_sid: str | None
-    ended_by: str
-    duration: float
-    bad_messages: MappingProxyType[str, int]
-    model_errors: MappingProxyType[str, int]
-    state: CallStateStatistics | None
-    cancels: DecisionCounts | None
-    creates: DecisionCounts | None
-    gate: CalibrationStatistics | None
-    playout: PlayoutStatistics | None
-    timers: CallScopeStatistics | None
-    metrics: CallMetrics | None = None
 
 
 @final
@@ -139,9 +103,7 @@ class MediaHandler:
         self._config = config if config is not None else HandlerConfig()
         self._trace = trace
         self._start_text = ""
-        self._reacting_since: float | None = None
-        self._reactions: list[float] = []
-        self._unheard_at_truncation: list[float] = []
+        self._measures = CallMeasures()
         if trace is not None:
             trace.set_config(self._config.bridge)
         self._core = BridgeCore(
@@ -160,6 +122,10 @@ class MediaHandler:
         self._outbox: MemoryObjectSendStream[list[BridgeAction]] | None = None
         self._ran = False
         self._start: StreamStarted | None = None
+        self._phone_in: PhoneInput | None = None
+        self._first_model_text: str | None = None
+        self._session: ModelSession | None = None
+        self._apologised = False
 
     @property
     def core(self) -> BridgeCore:
@@ -175,7 +141,14 @@ class MediaHandler:
         if self._ran:
             raise RuntimeError("MediaHandler.run() may be called once; make a handler per call")
         self._ran = True
-        start = self._start = await self._await_start()
+        checks = PhoneChecks(self._parse_phone, self._count_bad, self._too_many_bad)
+        got = await await_start(self._phone, timeout=self._config.start_timeout, checks=checks)
+        start = None
+        if isinstance(got, str):
+            self._end(got)
+        else:
+            start, self._start_text = got
+            self._start = start
         if start is None:
             with anyio.CancelScope(shield=True):
                 await self._close_phone()
@@ -184,107 +157,86 @@ class MediaHandler:
         scope = CallScope(
             call_sid=start.call_sid, stream_sid=start.stream_sid, config=self._config.scope
         )
-        try:
-            async with self._connect_model(start) as model:
-                self._model = model
-                await self._run_call(start, scope, model)
-        except TransportClosed as exc:
-            self._end(f"model connection failed: {exc}")
-        except OSError as exc:
-            self._end(f"model connection failed: {exc}")
-        except RemoteProtocolError as exc:  # the connector refused the start (its parameters)
-            self._count_bad(exc.peer, str(exc))
-            self._end(f"start refused: {exc}")
+        phone_in = self._phone_in = PhoneInput(
+            self._phone, start, checks=checks, max_audio_burst=self._config.max_audio_burst
+        )
+        async with anyio.create_task_group() as reading:
+            # One reader of the phone from here to the end: a stop during the model's handshake
+            # ends the call at once.
+            reading.start_soon(phone_in.pump, name="phone pump")
+            try:
+                await self._call_model(start, scope)
+                if self._session is not None and self._session.failed:
+                    await self._apologise(start)
+            finally:
+                phone_in.close()
+                reading.cancel_scope.cancel()
         with anyio.CancelScope(shield=True):
             await self._close_phone()
         if self._trace is not None:
-            gate = self._core.gate.statistics()
-            self._trace.end(
-                anyio.current_time(),
-                ended_by=self._ended_by or "ended",
-                gate={
-                    "noise_floor_dbfs": gate.noise_floor_dbfs,
-                    "echo_delay_ms": gate.echo_delay_ms,
-                    "echo_return_loss_db": gate.echo_return_loss_db,
-                    "echo_confidence": gate.echo_confidence,
-                },
-            )
+            gate = trace_gate(self._core.gate.statistics())
+            self._trace.end(anyio.current_time(), ended_by=self._ended_by or "ended", gate=gate)
         return self._summary(start, anyio.current_time() - began, scope)
+
+    async def _call_model(self, start: StreamStarted, scope: CallScope) -> None:
+        """Open the call's model session in time, run the call over it, or say why not."""
+        assert self._phone_in is not None
+        session = self._session = ModelSession(
+            self._connect_model,
+            self._phone_in,
+            timeout=self._config.model_timeout,
+            end=self._end,
+            count_bad=self._count_bad,
+        )
+
+        async def run(model: Transport, first: str) -> None:
+            self._first_model_text = first
+            self._model = model
+            await self._run_call(start, scope, model)
+
+        async def silent() -> None:  # apologise before the model socket's slow close
+            await self._apologise(start)
+            with anyio.CancelScope(shield=True):
+                await self._close_phone()
+
+        await session.run(start, run, silent)
+
+    async def _apologise(self, start: StreamStarted) -> None:
+        """Tell the caller the call cannot be taken (the model is unreachable)."""
+        apology = self._config.apology
+        if apology is not False and self._phone_in is not None and not self._apologised:
+            self._apologised = True
+            audio = default_apology() if apology is True else apology
+            self._runtime_action("apologise", seconds=len(audio) / FRAME_BYTES * FRAME_SECONDS)
+            await self._phone_in.play(start.stream_sid, audio)
 
     async def _run_call(self, start: StreamStarted, scope: CallScope, model: Transport) -> None:
         outbox, inbox = anyio.create_memory_object_stream[list[BridgeAction]](_QUEUE_DEPTH)
         self._outbox = outbox
         with outbox, inbox:
-            await self._run_scope(start, scope, model, inbox)
+            async with scope:
+                self._scope = scope
+                scope.on_close(self._final_sends)
+                scope.start_soon(self._sender, inbox, name="sender")
+                now = anyio.current_time()
+                if self._trace is not None:
+                    sids = {"call_sid": start.call_sid, "stream_sid": start.stream_sid}
+                    self._trace.start(self._start_text, now, **sids)
+                await self._emit(self._core.on_phone(start, now))
+                scope.start_soon(self._read_phone, name="phone reader")
+                scope.start_soon(self._read_model, model, name="model reader")
+                scope.start_soon(self._tick, name="ticker")
+                await anyio.sleep_forever()
         self._outbox = None
-
-    async def _run_scope(
-        self,
-        start: StreamStarted,
-        scope: CallScope,
-        model: Transport,
-        inbox: MemoryObjectReceiveStream[list[BridgeAction]],
-    ) -> None:
-        async with scope:
-            self._scope = scope
-            scope.on_close(self._final_sends)
-            scope.start_soon(self._sender, inbox, name="sender")
-            now = anyio.current_time()
-            if self._trace is not None:
-                self._trace.start(
-                    self._start_text, now, call_sid=start.call_sid, stream_sid=start.stream_sid
-                )
-            await self._emit(self._core.on_phone(start, now))
-            scope.start_soon(self._read_phone, name="phone reader")
-            scope.start_soon(self._read_model, model, name="model reader")
-            scope.start_soon(self._tick, name="ticker")
-            await anyio.sleep_forever()
-
-    # ------------------------------------------------------------------ before the stream
-
-    async def _await_start(self) -> StreamStarted | None:
-        """Read Twilio until ``start``; nothing is opened before it."""
-        with anyio.move_on_after(self._config.start_timeout):
-            while True:
-                try:
-                    text = await self._phone.receive()
-                except TransportClosed:
-                    self._end("phone closed before start")
-                    return None
-                event = self._parse_phone(text)
-                if isinstance(event, StreamStarted):
-                    self._start_text = text
-                    return event
-                if isinstance(event, StreamStopped):
-                    self._end("twilio stop before start")
-                    return None
-                if isinstance(event, MediaReceived):
-                    self._count_bad("twilio", "media before start")
-                elif event is not None and not isinstance(event, Connected):
-                    logger.debug("ignored before start: %s", type(event).__name__)
-                if self._too_many_bad():
-                    return None
-        self._end(f"no start within {self._config.start_timeout:g} s")
-        return None
 
     # ------------------------------------------------------------------ the call's tasks
 
     async def _read_phone(self) -> None:
         core = self._core
-        while True:
-            try:
-                text = await self._phone.receive()
-            except TransportClosed:
-                self._end("phone closed")
-                return
-            event = self._parse_phone(text)
-            if event is None:
-                if self._too_many_bad():
-                    return
-                continue
-            if isinstance(event, StreamStarted):
-                self._count_bad("twilio", "a second start")
-                continue
+        phone_in = self._phone_in
+        assert phone_in is not None
+        while (message := await phone_in.next()) is not None:
+            text, event = message
             now = anyio.current_time()
             if self._trace is not None:
                 self._trace.received("phone", text, now)
@@ -292,15 +244,20 @@ class MediaHandler:
             if isinstance(event, StreamStopped):
                 self._end("twilio stop")
                 return
+        self._end(phone_in.gone or "phone closed")
 
     async def _read_model(self, model: Transport) -> None:
         core = self._core
+        first = self._first_model_text  # read while the session opened
         while True:
-            try:
-                text = await model.receive()
-            except TransportClosed as exc:
-                self._end(f"model closed ({exc.code})")
-                return
+            if first is not None:
+                text, first = first, None
+            else:
+                try:
+                    text = await model.receive()
+                except TransportClosed as exc:
+                    self._end(f"model closed ({exc.code})")
+                    return
             try:
                 event = parse_realtime_event(text, audio_format=core.state.audio_format)
             except RemoteProtocolError as exc:
@@ -320,7 +277,7 @@ class MediaHandler:
             if self._trace is not None:
                 self._trace.received("model", text, now)
             if isinstance(event, SpeechStarted):
-                self._reacting_since = now
+                self._measures.speech_started(now)
             await self._emit(core.on_model(event, now))
 
     async def _tick(self) -> None:
@@ -427,15 +384,8 @@ class MediaHandler:
             item_id=message.get("item_id"),
             t=now,
         )
-        if kind == "clear" and not final and self._reacting_since is not None:
-            self._reactions.append(now - self._reacting_since)
-            self._reacting_since = None
-        elif kind == "conversation.item.truncate":
-            item = self._core.state.current_item
-            end_ms = message.get("audio_end_ms")
-            same = item is not None and item.item_id == message.get("item_id")
-            if item is not None and same and isinstance(end_ms, int):
-                self._unheard_at_truncation.append(max(0.0, item.sent_ms - end_ms))
+        if not final:
+            self._measures.sent(kind, message, now, self._core.state.current_item)
         level = logging.INFO if kind in _INTERVENTIONS else logging.DEBUG
         logger.log(level, "sent %s to the %s", kind, peer, extra=extra)
 
@@ -473,9 +423,11 @@ class MediaHandler:
             self._scope.close()
 
     async def _close_phone(self) -> None:
+        refused = self._session.refused if self._session is not None else None
+        code = refused.close_code if refused is not None else NORMAL_CLOSURE
         with anyio.move_on_after(self._config.scope.shutdown_grace):
             with suppress(TransportClosed):
-                await self._phone.aclose(NORMAL_CLOSURE, self._ended_by[:100])
+                await self._phone.aclose(code, self._ended_by[:100])
 
     def _extra(self, **fields: object) -> dict[str, object]:
         start = self._start  # names the call even before the core has seen its start
@@ -496,8 +448,8 @@ class MediaHandler:
             bad=self._bad,
             model_errors=self._model_errors,
             scope=scope,
-            reactions=self._reactions,
-            unheard_at_truncation=self._unheard_at_truncation,
+            reactions=self._measures.reactions,
+            unheard_at_truncation=self._measures.unheard_at_truncation,
         )
 
 
@@ -506,58 +458,3 @@ def _timer_records(trace: TraceRecorder) -> TimerSink:
         trace.timer(name, now, number=number)
 
     return record
-
-
-def parse_phone_message(text: str) -> TwilioEvent:
-    """Parse one Twilio message, and check that a media frame is whole 20 ms frames of audio.
-
-    Raises:
-        RemoteProtocolError: Naming the message, the field and the problem.
-    """
-    event = parse_twilio_message(text)
-    if isinstance(event, MediaReceived) and (not event.audio or len(event.audio) % FRAME_BYTES):
-        # Twilio sends whole 20 ms frames; the calibration gate measures nothing else.
-        raise RemoteProtocolError(
-            peer="twilio",
-            message_type="media",
-            field="media.payload",
-            problem=f"{len(event.audio)} bytes of audio; "
-            f"expected a positive multiple of {FRAME_BYTES} (20 ms frames)",
-        )
-    return event
-
-
-def call_summary(
-    core: BridgeCore | None,
-    *,
-    start: StreamStarted | None,
-    ended_by: str,
-    duration: float,
-    bad: Mapping[str, int],
-    model_errors: Mapping[str, int],
-    scope: CallScope | None,
-    reactions: Sequence[float],
-    unheard_at_truncation: Sequence[float],
-) -> CallSummary:
-    """The :class:`CallSummary` of a call; *core* is None for a call that never started."""
-    return CallSummary(
-        call_sid=start.call_sid if start is not None else None,
-        stream_sid=start.stream_sid if start is not None else None,
-        ended_by=ended_by,
-        duration=duration,
-        bad_messages=MappingProxyType(dict(bad)),
-        model_errors=MappingProxyType(dict(model_errors)),
-        state=core.state.statistics() if core is not None else None,
-        cancels=core.cancels.statistics() if core is not None else None,
-        creates=core.creates.statistics() if core is not None else None,
-        gate=core.gate.statistics() if core is not None else None,
-        playout=core.playout.statistics() if core is not None else None,
-        timers=scope.statistics() if scope is not None else None,
-        metrics=call_metrics(
-            core,
-            barge_in_reactions=reactions,
-            unheard_at_truncation=unheard_at_truncation,
-        )
-        if core is not None
-        else None,
-    )
