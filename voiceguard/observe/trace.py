@@ -194,9 +194,10 @@ class TraceRecorder:
         config: The bridge's configuration, written in the header (the handler sets it).
         secrets: Replaced by ``<redacted>`` wherever they appear in a record, with those
             registered for the process (the reference server registers its API key, auth token
-            and metrics token), read at every record. A secret shorter than 8 characters is not looked for (it would blank
-            ordinary words). A line is searched for them before it is written, and rebuilt only
-            when one is in it, so a frame of audio costs a few substring checks.
+            and metrics token), read at every record. A secret shorter than 8 characters is
+            not looked for (it would blank ordinary words). A line is searched for them before
+            it is written, and rebuilt only when one is in it, so a frame of audio costs a few
+            substring checks.
 
     The file is opened at the first record and closed by :meth:`close` (the handler closes it
     when the call ends). Writing never raises into the call: an ``OSError`` stops the trace and
