@@ -43,6 +43,8 @@ nitpick_ignore_regex = [
     (r"py:class", r"voiceguard\.core\._(segments|deadlines|answers)\.\w+"),
     (r"py:class", r"~?_P"),
     (r"py:class", r"voiceguard\.config\.mapping\._C"),
+    # asyncio documents these under the package's name (asyncio.AbstractEventLoop).
+    (r"py:class", r"asyncio\.(events|transports)\.\w+"),
 ]
 
 autodoc_member_order = "bysource"

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Final
@@ -174,6 +175,7 @@ class ServerProcess:
         *,
         log_dir: Path,
         env: Mapping[str, str] | None = None,
+        max_open_files: int | None = None,
     ) -> AsyncIterator[ServerProcess]:
         environ = {
             key: value
@@ -193,6 +195,7 @@ class ServerProcess:
                 stderr=err,
                 env=environ,
                 start_new_session=True,
+                preexec_fn=None if max_open_files is None else _limit_files(max_open_files),  # noqa: PLW1509 - before any thread
             )
         server = cls(process, stdout, stderr)
         try:
@@ -200,6 +203,15 @@ class ServerProcess:
             yield server
         finally:
             server.kill()
+
+
+def _limit_files(limit: int) -> Callable[[], None]:
+    """Set the child's soft and hard limits on open files (it cannot raise them again)."""
+
+    def limit_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return limit_files
 
 
 async def play_scenario(scenario: Scenario, media_url: str, router: ModelRouter) -> ScenarioRun:

@@ -351,13 +351,19 @@ async def test_healthz_reports_capacity_and_past_it_streams_are_refused(
 ) -> None:
     health = await server.get("/healthz")
     assert health.status_code == 200
-    assert health.json() == {"status": "ok", "active_calls": 0, "max_calls": 4}
+    assert health.json() == {
+        "status": "ok",
+        "active_calls": 0,
+        "max_calls": 4,
+        "pending_streams": 0,
+    }
     sessions = len(router.requests)
     async with AsyncExitStack() as stack:
-        # Four streams that never start a call hold all four places (no model session yet).
-        for _ in range(4):
+        # Four calls hold all four places (a stream is a call from its start on).
+        for number in range(4):
             ws = await stack.enter_async_context(connect_websocket(server.media_url))
-            await ws.send(twilio_start("CA" + "d" * 32, "MZ" + "d" * 32)[0])
+            for message in twilio_start("CA" + "d" * 31 + str(number), "MZ" + "d" * 32):
+                await ws.send(message)
         with anyio.fail_after(5):
             while (await server.get("/healthz")).status_code != 503:
                 await anyio.sleep(0.02)
@@ -372,7 +378,7 @@ async def test_healthz_reports_capacity_and_past_it_streams_are_refused(
     with anyio.fail_after(5):
         while (await server.get("/healthz")).status_code != 200:
             await anyio.sleep(0.02)
-    assert len(router.requests) == sessions
+    assert len(router.requests) == sessions + 4, "the stream refused opened no model session"
     page = metrics((await server.get("/metrics")).text)
     refused = (
         "voiceguard_requests_refused_total",

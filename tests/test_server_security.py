@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
@@ -76,7 +77,8 @@ def test_serve_refuses_a_public_address_without_a_token(
     [
         (["--allow-unsigned"], {}),
         ([], {"VOICEGUARD_ALLOW_UNSIGNED": "true"}),
-        ([], {"TWILIO_AUTH_TOKEN": TOKEN}),
+        (["--public-url", "https://voice.example.com"], {"TWILIO_AUTH_TOKEN": TOKEN}),
+        (["--allowed-hosts", "voice.example.com"], {"TWILIO_AUTH_TOKEN": TOKEN}),
     ],
 )
 def test_serve_on_a_public_address_with_a_token_or_allow_unsigned(
@@ -96,6 +98,21 @@ def test_serve_on_a_public_address_with_a_token_or_allow_unsigned(
     error = capsys.readouterr().err
     assert "cannot listen on 192.0.2.1" in error
     assert "refusing" not in error
+
+
+def test_serve_with_a_token_on_a_public_address_needs_the_public_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Signatures checked against the Host header would accept another app's requests."""
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    for name in ("VOICEGUARD_PUBLIC_URL", "VOICEGUARD_ALLOWED_HOSTS"):
+        monkeypatch.delenv(name, raising=False)
+    assert cli.main(["serve", "--host", "192.0.2.1", "--port", "0"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1, "one line"
+    assert "neither --public-url nor --allowed-hosts" in error
+    assert TOKEN not in error and API_KEY not in error
 
 
 # ============================================================================================
@@ -197,17 +214,37 @@ def signed(server: ServerProcess) -> dict[str, str]:
     }
 
 
+async def stream_token(server: ServerProcess, call_sid: str) -> dict[str, str]:
+    """The stream token of the TwiML the server answers a signed webhook for *call_sid*."""
+    url = f"{server.http_url}/incoming-call"
+    form = {"CallSid": call_sid, "AccountSid": "AC" + "0" * 32}
+    signature = RequestValidator(TOKEN).compute_signature(url, form)
+    answer = await server.post(
+        "/incoming-call", data=form, headers={"X-Twilio-Signature": signature}
+    )
+    assert answer.status_code == 200, answer.text
+    stream = ET.fromstring(answer.text).find("./Connect/Stream")
+    assert stream is not None
+    return {p.attrib["name"]: p.attrib["value"] for p in stream.iter("Parameter")}
+
+
 @pytest.mark.anyio
 async def test_a_call_with_refused_parameters_opens_no_model_session(
     guarded: tuple[ServerProcess, Path], router: ModelRouter
 ) -> None:
     server, _ = guarded
     sessions = len(router.requests)
-    for parameters in (
-        {"caller": "+15550100", "debug": "1"},  # not on the allow-list
-        {"token": "x" * (MAX_CUSTOM_PARAMETER_CHARS + 1)},  # too long
+    for number, refused in enumerate(
+        (
+            {"caller": "+15550100", "debug": "1"},  # not on the allow-list
+            {"token": "x" * (MAX_CUSTOM_PARAMETER_CHARS + 1)},  # too long
+        )
     ):
-        caller = CallerSimulator(script=[HangUp(at=5.0)], custom_parameters=parameters)
+        call_sid = f"CA{number:032d}"
+        parameters = {**refused, **await stream_token(server, call_sid)}
+        caller = CallerSimulator(
+            script=[HangUp(at=5.0)], custom_parameters=parameters, call_sid=call_sid
+        )
         with anyio.fail_after(10):
             record = await caller.call(server.media_url, headers=signed(server))
         assert record.ended_by == "bot"
@@ -223,9 +260,15 @@ async def test_no_secret_in_logs_metrics_refusals_or_traces(
 ) -> None:
     server, trace_dir = guarded
     # A good call carrying a secret in its parameters...
+    call_sid = "CA" + "9" * 32
     caller = CallerSimulator(
         script=[Speak(at=0.2, duration=0.3), HangUp(at=1.2)],
-        custom_parameters={"caller": "+15550100", "token": SECRET_PARAMETER},
+        custom_parameters={
+            "caller": "+15550100",
+            "token": SECRET_PARAMETER,
+            **await stream_token(server, call_sid),
+        },
+        call_sid=call_sid,
     )
     with anyio.fail_after(10):
         record = await caller.call(server.media_url, headers=signed(server))
@@ -241,8 +284,14 @@ async def test_no_secret_in_logs_metrics_refusals_or_traces(
     assert webhook.status_code == 403
     refusals.append(webhook.text)
     # ...and a refused parameter that is a secret itself.
+    bad_sid = "CA" + "8" * 32
     bad = CallerSimulator(
-        script=[HangUp(at=5.0)], custom_parameters={"token": SECRET_PARAMETER + "\x00"}
+        script=[HangUp(at=5.0)],
+        custom_parameters={
+            "token": SECRET_PARAMETER + "\x00",
+            **await stream_token(server, bad_sid),
+        },
+        call_sid=bad_sid,
     )
     with anyio.fail_after(10):
         await bad.call(server.media_url, headers=signed(server))

@@ -4,19 +4,21 @@ An ASGI app (Starlette) with four endpoints; ``voiceguard serve`` (:mod:`voicegu
 runs it under uvicorn:
 
 * ``POST /incoming-call``: Twilio's voice webhook. Answers TwiML that connects the call to
-  ``wss://<public host>/media-stream``.
+  ``wss://<public host>/media-stream`` (with the call's stream token as a ``<Parameter>`` when
+  signatures are checked).
 * WebSocket ``/media-stream``: one :class:`~voiceguard.MediaHandler` per call, each
   in its own task: an exception in one call is logged with its call SID and never reaches another
-  call or the server.
+  call or the server. A stream is a call from Twilio's ``start`` on; before it, it is *pending*
+  (its own cap, :attr:`ServerConfig.max_pending_streams`; the one pending longest makes room).
 * ``GET /healthz``: 200 while the server can take another call, 503 when it is full (a media
   stream past the limit is closed at once with 1013, "try again later").
 * ``GET /metrics``: Prometheus text (calls, malformed messages, model errors, guard decisions),
-  from a registry of the app's own.
+  from a registry of the app's own; behind a bearer token when one is configured.
 
 With a Twilio auth token configured, every webhook and every media stream must carry a valid
-``X-Twilio-Signature`` (HMAC-SHA1 over the public URL; see
-:func:`~voiceguard.server.compute_twilio_signature`), or it is refused (403) before any model
-session is opened.
+``X-Twilio-Signature`` (see :func:`~voiceguard.server.validate_twilio_signature`), or it is
+refused (403) before any model session is opened; and a stream must bring its call's stream
+token (:mod:`voiceguard.server.tokens`), so a replayed signature opens nothing.
 
 Needs the ``server`` extra: ``pip install 'voiceguard[server]'``. The module itself imports none
 of it, so ``voiceguard --help`` works without it.
@@ -26,21 +28,32 @@ of it, so ``voiceguard --help`` works without it.
 
 from __future__ import annotations
 
+import hmac
 import importlib
 import logging
 from collections.abc import Mapping
+from contextlib import suppress
 from typing import TYPE_CHECKING, Final, final
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
+
+import anyio
 
 import voiceguard
-from voiceguard.errors import LocalProtocolError
+from voiceguard._redact import add_secrets
+from voiceguard.errors import CallRefused, LocalProtocolError
 from voiceguard.observe.trace import TraceRecorder
 from voiceguard.protocol import StreamStarted, connect_stream_twiml
 from voiceguard.runtime.handler import MediaHandler, ModelConnector
 from voiceguard.server.config import INCOMING_CALL_PATH, MEDIA_STREAM_PATH, ServerConfig
 from voiceguard.server.metrics import ServerMetrics
 from voiceguard.server.parameters import check_custom_parameters
-from voiceguard.server.signatures import SIGNATURE_HEADER, validate_twilio_signature
+from voiceguard.server.signatures import (
+    SIGNATURE_HEADER,
+    SIGNATURE_SETTINGS_HEADER,
+    signature_algorithm,
+    validate_twilio_signature,
+)
+from voiceguard.server.tokens import STREAM_TOKEN_PARAMETER, StreamTokens
 from voiceguard.transports import StarletteWebSocketTransport, connect_realtime
 
 if TYPE_CHECKING:
@@ -87,29 +100,63 @@ _MOVED: Final = {
 
 @final
 class _Server:
-    """What the endpoints share: the config, the metrics and the number of calls running."""
+    """What the endpoints share: the config, the metrics, the calls running and the streams
+    waiting for their ``start``."""
 
     def __init__(self, config: ServerConfig, connect_model: ModelConnector | None) -> None:
         self.config = config
         self.metrics = ServerMetrics()
-        self.active = 0
-        self.connect_model: ModelConnector = self._checked(connect_model or self._connect_realtime)
+        self.calls: set[object] = set()  # streams past Twilio's start
+        self.pending: dict[object, anyio.CancelScope] = {}  # streams before it, oldest first
+        self.connect: ModelConnector = connect_model or self._connect_realtime
+        token = config.twilio_auth_token
+        self.tokens = (
+            StreamTokens(token, lifetime=config.stream_token_lifetime)
+            if token is not None and config.stream_tokens
+            else None
+        )
+        add_secrets(config.api_key, token, config.metrics_token)
 
-    def _checked(self, connect: ModelConnector) -> ModelConnector:
-        """*connect*, after the call's custom parameters passed the checks."""
-        allowed = self.config.allowed_parameters
+    def _admit(self, key: object) -> ModelConnector:
+        """The connector of one stream: at its ``start``, the stream becomes a call if the server
+        has room, its token is this call's and its custom parameters pass the checks."""
+        config = self.config
 
-        def checked(start: StreamStarted) -> AbstractAsyncContextManager[Transport]:
-            check_custom_parameters(start.custom_parameters, allowed=allowed)
-            return connect(start)
+        def admit(start: StreamStarted) -> AbstractAsyncContextManager[Transport]:
+            self.pending.pop(key, None)
+            self.metrics.pending.set(len(self.pending))
+            if len(self.calls) >= config.max_calls:
+                self.metrics.refused.labels(MEDIA_STREAM_PATH, "capacity").inc()
+                raise CallRefused(f"at capacity ({config.max_calls} calls)", close_code=1013)
+            parameters = start.custom_parameters
+            if self.tokens is not None:
+                try:
+                    self.tokens.check(parameters, start.call_sid, start.account_sid)
+                except CallRefused:
+                    self.metrics.refused.labels(MEDIA_STREAM_PATH, "stream token").inc()
+                    raise
+                parameters = {k: v for k, v in parameters.items() if k != STREAM_TOKEN_PARAMETER}
+            check_custom_parameters(parameters, allowed=config.allowed_parameters)
+            self.calls.add(key)
+            self.metrics.active.inc()
+            self.metrics.started.inc()
+            return self.connect(start)
 
-        return checked
+        return admit
 
     def _connect_realtime(self, start: StreamStarted) -> AbstractAsyncContextManager[Transport]:
         config = self.config
         return connect_realtime(
             config.realtime_url, api_key=config.api_key, beta=config.realtime_beta
         )
+
+    def host_refused(self, headers: Mapping[str, str]) -> bool:
+        """Whether the request's ``Host`` is not one :attr:`ServerConfig.allowed_hosts` allows
+        (checked only without a public URL: with one, the Host is never used)."""
+        allowed = self.config.allowed_hosts
+        if allowed is None or self.config.public_url is not None:
+            return False
+        return _host_name(headers.get("host", "")) not in allowed
 
     def webhook_url(self, request: Request) -> str:
         if self.config.public_url is not None:
@@ -129,8 +176,19 @@ class _Server:
         from starlette.responses import PlainTextResponse, Response  # noqa: PLC0415
 
         params: dict[str, list[str]] = {}
+        if self.host_refused(request.headers):
+            self.metrics.refused.labels(INCOMING_CALL_PATH, "host").inc()
+            return PlainTextResponse("unknown Host; see --allowed-hosts\n", status_code=400)
         if request.method == "POST":
-            body = await _read_body(request, self.config.max_body_bytes)
+            body: bytes | None = b""
+            with anyio.move_on_after(self.config.request_timeout) as reading:
+                body = await _read_body(request, self.config.max_body_bytes)
+            if reading.cancelled_caught:
+                self.metrics.refused.labels(INCOMING_CALL_PATH, "slow body").inc()
+                return PlainTextResponse(
+                    f"request body not received within {self.config.request_timeout:g} s\n",
+                    status_code=408,
+                )
             if body is None:
                 self.metrics.refused.labels(INCOMING_CALL_PATH, "body too large").inc()
                 return PlainTextResponse(
@@ -151,7 +209,8 @@ class _Server:
         if token is not None:
             url = self.webhook_url(request)
             signature = request.headers.get(SIGNATURE_HEADER)
-            if not validate_twilio_signature(token, url, params, signature):
+            algorithm = signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
+            if not validate_twilio_signature(token, url, params, signature, algorithm=algorithm):
                 self.metrics.refused.labels(INCOMING_CALL_PATH, "signature").inc()
                 logger.warning(
                     "webhook refused: %s X-Twilio-Signature for %s",
@@ -159,8 +218,15 @@ class _Server:
                     url,
                 )
                 return PlainTextResponse("invalid or missing X-Twilio-Signature\n", 403)
+        parameters: dict[str, str] = {}
+        if self.tokens is not None:  # a GET webhook names the call in its query string
+            query = request.query_params
+            call_sid = (params.get("CallSid") or [query.get("CallSid", "")])[0]
+            account_sid = (params.get("AccountSid") or [query.get("AccountSid", "")])[0]
+            parameters[STREAM_TOKEN_PARAMETER] = self.tokens.issue(call_sid, account_sid)
         try:
-            twiml = connect_stream_twiml(self.config.stream_url(request.headers.get("host")))
+            stream_url = self.config.stream_url(request.headers.get("host"))
+            twiml = connect_stream_twiml(stream_url, parameters=parameters)
         except LocalProtocolError as exc:
             self.metrics.refused.labels(INCOMING_CALL_PATH, "bad host").inc()
             logger.warning("cannot build the stream URL: %s", exc)
@@ -172,11 +238,16 @@ class _Server:
         return Response(twiml, media_type="application/xml")
 
     async def media_stream(self, websocket: WebSocket) -> None:
+        if self.host_refused(websocket.headers):
+            self.metrics.refused.labels(MEDIA_STREAM_PATH, "host").inc()
+            await websocket.close(_POLICY_VIOLATION, "unknown Host")
+            return
         token = self.config.twilio_auth_token
         if token is not None:
             url = self.websocket_url(websocket)
             signature = websocket.headers.get(SIGNATURE_HEADER)
-            if not validate_twilio_signature(token, url, None, signature):
+            algorithm = signature_algorithm(websocket.headers.get(SIGNATURE_SETTINGS_HEADER))
+            if not validate_twilio_signature(token, url, None, signature, algorithm=algorithm):
                 self.metrics.refused.labels(MEDIA_STREAM_PATH, "signature").inc()
                 logger.warning(
                     "media stream refused: %s X-Twilio-Signature for %s",
@@ -186,28 +257,46 @@ class _Server:
                 # Closed before the upgrade is accepted: the ASGI server answers 403.
                 await websocket.close(_POLICY_VIOLATION, "invalid or missing X-Twilio-Signature")
                 return
-        if self.active >= self.config.max_calls:
+        if len(self.calls) >= self.config.max_calls:
             self.metrics.refused.labels(MEDIA_STREAM_PATH, "capacity").inc()
-            logger.warning("media stream refused: %d calls running (the limit)", self.active)
+            logger.warning("media stream refused: %d calls running (the limit)", len(self.calls))
             # Accepted, then closed with 1013 "try again later": a close every client
             # understands (an HTTP 503 before the upgrade makes uvicorn log an error).
             await websocket.accept()
             await websocket.close(_TRY_AGAIN_LATER, f"at capacity ({self.config.max_calls} calls)")
             return
-        self.active += 1
-        self.metrics.active.inc()
-        try:
-            await self._run_call(websocket)
-        finally:
-            self.active -= 1
-            self.metrics.active.dec()
+        key = object()
+        with anyio.CancelScope() as waiting:
+            # Until its start the stream is pending, not a call: it holds no call slot, and
+            # the one pending longest makes room when too many are.
+            self.pending[key] = waiting
+            while len(self.pending) > self.config.max_pending_streams:
+                oldest = next(iter(self.pending))
+                self.pending.pop(oldest).cancel()
+                self.metrics.refused.labels(MEDIA_STREAM_PATH, "too many pending").inc()
+            self.metrics.pending.set(len(self.pending))
+            try:
+                await self._run_call(websocket, key)
+            finally:
+                self.pending.pop(key, None)
+                self.metrics.pending.set(len(self.pending))
+                if key in self.calls:
+                    self.calls.discard(key)
+                    self.metrics.active.dec()
+        if waiting.cancelled_caught:
+            logger.info(
+                "media stream closed before its start: more than %d streams waiting to start",
+                self.config.max_pending_streams,
+            )
+            with anyio.CancelScope(shield=True), anyio.move_on_after(1), suppress(Exception):
+                await websocket.close(_TRY_AGAIN_LATER, "too many streams waiting to start")
 
-    async def _run_call(self, websocket: WebSocket) -> None:
+    async def _run_call(self, websocket: WebSocket, key: object) -> None:
+        """Run one media stream (a call once it passed its start)."""
         phone: StarletteWebSocketTransport | None = None
         handler: MediaHandler | None = None
         try:
             await websocket.accept()
-            self.metrics.started.inc()
             phone = StarletteWebSocketTransport(
                 websocket, max_message_bytes=self.config.max_message_bytes
             )
@@ -218,9 +307,7 @@ class _Server:
                 if self.config.trace_dir is not None
                 else None
             )
-            handler = MediaHandler(
-                phone, self.connect_model, config=self.config.handler, trace=trace
-            )
+            handler = MediaHandler(phone, self._admit(key), config=self.config.handler, trace=trace)
             summary = await handler.run()
         except Exception:  # one call's failure must never reach another call or the server
             sid = handler.core.state.call_sid if handler is not None else None
@@ -249,24 +336,51 @@ class _Server:
             extra={"call_sid": summary.call_sid},
         )
 
+    def bearer(self, request: Request) -> bool:
+        """Whether the request brings the metrics token (or none is configured)."""
+        token = self.config.metrics_token
+        if token is None:
+            return True
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            value.strip().encode("utf-8", "replace"), token.encode("utf-8")
+        )
+
     async def healthz(self, request: Request) -> Response:
         from starlette.responses import JSONResponse  # noqa: PLC0415
 
-        ok = self.active < self.config.max_calls
-        return JSONResponse(
-            {
-                "status": "ok" if ok else "full",
-                "active_calls": self.active,
+        ok = len(self.calls) < self.config.max_calls
+        body: dict[str, object] = {"status": "ok" if ok else "full"}
+        if self.bearer(request):  # the counts only to those who may see the metrics
+            body |= {
+                "active_calls": len(self.calls),
                 "max_calls": self.config.max_calls,
-            },
-            status_code=200 if ok else 503,
-        )
+                "pending_streams": len(self.pending),
+            }
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     async def metrics_text(self, request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest  # noqa: PLC0415
-        from starlette.responses import Response  # noqa: PLC0415
+        from starlette.responses import PlainTextResponse, Response  # noqa: PLC0415
 
+        if not self.bearer(request):
+            self.metrics.refused.labels("/metrics", "no token").inc()
+            return PlainTextResponse(
+                "Authorization: Bearer <VOICEGUARD_METRICS_TOKEN> needed\n",
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _host_name(host: str) -> str:
+    """The host name of a ``Host`` header, lower case, without its port."""
+    try:
+        name = urlsplit("//" + host).hostname
+    except ValueError:
+        return ""
+    return (name or "").lower()
 
 
 def _counts(counts: Mapping[str, int]) -> str:

@@ -17,7 +17,11 @@ from voiceguard.errors import ConfigError
 from voiceguard.server.options import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_CALLS,
+    DEFAULT_MAX_PENDING_STREAMS,
+    DEFAULT_MAX_WAITING_CONNECTIONS,
     DEFAULT_REALTIME_URL,
+    DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_STREAM_TOKEN_LIFETIME,
     OPTIONS_BY_NAME,
 )
 from voiceguard.server.parameters import is_parameter_name
@@ -38,6 +42,14 @@ _CONFIG_OPTIONS: Final = (
     "realtime_beta",
     "public_url",
     "max_calls",
+    "max_pending_streams",
+    "start_timeout",
+    "model_timeout",
+    "request_timeout",
+    "max_waiting_connections",
+    "stream_tokens",
+    "stream_token_lifetime",
+    "allowed_hosts",
     "max_message_bytes",
     "max_body_bytes",
     "instructions",
@@ -65,8 +77,31 @@ class ServerConfig:
             only when nothing between Twilio and the server rewrites it.
         twilio_auth_token: With a token, webhooks and media streams need a valid
             ``X-Twilio-Signature``; None checks nothing. Never shown in ``repr``.
-        max_calls: Concurrent calls this app takes; past it a media stream is refused with 503
-            and ``/healthz`` answers 503. Default 100.
+        max_calls: Concurrent calls this app takes (a call counts from Twilio's ``start``);
+            past it a media stream is closed with 1013 ("try again later") and ``/healthz``
+            answers 503. Default 100.
+        max_pending_streams: Media streams accepted but not yet started; they do not count
+            against :attr:`max_calls`, and one more closes the one that has waited longest
+            (Twilio sends ``start`` at once, so a real call is never the oldest for long).
+            Default 64. How long one may wait is ``handler.start_timeout`` (3 s).
+        request_timeout: Seconds a connection has to send its whole request head (under
+            ``voiceguard serve``, see :mod:`voiceguard.server.edge`) and a webhook its body
+            (408 past it). Default 5 s.
+        max_waiting_connections: Connections waiting for their request head at once, under
+            ``voiceguard serve``; one more closes the one waiting longest. Default 256.
+        stream_tokens: With :attr:`twilio_auth_token`: the TwiML of each call carries a
+            short-lived token bound to the call (:mod:`voiceguard.server.tokens`), and a media
+            stream whose ``start`` does not bring a valid, unused one is refused before any
+            model session (a replayed signature opens nothing). Default on; turn it off only
+            when TwiML of your own connects calls to the media stream.
+        stream_token_lifetime: Seconds a stream token is valid. Default 60.
+        allowed_hosts: Without :attr:`public_url`: the ``Host`` headers accepted (lower case);
+            a request for another host is refused (400) before its signature is checked.
+            None accepts any host (``voiceguard serve`` refuses that beyond loopback when
+            signatures are checked).
+        metrics_token: With a token, ``GET /metrics`` needs ``Authorization: Bearer <token>``
+            (401 without) and ``/healthz`` shows the call counts only to its bearer. Never
+            shown in ``repr``. None: both answer anyone.
         max_message_bytes: The largest WebSocket message accepted from Twilio, in bytes; a bigger
             one closes the stream with 1009. Default 64 KiB.
         max_body_bytes: The largest webhook body accepted, in bytes (413 past it). Default 64 KiB.
@@ -86,6 +121,13 @@ class ServerConfig:
     public_url: str | None = None
     twilio_auth_token: str | None = field(default=None, repr=False)
     max_calls: int = DEFAULT_MAX_CALLS
+    max_pending_streams: int = DEFAULT_MAX_PENDING_STREAMS
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    max_waiting_connections: int = DEFAULT_MAX_WAITING_CONNECTIONS
+    stream_tokens: bool = True
+    stream_token_lifetime: float = DEFAULT_STREAM_TOKEN_LIFETIME
+    allowed_hosts: frozenset[str] | None = None
+    metrics_token: str | None = field(default=None, repr=False)
     max_message_bytes: int = DEFAULT_MAX_PHONE_MESSAGE_BYTES
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     handler: HandlerConfig = field(default_factory=HandlerConfig)
@@ -95,33 +137,51 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
-        for name in ("realtime_url", "public_url", "max_calls", "max_message_bytes"):
+        for name in (
+            "realtime_url",
+            "public_url",
+            "max_calls",
+            "max_pending_streams",
+            "request_timeout",
+            "max_waiting_connections",
+            "stream_token_lifetime",
+            "max_message_bytes",
+            "max_body_bytes",
+        ):
             value = getattr(self, name)
             if name == "public_url" and value is None:
                 continue
             option = OPTIONS_BY_NAME[name]
-            if not isinstance(value, type(option.default) if option.default is not None else str):
+            default = option.default
+            kind = (
+                str
+                if default is None
+                else (int, float)
+                if isinstance(default, float)
+                else type(default)
+            )
+            if isinstance(value, bool) or not isinstance(value, kind):
                 raise ConfigError(f"{owner}.{name}", value, option.allowed)
             try:
                 option.parse(str(value))
             except ValueError as exc:
                 raise ConfigError(f"{owner}.{name}", value, str(exc)) from None
-        body: object = self.max_body_bytes
-        if not (isinstance(body, int) and not isinstance(body, bool)):
+        hosts: object = self.allowed_hosts
+        if hosts is not None and not (
+            isinstance(hosts, frozenset)
+            and hosts
+            and all(isinstance(h, str) and h == h.lower() and h.strip() == h for h in hosts)
+        ):
             raise ConfigError(
-                f"{owner}.max_body_bytes", body, OPTIONS_BY_NAME["max_body_bytes"].allowed
+                f"{owner}.allowed_hosts", hosts, "a non-empty frozenset of lower-case host names"
             )
-        try:
-            OPTIONS_BY_NAME["max_body_bytes"].parse(str(body))
-        except ValueError as exc:
-            raise ConfigError(f"{owner}.max_body_bytes", body, str(exc)) from None
-        for flag in ("realtime_beta", "trace_audio"):
+        for flag in ("realtime_beta", "trace_audio", "stream_tokens"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{owner}.{flag}", getattr(self, flag), "True or False")
         trace_dir: object = self.trace_dir  # checked at run time: callers may not be typed
         if trace_dir is not None and not (isinstance(trace_dir, str) and trace_dir):
             raise ConfigError(f"{owner}.trace_dir", trace_dir, "a directory path or None")
-        for name in ("api_key", "twilio_auth_token"):
+        for name in ("api_key", "twilio_auth_token", "metrics_token"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise ConfigError(f"{owner}.{name}", "<hidden>", "a string or None")
         allowed: object = self.allowed_parameters
@@ -208,7 +268,8 @@ def config_from_values(values: Mapping[str, object], environ: Mapping[str, str])
     Args:
         values: Option values by name (what :func:`~voiceguard.server.options.resolve_options`
             returns); every name of the config's options must be there.
-        environ: Where ``OPENAI_API_KEY`` and ``TWILIO_AUTH_TOKEN`` are read from.
+        environ: Where the secrets are read from: ``OPENAI_API_KEY``, ``TWILIO_AUTH_TOKEN``
+            and ``VOICEGUARD_METRICS_TOKEN``.
 
     Returns:
         The configuration.
@@ -222,6 +283,11 @@ def config_from_values(values: Mapping[str, object], environ: Mapping[str, str])
         voice=values["voice"] or None,  # type: ignore[arg-type]
         greeting=greeting if greeting else None,  # type: ignore[arg-type]
     )
+    handler = HandlerConfig(
+        bridge=bridge,
+        start_timeout=values["start_timeout"],  # type: ignore[arg-type]
+        model_timeout=values["model_timeout"],  # type: ignore[arg-type]
+    )
     return ServerConfig(
         realtime_url=values["realtime_url"],  # type: ignore[arg-type]
         api_key=environ.get("OPENAI_API_KEY") or None,
@@ -229,9 +295,16 @@ def config_from_values(values: Mapping[str, object], environ: Mapping[str, str])
         public_url=values["public_url"],  # type: ignore[arg-type]
         twilio_auth_token=environ.get("TWILIO_AUTH_TOKEN") or None,
         max_calls=values["max_calls"],  # type: ignore[arg-type]
+        max_pending_streams=values["max_pending_streams"],  # type: ignore[arg-type]
+        request_timeout=values["request_timeout"],  # type: ignore[arg-type]
+        max_waiting_connections=values["max_waiting_connections"],  # type: ignore[arg-type]
+        stream_tokens=values["stream_tokens"],  # type: ignore[arg-type]
+        stream_token_lifetime=values["stream_token_lifetime"],  # type: ignore[arg-type]
+        allowed_hosts=values["allowed_hosts"],  # type: ignore[arg-type]
+        metrics_token=environ.get("VOICEGUARD_METRICS_TOKEN") or None,
         max_message_bytes=values["max_message_bytes"],  # type: ignore[arg-type]
         max_body_bytes=values["max_body_bytes"],  # type: ignore[arg-type]
-        handler=HandlerConfig(bridge=bridge),
+        handler=handler,
         trace_dir=values["trace_dir"] or None,  # type: ignore[arg-type]
         trace_audio=values["trace_audio"],  # type: ignore[arg-type]
         allowed_parameters=values["allowed_parameters"],  # type: ignore[arg-type]

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, final
 
 from voiceguard.decisions import Reason, Verdict
@@ -23,6 +23,8 @@ def _end_reason(ended_by: str) -> str:
     """A bounded label for a call's end (no codes, exception texts or numbers)."""
     if ended_by.startswith("model connection failed"):
         return "model connection failed"
+    if ended_by.startswith("model timeout"):
+        return "model timeout"
     if ended_by.startswith("no start within"):
         return "no start"
     if ended_by.startswith("more than") and "malformed" in ended_by:
@@ -54,7 +56,9 @@ class ServerMetrics:
         self.registry: CollectorRegistry = CollectorRegistry(auto_describe=True)
         registry = self.registry
         self.started = Counter(
-            "voiceguard_calls_started", "Media streams accepted.", registry=registry
+            "voiceguard_calls_started",
+            "Calls started: media streams past Twilio's start and the server's checks.",
+            registry=registry,
         )
         self.active = Gauge("voiceguard_calls_active", "Calls in progress.", registry=registry)
         self.ended = Counter(
@@ -69,6 +73,12 @@ class ServerMetrics:
             ["endpoint", "reason"],
             registry=registry,
         )
+        self.pending = Gauge(
+            "voiceguard_streams_pending",
+            "Media streams accepted and waiting for Twilio's start (not counted as calls).",
+            registry=registry,
+        )
+        _register_edge(registry)
         self.duration = Histogram(
             "voiceguard_call_duration_seconds",
             "Call duration, from Twilio's start to the end.",
@@ -205,3 +215,24 @@ class ServerMetrics:
             self.unheard.observe(ms)
         for seconds in m.barge_in_reaction:
             self.reaction.observe(seconds)
+
+
+def _register_edge(registry: CollectorRegistry) -> None:
+    """Show the connections this process closed at its edge (:mod:`voiceguard.server.edge`)."""
+    from prometheus_client.core import CounterMetricFamily  # noqa: PLC0415 - the server extra
+
+    from voiceguard.server.edge import DROPPED  # noqa: PLC0415 - imports uvicorn
+
+    class EdgeCollector:
+        def collect(self) -> Iterator[CounterMetricFamily]:
+            family = CounterMetricFamily(
+                "voiceguard_connections_closed",
+                "Connections this process closed before a request or a call (no request head "
+                "in time, too many waiting) and accept() calls that failed, by reason.",
+                labels=["reason"],
+            )
+            for reason in ("no request", "too many waiting", "accept failed"):
+                family.add_metric([reason], DROPPED[reason])
+            yield family
+
+    registry.register(EdgeCollector())

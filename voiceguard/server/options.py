@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final, final
 from urllib.parse import urlsplit
 
-from voiceguard.config import BridgeConfig
+from voiceguard.config import BridgeConfig, HandlerConfig
 from voiceguard.errors import ConfigError
 from voiceguard.server.parameters import is_parameter_name
 from voiceguard.transports import DEFAULT_MAX_PHONE_MESSAGE_BYTES
@@ -25,8 +25,12 @@ __all__ = (
     "DEFAULT_HOST",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_CALLS",
+    "DEFAULT_MAX_PENDING_STREAMS",
+    "DEFAULT_MAX_WAITING_CONNECTIONS",
     "DEFAULT_PORT",
     "DEFAULT_REALTIME_URL",
+    "DEFAULT_REQUEST_TIMEOUT",
+    "DEFAULT_STREAM_TOKEN_LIFETIME",
     "LOG_LEVELS",
     "OPTIONS",
     "OPTIONS_BY_NAME",
@@ -45,6 +49,14 @@ DEFAULT_PORT: Final = 5050
 DEFAULT_MAX_CALLS: Final = 100
 #: The largest webhook body accepted by default, in bytes.
 DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024
+#: Media streams waiting for Twilio's ``start`` an app takes by default.
+DEFAULT_MAX_PENDING_STREAMS: Final = 64
+#: Seconds a connection has to send its request head (and a webhook its body), by default.
+DEFAULT_REQUEST_TIMEOUT: Final = 5.0
+#: Connections waiting for their request head at once, by default.
+DEFAULT_MAX_WAITING_CONNECTIONS: Final = 256
+#: Seconds a stream token is valid, by default.
+DEFAULT_STREAM_TOKEN_LIFETIME: Final = 60.0
 #: The log levels ``--log-level`` allows.
 LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
 
@@ -102,6 +114,32 @@ def _int_parser(low: int, high: int, note: str = "") -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _seconds_parser(low: float, high: float) -> Callable[[str], float]:
+    allowed = f"a number of seconds, more than {low:g} and at most {high:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise ValueError(allowed) from None
+        if not low < value <= high:  # also refuses nan
+            raise ValueError(allowed)
+        return value
+
+    return parse
+
+
+def _parse_hosts(text: str) -> frozenset[str]:
+    hosts = frozenset(host.strip().lower() for host in text.split(",") if host.strip())
+    if not hosts or any(
+        any(c.isspace() or c in "/?#@" for c in host) or host.startswith(":") for host in hosts
+    ):
+        raise ValueError(
+            "comma-separated host names as Twilio reaches the server, e.g. voice.example.com"
+        )
+    return hosts
 
 
 def _parse_bool(text: str) -> bool:
@@ -246,7 +284,72 @@ OPTIONS: Final = (
         _int_parser(1, 100_000),
         DEFAULT_MAX_CALLS,
         "N",
-        "concurrent calls per worker, 1 to 100000; past it calls are refused (503)",
+        "concurrent calls per worker, 1 to 100000; past it a media stream is refused (close "
+        "1013) and /healthz answers 503",
+    ),
+    ServerOption(
+        "max_pending_streams",
+        _int_parser(1, 100_000),
+        DEFAULT_MAX_PENDING_STREAMS,
+        "N",
+        "media streams accepted but not yet started (no Twilio start), 1 to 100000; they do not "
+        "count against --max-calls; one more closes the one waiting longest",
+    ),
+    ServerOption(
+        "start_timeout",
+        _seconds_parser(0, 600),
+        HandlerConfig().start_timeout,
+        "SECONDS",
+        "how long a media stream may take to send Twilio's start (Twilio sends it at once)",
+    ),
+    ServerOption(
+        "model_timeout",
+        _seconds_parser(0, 120),
+        HandlerConfig().model_timeout,
+        "SECONDS",
+        "how long the model may take to open a call's session (handshake and session.created); "
+        "past it the caller hears a short apology and the call ends",
+    ),
+    ServerOption(
+        "request_timeout",
+        _seconds_parser(0, 600),
+        DEFAULT_REQUEST_TIMEOUT,
+        "SECONDS",
+        "how long a connection may take to send its whole request head (and a webhook its "
+        "body); a slower one is closed",
+    ),
+    ServerOption(
+        "max_waiting_connections",
+        _int_parser(1, 1_000_000),
+        DEFAULT_MAX_WAITING_CONNECTIONS,
+        "N",
+        "connections waiting for their request head at once; one more closes the one waiting "
+        "longest",
+    ),
+    ServerOption(
+        "stream_tokens",
+        _parse_bool,
+        True,
+        "BOOL",
+        "with TWILIO_AUTH_TOKEN: the TwiML carries a short-lived token bound to the call, and a "
+        "media stream must bring it (a replayed signature opens nothing); turn off only when "
+        "your own TwiML connects calls to /media-stream",
+        is_flag=True,
+    ),
+    ServerOption(
+        "stream_token_lifetime",
+        _seconds_parser(0, 3600),
+        DEFAULT_STREAM_TOKEN_LIFETIME,
+        "SECONDS",
+        "how long a stream token is valid after the webhook answered",
+    ),
+    ServerOption(
+        "allowed_hosts",
+        _parse_hosts,
+        None,
+        "HOSTS",
+        "without --public-url: the Host headers accepted (comma-separated); a request for "
+        "another host is refused before its signature is checked",
     ),
     ServerOption(
         "max_message_bytes",

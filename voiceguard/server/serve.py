@@ -28,9 +28,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
+from voiceguard._redact import SecretFilter
 from voiceguard.errors import ConfigError
 from voiceguard.server.app import app_from_env, create_app
-from voiceguard.server.config import INCOMING_CALL_PATH, config_from_values
+from voiceguard.server.config import INCOMING_CALL_PATH, ServerConfig, config_from_values
 from voiceguard.server.options import (
     DEFAULT_HOST,
     OPTIONS,
@@ -43,6 +44,8 @@ __all__ = ("CallFormatter", "add_serve_command", "is_loopback", "serving")
 
 #: Seconds uvicorn gives running calls to end when it is told to stop.
 _SHUTDOWN_GRACE: Final = 5
+#: uvicorn's HTTP protocol with the request-head timeout and the cap on waiting connections.
+EDGE_PROTOCOL: Final = "voiceguard.server.edge:EdgeHTTPProtocol"
 
 
 @contextlib.asynccontextmanager
@@ -68,12 +71,14 @@ async def serving(app: Any, *, host: str = DEFAULT_HOST) -> AsyncIterator[int]:
         config = uvicorn.Config(
             app,
             ws="websockets-sansio",
+            http=EDGE_PROTOCOL,
             lifespan="off",
             log_config=None,
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=1,
         )
+        _set_edge_limits(config, _app_config(app))
         server = uvicorn.Server(config)
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.serve, [sock])
@@ -86,6 +91,24 @@ async def serving(app: Any, *, host: str = DEFAULT_HOST) -> AsyncIterator[int]:
                 server.should_exit = True
     finally:
         sock.close()
+
+
+def _app_config(app: Any) -> ServerConfig | None:
+    """The :class:`ServerConfig` of an app :func:`create_app` built, if *app* is one."""
+    server = getattr(getattr(app, "state", None), "voiceguard", None)
+    config = getattr(server, "config", None)
+    return config if isinstance(config, ServerConfig) else None
+
+
+def _set_edge_limits(uconfig: Any, config: ServerConfig | None) -> None:
+    """Give uvicorn's config the limits the edge protocol enforces."""
+    from voiceguard.server.edge import CONFIG_ATTRIBUTE, EdgeLimits  # noqa: PLC0415 - uvicorn
+
+    defaults = config or ServerConfig()
+    limits = EdgeLimits(
+        request_timeout=defaults.request_timeout, max_waiting=defaults.max_waiting_connections
+    )
+    setattr(uconfig, CONFIG_ATTRIBUTE, limits)
 
 
 class CallFormatter(logging.Formatter):
@@ -122,6 +145,12 @@ def _log_config(level: str) -> dict[str, Any]:
     }
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         config["loggers"].setdefault(name, {})["level"] = level.upper()
+    # Every record, whoever logs it (uvicorn's request headers at debug, websockets' frames),
+    # has the configured secrets and credential headers blanked on its way out.
+    config.setdefault("filters", {})["secrets"] = {"()": f"{SecretFilter.__module__}.SecretFilter"}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("secrets")
+    config["root"] = {"handlers": ["default"], "level": "WARNING"}
     return config
 
 
@@ -244,6 +273,21 @@ def _serve_command(args: argparse.Namespace) -> int:
         )
         return 2
     host = str(values["host"])
+    if (
+        config.twilio_auth_token
+        and not is_loopback(host)
+        and config.public_url is None
+        and config.allowed_hosts is None
+    ):
+        print(
+            f"voiceguard serve: refusing to listen on {host} with signatures checked but "
+            "neither --public-url nor --allowed-hosts: the signed URL would be built from the "
+            "request's Host header, so a request signed for another app on the same Twilio "
+            "account would pass; set --public-url https://<the host Twilio calls> (or "
+            "--allowed-hosts)",
+            file=sys.stderr,
+        )
+        return 2
     if not config.twilio_auth_token and not values["allow_unsigned"] and not is_loopback(host):
         print(
             f"voiceguard serve: refusing to listen on {host} without TWILIO_AUTH_TOKEN: anyone "
@@ -261,8 +305,12 @@ def _serve_command(args: argparse.Namespace) -> int:
         print(f"voiceguard serve: cannot listen on {host}:{values['port']}: {exc}", file=sys.stderr)
         return 1
     port = sock.getsockname()[1]
+    from voiceguard.server.edge import raise_descriptor_limit  # noqa: PLC0415 - imports uvicorn
+
+    raise_descriptor_limit()
     common: dict[str, Any] = {
         "ws": "websockets-sansio",
+        "http": EDGE_PROTOCOL,
         "ws_max_size": config.max_message_bytes,
         "log_config": _log_config(level),
         "log_level": level,
@@ -295,9 +343,11 @@ def _serve_command(args: argparse.Namespace) -> int:
                 workers=workers,
                 **common,
             )
+            _set_edge_limits(uconfig, config)
             Multiprocess(uconfig, sockets=[sock]).run()
         else:
             uconfig = uvicorn.Config(create_app(config), **common)
+            _set_edge_limits(uconfig, config)
             uvicorn.Server(uconfig).run(sockets=[sock])
     except KeyboardInterrupt:
         pass
