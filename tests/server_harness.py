@@ -238,7 +238,8 @@ async def play_scenario(scenario: Scenario, media_url: str, router: ModelRouter)
 
 def check_scenario_run(run: ScenarioRun) -> None:
     """The scenario's rules and the invariants, checked from the outside, call by call."""
-    assert run.violations() == ()
+    broken = run.violations()
+    assert broken == (), f"{run.scenario.name}: {broken}"
     stats = run.simulator.statistics()
     assert stats.errors_by_code == {}
     assert stats.connections_total == run.scenario.calls

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+from typing import Final
 
 from voiceguard._version import __version__
 from voiceguard.demo.tour import RACES, render, summary_rows
 
 __all__ = ("main",)
+
+#: The exit status of a command whose standard output was closed under it (``voiceguard tour |
+#: head -1``): what a shell reports for a tool that SIGPIPE ended, 128 + 13.
+_CLOSED_STDOUT_STATUS: Final = 141
+#: The exit status after Ctrl+C, 128 + SIGINT, as a shell reports it.
+_INTERRUPTED_STATUS: Final = 130
 
 
 def _tour(args: argparse.Namespace) -> int:
@@ -99,9 +107,14 @@ def _simulate_model(args: argparse.Namespace) -> int:
         anyio.run(serve)
     except KeyboardInterrupt:
         print("stopped", flush=True)
-    except OSError as exc:
+    except Exception as exc:
+        # The listening socket is bound inside the simulator's task group, so a busy port
+        # arrives as a group around the OSError.
+        error = _sole(exc, OSError)
+        if error is None or isinstance(error, BrokenPipeError):
+            raise  # a closed stdout is main's to handle, anything else is a bug to show
         print(
-            f"voiceguard simulate-model: cannot listen on {args.host}:{args.port}: {exc}",
+            f"voiceguard simulate-model: cannot listen on {args.host}:{args.port}: {error}",
             file=sys.stderr,
         )
         return 1
@@ -186,15 +199,89 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+def _leaves(exc: BaseException) -> tuple[BaseException, ...]:
+    """The exceptions in *exc*, through any exception groups (anyio's task groups raise them).
+
+    Read by their ``exceptions``, as the groups have no builtin name on Python 3.10.
+    """
+    inner = getattr(exc, "exceptions", None)
+    if isinstance(inner, tuple) and inner and all(isinstance(e, BaseException) for e in inner):
+        return tuple(leaf for e in inner for leaf in _leaves(e))
+    return (exc,)
+
+
+def _sole(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """*exc* if it is a *kind*, or the first of a group made only of *kind*s; else None."""
+    leaves = _leaves(exc)
+    return leaves[0] if all(isinstance(leaf, kind) for leaf in leaves) else None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so the interpreter's flush at exit does not fail again
+    on the closed pipe (the Python docs' note on SIGPIPE)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        return  # not a real file (a test's capture): nothing will flush to the pipe
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def _flush_stdout() -> None:
+    # Here, not at exit: a closed pipe raises where it can still be handled.
+    if sys.stdout is not None:
+        sys.stdout.flush()
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        # argparse would report them with the top-level usage; the subcommand's is the one
+        # that lists the options meant.
+        (commands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        where = commands.choices.get(args.command, parser) if args.command else parser
+        where.error(f"unrecognized arguments: {' '.join(extras)}")
     if args.command is None:
         parser.print_help()
         return 2
     status: int = args.handler(args)
     return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status.
+
+    A closed standard output (``voiceguard tour | head -1``) ends the command quietly with
+    status 141, as SIGPIPE ends other tools; Ctrl+C ends it with status 130 and one line on
+    stderr (the servers, which run until Ctrl+C, stop with status 0 instead).
+    """
+    try:
+        try:
+            status = _run(argv)
+        except SystemExit:
+            _flush_stdout()  # what --help and --version printed
+            raise
+        _flush_stdout()
+        return status
+    except BaseException as exc:  # a group too: the commands run anyio task groups
+        if _sole(exc, BrokenPipeError) is not None:
+            _silence_stdout()
+            return _CLOSED_STDOUT_STATUS
+        if _sole(exc, KeyboardInterrupt) is not None:
+            command = " ".join(["voiceguard", *_command_of(argv)])
+            print(f"{command}: interrupted", file=sys.stderr)
+            return _INTERRUPTED_STATUS
+        raise
+
+
+def _command_of(argv: Sequence[str] | None) -> list[str]:
+    """The subcommand named in *argv* (for the interrupted line), if one was."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    return [word for word in words if not word.startswith("-")][:1]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,7 @@ files); these functions only map dataclasses to mappings and back, checking ever
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -50,9 +51,7 @@ def _build(data: Mapping[str, Any], where: str, base: Any) -> Any:
     names = {f.name for f in dataclasses.fields(base)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(
-            f"{where}.{unknown[0]}", data[unknown[0]], "a field of " + type(base).__name__
-        )
+        raise ConfigError(f"{where}.{unknown[0]}", data[unknown[0]], _a_field_of(base, unknown[0]))
     values: dict[str, Any] = {}
     for name, given in data.items():
         current = getattr(base, name)
@@ -70,3 +69,11 @@ def _build(data: Mapping[str, Any], where: str, base: Any) -> Any:
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(where, dict(data), str(exc)) from None
+
+
+def _a_field_of(base: Any, name: object) -> str:
+    """What is allowed instead of the unknown field *name*: the fields, the closest first."""
+    fields = [f.name for f in dataclasses.fields(base)]
+    close = difflib.get_close_matches(str(name), fields, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"a field of {type(base).__name__}{hint}: {', '.join(fields)}"

@@ -6,15 +6,20 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import select
+import signal
 import sys
 from pathlib import Path
 
 import anyio
+import anyio.abc
 
 from voiceguard.demo.measures import BRIDGES, RunOutcome
 from voiceguard.demo.report import DemoReport, run_label
 from voiceguard.demo.run import MAX_REPETITIONS, run_demo
+from voiceguard.observe.trace import trace_dir_problem
 from voiceguard.sim.scenarios import SCENARIOS
 
 __all__ = ("add_demo_command",)
@@ -55,6 +60,17 @@ def _missing_server_extra() -> str | None:
     return None
 
 
+def _stdout_is_closed() -> bool:
+    """Whether stdout is a pipe that nobody reads any more (``voiceguard demo | true``)."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+    except (AttributeError, ValueError, OSError):  # no poll() (Windows), or not a real file
+        return False
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
 def _demo_command(args: argparse.Namespace) -> int:
     missing = _missing_server_extra()
     if missing is not None:
@@ -64,6 +80,12 @@ def _demo_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.trace is not None and (problem := trace_dir_problem(args.trace)) is not None:
+        print(f"voiceguard demo: --trace {args.trace}: {problem}", file=sys.stderr)
+        return 2
+    if _stdout_is_closed():
+        # The results are printed after the 30 s run: found now, the run is not wasted.
+        raise BrokenPipeError(errno.EPIPE, "standard output is closed")
     import logging  # noqa: PLC0415
 
     # The table is the demo's output; the bridges' and servers' own logs would drown it.
@@ -88,18 +110,44 @@ def _demo_command(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    async def main() -> DemoReport:
-        return await run_demo(
-            names,
-            repetitions=args.calls,
-            seed=args.seed,
-            progress=progress,
-            trace_dir=args.trace,
-        )
+    interrupted = False
+
+    async def watch_interrupt(
+        scope: anyio.CancelScope, *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        # Ctrl+C cancels the run here, before the reference server sees it: uvicorn takes
+        # SIGINT while it serves, stops, and the calls still running would then fail in every
+        # way there is. (A signal receiver hears it even then.)
+        nonlocal interrupted
+        with anyio.open_signal_receiver(signal.SIGINT) as signals:
+            task_status.started()
+            async for _ in signals:
+                interrupted = True
+                scope.cancel()
+                return
+
+    async def main() -> DemoReport | None:
+        report: DemoReport | None = None
+        async with anyio.create_task_group() as tg:
+            if sys.platform != "win32":  # no signal receivers there; Ctrl+C raises as usual
+                await tg.start(watch_interrupt, tg.cancel_scope)
+            report = await run_demo(
+                names,
+                repetitions=args.calls,
+                seed=args.seed,
+                progress=progress,
+                trace_dir=args.trace,
+            )
+            tg.cancel_scope.cancel()
+        return report
 
     try:
         report = anyio.run(main, backend="asyncio")
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        if not (interrupted or isinstance(exc, KeyboardInterrupt)):
+            raise
+        report = None
+    if report is None:
         print("voiceguard demo: interrupted", file=sys.stderr)
         return 130
     if args.json:
@@ -108,10 +156,17 @@ def _demo_command(args: argparse.Namespace) -> int:
         print()
         print(report.render())
     if args.trace:
+        first = Path(args.trace) / (names[0] + "-0.jsonl")
+        if not first.is_file():
+            print(
+                f"voiceguard demo: --trace {args.trace}: the traces were not written "
+                f"({first.name} is missing)",
+                file=sys.stderr,
+            )
+            return 1
         print(
             f"traces of the guarded calls are in {args.trace}; replay one with: "
-            f"voiceguard replay {Path(args.trace) / (names[0] + '-0.jsonl')} "
-            "--timeline timeline.html",
+            f"voiceguard replay {first} --timeline timeline.html",
             file=sys.stderr,
         )
     return 0 if report.ok else 1

@@ -31,6 +31,7 @@ import difflib
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -204,18 +205,51 @@ def _config_override(path: str | os.PathLike[str], base: BridgeConfig) -> Bridge
     file = Path(path)
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TraceError(f"{file}: cannot read the configuration: {exc}") from None
+    except OSError as exc:
+        raise TraceError(f"--config {file}: cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise TraceError(f"--config {file}: cannot read it: {exc}") from None
     except ValueError as exc:
-        raise TraceError(f"{file}: not JSON: {exc}") from None
+        raise TraceError(f"--config {file}: not JSON: {exc}") from None
     return bridge_config_from_mapping(data, base=base)
 
 
 # ============================================================================================
 # `voiceguard replay`
 
+#: The suffixes :func:`write_timeline` knows, as its message for another one names them.
+_TIMELINE_SUFFIXES = (".html", ".htm", ".svg", ".png")
+
+
+def _timeline_problem(text: str) -> str | None:
+    """Why the timeline could not be written to *text*, or None: known before the replay."""
+    target = Path(text)
+    suffix = target.suffix.lower()
+    if suffix not in _TIMELINE_SUFFIXES:
+        return f"unknown suffix {suffix or '(none)'!r}; use .html, .svg or .png"
+    if suffix == ".png" and find_chromium() is None:
+        return (
+            "drawing a PNG needs Chromium (Debian/Ubuntu: apt-get install chromium); "
+            "or write the timeline as .svg or .html, which need nothing"
+        )
+    if target.is_dir():
+        return "is a directory; name the file to write"
+    directory = target.parent
+    if not directory.is_dir():
+        what = "is not a directory" if directory.exists() else "does not exist"
+        return f"cannot write there: {directory} {what}"
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        return f"cannot write there: {exc.strerror or exc}"
+    return None
+
 
 def _replay_command(args: argparse.Namespace) -> int:
+    if args.timeline and (problem := _timeline_problem(args.timeline)) is not None:
+        print(f"voiceguard replay: --timeline {args.timeline}: {problem}", file=sys.stderr)
+        return 2
     try:
         trace = load_trace(args.trace)
     except TraceError as exc:
@@ -243,7 +277,7 @@ def _replay_command(args: argparse.Namespace) -> int:
         try:
             written = write_timeline(args.timeline, trace, result)
         except (ValueError, RuntimeError, OSError) as exc:
-            print(f"voiceguard replay: --timeline: {exc}", file=sys.stderr)
+            print(f"voiceguard replay: --timeline {args.timeline}: {exc}", file=sys.stderr)
             return 2
         print(f"timeline written to {written}", file=sys.stderr)
     return status

@@ -39,6 +39,7 @@ import json
 import math
 import os
 import re
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,7 @@ __all__ = (
     "bridge_config_to_mapping",
     "decision_record",
     "load_trace",
+    "trace_dir_problem",
 )
 
 #: The ``format`` field of a trace's header line.
@@ -175,6 +177,30 @@ def _blanked(value: object, forms: tuple[str, ...]) -> object:
         return [_blanked(item, forms) for item in value]
     text = json.dumps(value)
     return REDACTED if any(form in text for form in forms) else value
+
+
+def trace_dir_problem(directory: str | os.PathLike[str]) -> str | None:
+    """Why traces could not be written to *directory*, or None when they can.
+
+    Creates the directory (a recorder would, at its first record) and writes a temporary file
+    there: only writing tells whether it can be written, and a command must know before it runs
+    (a demo's 30 s, a server's calls), not after.
+
+    .. versionadded:: 0.2.0
+    """
+    path = Path(directory)
+    if path.exists() and not path.is_dir():
+        return "not a directory (a file of that name exists)"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create the directory: {exc.strerror or exc}"
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        return f"cannot write files there: {exc.strerror or exc}"
+    return None
 
 
 def _file_name(call_sid: str | None, stream_sid: str | None) -> str:

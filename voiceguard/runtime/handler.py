@@ -176,6 +176,8 @@ class MediaHandler:
         if self._trace is not None:
             gate = trace_gate(self._core.gate.statistics())
             self._trace.end(anyio.current_time(), ended_by=self._ended_by or "ended", gate=gate)
+            if self._trace.error is not None:
+                logger.warning("trace not written: %s", self._trace.error, extra=self._extra())
         return self._summary(start, anyio.current_time() - began, scope)
 
     async def _call_model(self, start: StreamStarted, scope: CallScope) -> None:

@@ -30,6 +30,7 @@ import anyio
 
 from voiceguard._redact import SecretFilter
 from voiceguard.errors import ConfigError
+from voiceguard.observe.trace import trace_dir_problem
 from voiceguard.server.app import app_from_env, create_app
 from voiceguard.server.config import INCOMING_CALL_PATH, ServerConfig, config_from_values
 from voiceguard.server.options import (
@@ -267,10 +268,13 @@ def _serve_command(args: argparse.Namespace) -> int:
         return 2
     if not config.api_key:
         print(
-            "voiceguard serve: OPENAI_API_KEY is not set; allowed: the API key to send to the "
-            "Realtime URL as Authorization: Bearer (any non-empty value for a local simulator)",
+            "voiceguard serve: OPENAI_API_KEY is not set: set it to your OpenAI API key "
+            "(any non-empty value for a local simulator)",
             file=sys.stderr,
         )
+        return 2
+    if config.trace_dir is not None and (problem := trace_dir_problem(config.trace_dir)):
+        print(f"voiceguard serve: --trace-dir {config.trace_dir}: {problem}", file=sys.stderr)
         return 2
     host = str(values["host"])
     if (
