@@ -72,6 +72,7 @@ RUN: Final[Mapping[str, Run]] = {
     "serve": Run(("--port", "0"), _KEY),
     "demo": Run(),
     "replay": Run(("{trace}",)),
+    "call": Run(("ws://127.0.0.1:9/media-stream", "--hang-up", "1")),
 }
 
 #: Bad arguments and inputs beyond the automatic ones (an unknown option, a value outside an
@@ -116,6 +117,11 @@ BAD: Final[Mapping[str, Sequence[Run]]] = {
         ),
         Run(("{trace}", "--timeline", "{directory}"), says="unknown suffix '(none)'"),
     ],
+    "call": [
+        Run(("ws://127.0.0.1:9/media-stream", "--say", "1:x"), says="--say '1:x'"),
+        Run(("http://127.0.0.1:9/media-stream",)),
+        Run(("ws://127.0.0.1:9/media-stream", "--hang-up", "1"), says="cannot connect to"),
+    ],
 }
 
 #: Why a subcommand without ``--port`` listens on no port a user picks.
@@ -123,6 +129,7 @@ NO_PORT: Final[Mapping[str, str]] = {
     "tour": "plays its calls in memory, in virtual time",
     "demo": "listens only on free ports of 127.0.0.1 that it picks itself",
     "replay": "reads a file, listens on nothing",
+    "call": "connects out to the bot, listens on nothing",
 }
 
 #: Where each subcommand writes a file, ``{out}`` being a directory; or why it writes none.
@@ -132,6 +139,7 @@ WRITES: Final[Mapping[str, tuple[str, ...] | str]] = {
     "tour": "prints to stdout only",
     "simulate-model": "writes no file",
     "serve": ("--port", "0", "--trace-dir", "{out}"),
+    "call": "prints to stdout only",
 }
 
 #: How a case waits until each subcommand is running, to press Ctrl+C, and the exit status then
@@ -143,6 +151,8 @@ INTERRUPT: Final[Mapping[str, tuple[str, int] | str]] = {
     "replay": ("reading a FIFO", 130),
     "tour": "plays its calls in virtual time and reads nothing: it is done before a signal can be "
     "aimed at it (the replay case covers the same handler)",
+    "call": "needs a bot to call: without one it ends at once (the replay case covers the same "
+    "handler)",
 }
 
 _TABLES: Final[Mapping[str, Mapping[str, object]]] = {

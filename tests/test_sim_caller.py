@@ -206,6 +206,39 @@ async def test_speech_after_heard_audio_and_the_bot_hanging_up() -> None:
     record, _ = await call_with(caller, bot)
     assert record.spoke[0][0] == pytest.approx(1.04, abs=0.03)
     assert record.ended_by == "bot"
+    assert record.skipped == []
+
+
+async def test_a_step_waiting_for_more_bot_audio_than_was_heard_is_recorded_as_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def greet(transport: Transport, inbox: list[Any]) -> None:
+        while not any(isinstance(e, StreamStarted) for _, e in inbox):
+            await anyio.sleep(0.001)
+        sid = next(e.stream_sid for _, e in inbox if isinstance(e, StreamStarted))
+        await transport.send(dumps(media_message(sid, b64(tone(2.0)))))  # a 2 s greeting
+        await anyio.sleep_forever()
+
+    caller = CallerSimulator(
+        script=[
+            Speak(after_heard=1.0, duration=0.3),
+            Speak(after_heard=3.0, duration=0.8),
+            PressDigit(after_heard=5, digit="1"),
+            HangUp(at=4.0),
+        ]
+    )
+    with caplog.at_level("WARNING", logger="voiceguard.sim.caller"):
+        record, _ = await call_with(caller, greet)
+    assert len(record.spoke) == 1
+    assert record.skipped == [
+        "Speak(after_heard=3.0) never spoke: only 2.0 s of the bot was heard before the call "
+        "ended at 4.0 s",
+        "PressDigit(after_heard=5.0) never pressed its key: only 2.0 s of the bot was heard "
+        "before the call ended at 4.0 s",
+    ]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"call {record.call_sid}: {text}" for text in record.skipped
+    ]
 
 
 async def test_messages_twilio_would_refuse_are_recorded_not_fatal() -> None:

@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     from voiceguard.demo import add_demo_command  # noqa: PLC0415 - its one registration
 
     add_demo_command(commands)
+    from voiceguard.sim.call_command import add_call_command  # noqa: PLC0415 - one registration
+
+    add_call_command(commands)
     from voiceguard.observe.replay import add_replay_command  # noqa: PLC0415 - its one registration
 
     add_replay_command(commands)

@@ -91,10 +91,17 @@ class NaiveBridge:
     "still playing", and the hang-up fallback is a plain sleep that is not scoped to its call:
     when it fires it closes whatever call is current by then. Do not use it for anything but a
     comparison.
+
+    Args:
+        on_fallback: Called as ``on_fallback(owner, victim)`` when the fallback of the call on
+            *owner* hangs up another call, *victim* (the demo's report says whose timer it was).
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, on_fallback: Callable[[Transport, Transport], object] | None = None
+    ) -> None:
         self.current: Transport | None = None
+        self.on_fallback = on_fallback
 
     async def __call__(self, twilio: Transport, connect_model: ConnectModel) -> None:
         self.current = twilio
@@ -103,6 +110,8 @@ class NaiveBridge:
             # The fallback outlives the call and hangs up whatever call is current by then.
             await anyio.sleep_until(hang_up_at)
             if self.current is not None:
+                if self.current is not twilio and self.on_fallback is not None:
+                    self.on_fallback(twilio, self.current)
                 await self.current.aclose()
 
 

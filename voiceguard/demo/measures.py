@@ -69,6 +69,9 @@ class RunOutcome:
         barge_ins_without_clear: Barge-ins after which no ``clear`` came.
         calls_ended_cleanly: Calls that ended as the script meant, with nothing of them left
             running.
+        cut_by: For the calls of :attr:`cross_call_actions` whose cause is known, whose timer
+            hung them up: the other call, as ``"<scenario> call <n>"`` (n from 1). It belongs to
+            another run, often of another scenario: the runs are played at the same time.
     """
 
     scenario: str
@@ -84,6 +87,7 @@ class RunOutcome:
     barge_in_latencies: tuple[float, ...]
     barge_ins_without_clear: int
     calls_ended_cleanly: int
+    cut_by: tuple[str, ...] = ()
 
     @property
     def problems(self) -> int:
@@ -130,6 +134,7 @@ class RunOutcome:
             "false_barge_ins": self.false_barge_ins,
             "truncations_beyond_heard": self.truncations_beyond_heard,
             "cross_call_actions": self.cross_call_actions,
+            "cut_by": list(self.cut_by),
             "barge_in_latency_ms": [round(s * 1000) for s in self.barge_in_latencies],
             "barge_ins_without_clear": self.barge_ins_without_clear,
             "calls_ended_cleanly": self.calls_ended_cleanly,

@@ -5,9 +5,11 @@
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any, final
 
+from voiceguard.config import CalibrationConfig
 from voiceguard.demo.measures import BRIDGES, BridgeMeasures, RunOutcome
 
 __all__ = ("DemoReport", "run_label")
@@ -124,8 +126,9 @@ class DemoReport:
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         lines = [
             f"{len(self.scenarios)} scenario{'s' if len(self.scenarios) != 1 else ''}"
-            f"{f' x {self.repetitions}' if self.repetitions > 1 else ''}, each played through "
-            "both bridges at once, in real time over 127.0.0.1 "
+            f"{f' x {self.repetitions}' if self.repetitions > 1 else ''} "
+            f"({naive.calls} call{'s' if naive.calls != 1 else ''} per bridge), each played "
+            "through both bridges at once, in real time over 127.0.0.1 "
             f"({self.wall_seconds:.1f} s)",
             "",
         ]
@@ -133,6 +136,8 @@ class DemoReport:
             lines.append(
                 f"  {label.ljust(widths[0])}   {left.rjust(widths[1])}   {right.rjust(widths[2])}"
             )
+        lines.append("")
+        lines.extend(self._notes())
         for measures in (naive, guarded):
             failed = [o for o in self.outcomes if o.bridge == measures.bridge and o.problems]
             lines.append("")
@@ -148,6 +153,48 @@ class DemoReport:
         else:
             lines.append(f"The guarded bridge had {guarded.problems} problem(s): see above.")
         return "\n".join(lines)
+
+    def _notes(self) -> list[str]:
+        """What the table does not say by itself: why the figures are what they are."""
+        several = sorted(
+            {(o.scenario, o.calls) for o in self.outcomes if o.repetition == 0 and o.calls > 1}
+        )
+        defer = CalibrationConfig().max_defer
+        runs = self.repetitions
+        notes = [
+            (
+                "calls: a scenario may make several calls, one after the other"
+                + (
+                    " ("
+                    + ", ".join(f"{name} makes {calls}" for name, calls in several)
+                    + "), so there are more calls than scenarios."
+                    if several
+                    else "."
+                )
+            ),
+            "barge-in reaction latency: the naive bridge clears the phone at the first "
+            "speech_started, for any sound, the bot's own echo included (its false barge-ins "
+            "above); the guarded bridge first tells the caller from the echo of the bot's voice, "
+            f"and waits up to {defer * 1000:.0f} ms while the two overlap: a slower reaction "
+            "and a higher p95, the price of not letting the echo cut the bot off.",
+            "calls hung up by another call's timer: the naive bridge's hang-up fallback is not "
+            "scoped to its call; it hangs up whichever call is on the line when it fires, which "
+            "may belong to any scenario played at the same time. It is counted in the row of the "
+            "call hung up; the runs below name the scenario whose timer it was.",
+            f"run to run: these figures come from {runs} run{'s' if runs != 1 else ''} of each "
+            "scenario through each bridge (--calls N plays each N times). Everything runs in "
+            "real time on this machine, all runs sharing one event loop, so when each message "
+            "arrives varies by milliseconds with the machine's load; the naive bridge's faults "
+            "hang on that timing (which race it loses, which call its leaked timer hits), so "
+            "its figures change from run to run. The guarded bridge's decisions are meant not "
+            "to; its latencies vary too. --seed N varies the audio, noise and ids as well.",
+        ]
+        lines = ["Notes:"]
+        for note in notes:
+            lines.extend(
+                textwrap.wrap(note, width=100, initial_indent="  - ", subsequent_indent="    ")
+            )
+        return lines
 
 
 def run_label(outcome: RunOutcome, repetitions: int) -> str:
@@ -173,12 +220,13 @@ def _why(outcome: RunOutcome) -> str:
             "model errors "
             + ", ".join(f"{code} x{count}" for code, count in sorted(outcome.model_errors.items()))
         )
-    for count, what in (
-        (outcome.false_barge_ins, "false barge-in"),
-        (outcome.truncations_beyond_heard, "truncation beyond what was heard"),
-        (outcome.cross_call_actions, "call hung up by another call's timer"),
-        (outcome.calls - outcome.calls_ended_cleanly, "call not ended cleanly"),
+    whose = f" (the timer of {', '.join(outcome.cut_by)})" if outcome.cut_by else ""
+    for count, what, detail in (
+        (outcome.false_barge_ins, "false barge-in", ""),
+        (outcome.truncations_beyond_heard, "truncation beyond what was heard", ""),
+        (outcome.cross_call_actions, "call hung up by another call's timer", whose),
+        (outcome.calls - outcome.calls_ended_cleanly, "call not ended cleanly", ""),
     ):
         if count:
-            parts.append(f"{what} x{count}")
+            parts.append(f"{what} x{count}{detail}")
     return "; ".join(parts)

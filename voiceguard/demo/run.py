@@ -134,7 +134,13 @@ class _Tap:
 
 def _naive_handler(calls: CallRouter) -> Callable[[WebSocketTransport], Any]:
     """The naive side's server: one :class:`NaiveBridge` shared by every call, as in the sample."""
-    naive = NaiveBridge()
+
+    def fallback(owner: Transport, victim: Transport) -> None:
+        # Whose leaked timer hung up which call: the report names the owner's scenario.
+        if isinstance(owner, _Tap) and isinstance(victim, _Tap) and owner.key and victim.key:
+            calls.cut(victim.key, owner.key)
+
+    naive = NaiveBridge(on_fallback=fallback)
 
     async def handle(websocket: WebSocketTransport) -> None:
         tap = _Tap(websocket, calls)

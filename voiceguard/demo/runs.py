@@ -47,6 +47,8 @@ class DemoRun:
         port: The port the simulator listens on, once it runs.
         started: The routing keys of the calls whose bridge started work for them.
         finished: The routing keys of the calls whose bridge finished its work for them.
+        cut_by: For each of the run's calls that another call's hang-up timer ended, that other
+            call, as ``"<scenario> call <n>"`` (n from 1).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class DemoRun:
         self.port = 0
         self.started: set[str] = set()
         self.finished: set[str] = set()
+        self.cut_by: dict[str, str] = {}
 
     @property
     def running(self) -> int:
@@ -99,6 +102,7 @@ class DemoRun:
         """
         false_barge_ins = truncations = cut = clean = missed = 0
         latencies: list[float] = []
+        cut_by: list[str] = []
         for number, record in enumerate(played.calls):
             key = self.call_key(number)
             own = [c for c in played.connections if _call_key_of(c.path) == key]
@@ -106,6 +110,8 @@ class DemoRun:
             truncations += sim_measures.truncations_beyond_heard(record, own)
             was_cut = cut_by_another_call(record, own)
             cut += was_cut
+            if was_cut and key in self.cut_by:
+                cut_by.append(self.cut_by[key])
             heard, not_cleared = barge_in_latencies(record)
             latencies += heard
             missed += not_cleared
@@ -126,6 +132,7 @@ class DemoRun:
             barge_in_latencies=tuple(latencies),
             barge_ins_without_clear=missed,
             calls_ended_cleanly=clean,
+            cut_by=tuple(cut_by),
         )
 
 
@@ -162,6 +169,12 @@ class CallRouter:
     def finished(self, key: str) -> None:
         """Note that a bridge finished its work for the call *key*."""
         self.run_of(key).finished.add(key)
+
+    def cut(self, victim: str, owner: str) -> None:
+        """Note that the hang-up timer of the call *owner* ended the call *victim*."""
+        run = self.run_of(owner)
+        number = int(owner.rpartition(".")[2]) + 1
+        self.run_of(victim).cut_by[victim] = f"{run.scenario.name} call {number}"
 
     def connect_model(self, key: str) -> AbstractAsyncContextManager[Transport]:
         """Open the model connection of call *key*: its run's simulator, over a WebSocket."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, Final, Protocol, final
@@ -28,6 +29,7 @@ __all__ = ("Call", "CallerSettings")
 
 _SILENT_FRAME: Final = bytes([SILENCE_BYTE]) * FRAME_BYTES
 _NOISE_SECONDS: Final = 2.0
+_LOG: Final = logging.getLogger("voiceguard.sim.caller")
 
 
 class CallerSettings(Protocol):
@@ -116,19 +118,51 @@ class Call:
             }
         )
         tick = 0
-        while not self.done:
-            # Messages that have arrived go before a tick due at the same instant (see
-            # MemoryTransport.receive_nowait): virtual-time runs are then reproducible.
-            while (ready := _receive_ready(self.transport)) is not None:
-                await self.on_message(ready)
-            next_tick = on_grid(self.start + tick * FRAME_SECONDS)
-            if anyio.current_time() >= next_tick:
-                await self.tick(tick * FRAME_SECONDS)
-                tick += 1
+        try:
+            while not self.done:
+                # Messages that have arrived go before a tick due at the same instant (see
+                # MemoryTransport.receive_nowait): virtual-time runs are then reproducible.
+                while (ready := _receive_ready(self.transport)) is not None:
+                    await self.on_message(ready)
+                next_tick = on_grid(self.start + tick * FRAME_SECONDS)
+                if anyio.current_time() >= next_tick:
+                    await self.tick(tick * FRAME_SECONDS)
+                    tick += 1
+                    continue
+                with anyio.CancelScope(deadline=next_tick):
+                    text = await self.transport.receive()
+                    await self.on_message(text)
+        finally:
+            self.note_skipped()
+
+    def note_skipped(self) -> None:
+        """Record (and log) the ``after_heard`` steps the call ended without reaching.
+
+        Such a step waits for the bot's audio; when the bot says less than the script expects
+        (a shorter greeting), it silently never runs, and the call looks as if the bot had
+        ignored the caller. Steps timed with ``at`` are left out: the call simply ended first.
+        """
+        heard = round(self.heard_bytes / 8000, 2)
+        ended = round(self.now(), 1)
+        for step in self.pending:
+            if step.after_heard is None:
                 continue
-            with anyio.CancelScope(deadline=next_tick):
-                text = await self.transport.receive()
-                await self.on_message(text)
+            match step:
+                case Speak():
+                    what = "spoke"
+                case PressDigit():
+                    what = "pressed its key"
+                case HangUp():
+                    what = "hung up"
+                case _:
+                    assert_never(step)
+            text = (
+                f"{type(step).__name__}(after_heard={float(step.after_heard)!r}) never {what}: "
+                f"only {heard} s of the bot was heard before the call ended at {ended} s"
+            )
+            self.record.skipped.append(text)
+            _LOG.warning("call %s: %s", self.record.call_sid, text)
+        self.pending.clear()
 
     async def on_message(self, text: str) -> None:
         """Take one message from the bot, as Twilio would."""

@@ -74,6 +74,14 @@ class CallRecord:
         spoke: ``(start, end)`` of each utterance of the caller.
         started_at: ``anyio.current_time()`` at ``start`` (time 0 of this record), to compare
             with the model simulator's times.
+        skipped: The script's ``after_heard`` steps that never ran because the caller never
+            heard that much of the bot, each in words (``"Speak(after_heard=3.0) never spoke:
+            only 2.0 s of the bot was heard before the call ended at 7.0 s"``). Empty when the
+            whole script ran (steps timed with ``at`` after the end are not listed: the call
+            simply ended first).
+
+    .. versionchanged:: 0.2.0
+        :attr:`skipped` added.
     """
 
     __slots__ = (
@@ -86,6 +94,7 @@ class CallRecord:
         "protocol_errors",
         "received",
         "sent",
+        "skipped",
         "spoke",
         "started_at",
         "stream_sid",
@@ -104,6 +113,7 @@ class CallRecord:
         self.ended_at: float | None = None
         self.spoke: list[tuple[float, float]] = []
         self.started_at = 0.0
+        self.skipped: list[str] = []
 
     @property
     def heard_seconds(self) -> float:
