@@ -4,6 +4,11 @@ Usage::
 
     python benchmarks/bargein_quality.py            # table + per-condition breakdown
     python benchmarks/bargein_quality.py --json     # the same numbers as JSON
+    python benchmarks/bargein_quality.py --plot docs/_static   # and the two charts of the docs
+
+``--plot DIR`` also draws the strategy comparison and the per-condition breakdown into
+``DIR/bargein_strategies.png`` and ``DIR/bargein_conditions.png`` (needs matplotlib, the
+``bench`` extra; see ``_bargein_charts.py``).
 
 Every strategy sees the same calls (``benchmarks/corpus``) and the same ``speech_started`` events
 (raised by :class:`voiceguard.sim.EnergyVad` with server_vad defaults, labelled by the generator as
@@ -272,6 +277,14 @@ def main() -> None:
     parser.add_argument(
         "--corpus", type=Path, default=None, help="corpus directory (cases.json and clips/)"
     )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also draw bargein_strategies.png and bargein_conditions.png into DIR "
+        "(needs matplotlib, the bench extra)",
+    )
     args = parser.parse_args()
     if args.corpus is not None:
         corpus.CASES_FILE = args.corpus / "cases.json"
@@ -318,15 +331,22 @@ def main() -> None:
         for group, bands in BANDS.items()
     }
     labels = [e["label"] for c in cases for e in c["events"]]
+    events = {k: labels.count(k) for k in ("echo", "noise", "real")}
+    charts: list[Path] = []
+    if args.plot is not None:
+        from _bargein_charts import plot  # noqa: PLC0415 - matplotlib, only for the charts
+
+        charts = plot(results, breakdown, events=events, calls=len(cases), out=args.plot)
     if args.json:
         print(
             json.dumps(
                 {
                     "strategies": results,
                     "breakdown": breakdown,
-                    "events": {k: labels.count(k) for k in ("echo", "noise", "real")},
+                    "events": events,
                     "calls": len(cases),
                     "late_barge_ins": late_summary,
+                    **({"charts": [str(path) for path in charts]} if charts else {}),
                 },
                 indent=2,
             )
@@ -386,6 +406,8 @@ def main() -> None:
                 + " | ".join(cells)
                 + f" | {count['events_false_candidates']} / {count['events_real']} |"
             )
+    for path in charts:
+        print(f"\nchart written to {path}")
 
 
 if __name__ == "__main__":

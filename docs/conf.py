@@ -24,7 +24,6 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
-    "sphinx.ext.graphviz",
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
@@ -83,8 +82,7 @@ intersphinx_timeout = 5
 html_theme = "furo"
 html_title = f"voiceguard {version}"
 html_static_path = ["_static"] if (Path(__file__).parent / "_static").is_dir() else []
-
-graphviz_output_format = "svg"
+html_css_files = ["voiceguard.css"]
 
 
 def _write_generated(_app: object) -> None:
