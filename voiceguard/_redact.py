@@ -36,7 +36,7 @@ import re
 import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 from urllib.parse import quote
 
 __all__ = (
@@ -325,7 +325,13 @@ def install_secret_filter(
     return secret_filter
 
 
-class RedactingLogger(logging.LoggerAdapter[logging.Logger]):
+if TYPE_CHECKING:
+    _LoggerAdapter = logging.LoggerAdapter[logging.Logger]
+else:  # subscriptable from Python 3.11 on
+    _LoggerAdapter = logging.LoggerAdapter
+
+
+class RedactingLogger(_LoggerAdapter):
     """A logger for ``websockets`` that writes only cleaned text (see :func:`redact_text`).
 
     ``websockets`` logs frames and headers as objects (``"< %s", frame``), so the message is

@@ -184,6 +184,8 @@ else:  # pragma: no cover - Python 3.10 has no strict_mode
 
     def b64decode(text: str) -> bytes:
         """Strict base64 decoding: alphabet, padding and length are all checked."""
+        if len(text) % 4:  # validate=True alone lets excess padding through ("AAA==")
+            raise binascii.Error("Incorrect length")
         return base64.b64decode(text, validate=True)
 
 
