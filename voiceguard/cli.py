@@ -78,7 +78,9 @@ def _simulate_model(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    import anyio  # noqa: PLC0415 - keeps `voiceguard tour` free of the event loop import
+    import asyncio  # noqa: PLC0415 - keeps `voiceguard tour` free of the event loop import
+
+    import anyio  # noqa: PLC0415
 
     from voiceguard.sim.realtime import RealtimeSimulator  # noqa: PLC0415
 
@@ -105,7 +107,7 @@ def _simulate_model(args: argparse.Namespace) -> int:
 
     try:
         anyio.run(serve)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Python 3.10 cancels the main task
         print("stopped", flush=True)
     except Exception as exc:
         # The listening socket is bound inside the simulator's task group, so a busy port
