@@ -34,6 +34,7 @@ printing what happened (``report``).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import json
 import logging
@@ -228,7 +229,7 @@ def _run(args: argparse.Namespace) -> int:
     began = time.monotonic()
     try:
         anyio.run(play, backend="asyncio")
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # anyio's Runner backport on 3.10
         print(f"{_PROG}: interrupted", file=sys.stderr)
         return 130
     report = build_report(plan, records, time.monotonic() - began)
