@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import errno
 import json
-import select
 import signal
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from voiceguard.demo.measures import BRIDGES, RunOutcome
 from voiceguard.demo.report import DemoReport, run_label
 from voiceguard.demo.run import MAX_REPETITIONS, run_demo
 from voiceguard.observe.trace import trace_dir_problem
+from voiceguard.sim.call_command import stdout_is_closed
 from voiceguard.sim.scenarios import SCENARIOS
 
 __all__ = ("add_demo_command",)
@@ -60,17 +60,6 @@ def _missing_server_extra() -> str | None:
     return None
 
 
-def _stdout_is_closed() -> bool:
-    """Whether stdout is a pipe that nobody reads any more (``voiceguard demo | true``)."""
-    try:
-        fd = sys.stdout.fileno()
-        poller = select.poll()
-    except (AttributeError, ValueError, OSError):  # no poll() (Windows), or not a real file
-        return False
-    poller.register(fd, select.POLLOUT)
-    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
-
-
 def _demo_command(args: argparse.Namespace) -> int:
     missing = _missing_server_extra()
     if missing is not None:
@@ -83,7 +72,7 @@ def _demo_command(args: argparse.Namespace) -> int:
     if args.trace is not None and (problem := trace_dir_problem(args.trace)) is not None:
         print(f"voiceguard demo: --trace {args.trace}: {problem}", file=sys.stderr)
         return 2
-    if _stdout_is_closed():
+    if stdout_is_closed():
         # The results are printed after the 30 s run: found now, the run is not wasted.
         raise BrokenPipeError(errno.EPIPE, "standard output is closed")
     import logging  # noqa: PLC0415

@@ -56,7 +56,7 @@ from voiceguard.sim.caller import CallerSimulator, CallRecord
 from voiceguard.sim.scenarios import SCENARIOS
 from voiceguard.transports import Transport, TransportClosed
 
-__all__ = ("MAX_CALLS", "add_call_command", "main")
+__all__ = ("MAX_CALLS", "add_call_command", "main", "stdout_is_closed")
 
 _PROG: Final = "voiceguard call"
 #: The exit status when stdout was closed under the command, as a shell reports SIGPIPE: 128 + 13.
@@ -152,8 +152,9 @@ async def _play(
 # The command
 
 
-def _stdout_is_closed() -> bool:
-    """Whether stdout is a pipe that nobody reads any more (``voiceguard call ... | true``)."""
+def stdout_is_closed() -> bool:
+    """Whether stdout is a pipe that nobody reads any more (``voiceguard call ... | true``):
+    a command that would print only after a long run asks first."""
     try:
         fd = sys.stdout.fileno()
         poller = select.poll()
@@ -191,7 +192,7 @@ def _run(args: argparse.Namespace) -> int:
     except Refused as exc:
         print(f"{_PROG}: {exc}", file=sys.stderr)
         return 2
-    if _stdout_is_closed():
+    if stdout_is_closed():
         return _CLOSED_STDOUT_STATUS  # nobody would read the report: make no calls
     # The report says what was skipped and refused; the simulator's own log lines would repeat it.
     for name in ("voiceguard", "websockets"):
