@@ -9,7 +9,7 @@
 
 Check it against voiceguard's simulators (in virtual time, a few seconds; no key, no phone)::
 
-    python examples/custom_handler_decorators.py
+    .venv/bin/python examples/custom_handler_decorators.py
 
 Needs ``pip install 'voiceguard[sim]' trio``.
 """

@@ -4,13 +4,16 @@ The bot talks to the model through ``AsyncOpenAI().realtime.connect(...)``: type
 (``conn.session.update``, ``conn.response.create``, ``conn.response.cancel``,
 ``conn.conversation.item.truncate``), push-style handlers (``@conn.on(...)`` with
 ``conn.dispatch_events()``) and ``async for`` all work on the guarded connection unchanged.
-``call.model(conn)`` is the one line voiceguard adds; ``@call.barge_in`` is an optional second.
+``call.model(conn)`` and ``call.phone(twilio)`` are the two lines voiceguard adds (the phone
+socket watched, the guards know from Twilio's marks what the caller heard, to the chunk, so a
+truncate is never past it; without it they estimate from the clock, which runs ahead when the bot
+forwards late); ``@call.barge_in`` is an optional third.
 
 Run it against voiceguard's simulators (the model simulator on 127.0.0.1, a simulated caller; no
 key, no phone, about 15 seconds of real time), and the same bot without voiceguard::
 
-    python examples/openai_sdk_guarded.py
-    python examples/openai_sdk_guarded.py --without-voiceguard
+    .venv/bin/python examples/openai_sdk_guarded.py
+    .venv/bin/python examples/openai_sdk_guarded.py --without-voiceguard
 
 Needs ``pip install 'voiceguard[openai,sim]'``.
 """
@@ -56,12 +59,14 @@ async def bot(
     twilio: Transport, model_base_url: str, *, guarded: bool = True, api_key: str = "test"
 ) -> None:
     """One call: the caller's audio to the model, the model's audio to the caller."""
+    call = GuardedCall()
+    if guarded:
+        twilio = call.phone(twilio)  # what voiceguard adds: the phone socket, watched
     stream_sid = ""
     while not stream_sid:
         event = parse_twilio_message(await twilio.receive())
         if isinstance(event, StreamStarted):
             stream_sid = event.stream_sid
-    call = GuardedCall()
     client = AsyncOpenAI(api_key=api_key, websocket_base_url=model_base_url)
     connect: Any = client.realtime.connect(model="gpt-realtime")
     if guarded:

@@ -4,7 +4,7 @@ Paste the events your bridge logged (one JSON object per line, as received from 
 into a file, add a line ``{"intent": "barge_in"}`` (or ``turn_end``, ``watchdog``, ``tool_result``,
 ``greeting``, ``hang_up``) wherever your bot wanted to cancel or create, and run::
 
-    python examples/replay_events.py examples/data/cancel_race.jsonl
+    .venv/bin/python examples/replay_events.py examples/data/cancel_race.jsonl
 
 Each line may carry ``"t"``: monotonic seconds (default: 20 ms after the previous line). The output
 says, for each intent, what the guards decided and why, and what the state saw on the way.

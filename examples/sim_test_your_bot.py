@@ -1,6 +1,7 @@
 """Test a Twilio <-> OpenAI Realtime bot against voiceguard's simulators, over real sockets.
 
-Run it: ``python examples/sim_test_your_bot.py`` (needs ``pip install 'voiceguard[sim]' openai``).
+Run it: ``.venv/bin/python examples/sim_test_your_bot.py`` (needs
+``pip install 'voiceguard[sim]' openai``).
 No OpenAI key, no Twilio account, no phone: a ``RealtimeSimulator`` stands in for OpenAI and a
 ``CallerSimulator`` for Twilio and the caller. It takes about three seconds of real time.
 

@@ -6,12 +6,12 @@ Compare them with ``diff examples/twilio_sample_before.py examples/twilio_sample
 
 Check either against voiceguard's simulators (every scenario, in virtual time, no key, no phone):
 
-    python examples/twilio_sample_before.py --check
-    python examples/twilio_sample_guarded.py --check
+    .venv/bin/python examples/twilio_sample_before.py --check
+    .venv/bin/python examples/twilio_sample_guarded.py --check
 
 Serve one (Twilio calls ``POST /incoming-call``; the media stream comes to ``/media-stream``):
 
-    OPENAI_API_KEY=sk-... python examples/twilio_sample_guarded.py --port 5050
+    OPENAI_API_KEY=sk-... .venv/bin/python examples/twilio_sample_guarded.py --port 5050
 
 Needs ``pip install 'voiceguard[server]'`` (Starlette, uvicorn, websockets); ``--check`` runs in
 virtual time when ``trio`` is installed, in real time otherwise.

@@ -5,7 +5,8 @@ port 0, the listening URL read from its output) and kills its whole process grou
 ``ModelRouter`` listens on 127.0.0.1 as the Realtime API and hands each connection to the
 ``RealtimeSimulator`` a test chooses, so one server process serves tests that need different
 scripted models; it also records the headers each connection came with. ``play_scenario`` plays
-a scenario of the library against any bridge listening for media streams, in real time, and
+a scenario of the library against any bridge listening for media streams, in real time, as
+``voiceguard call --scenario NAME --check`` plays it, and
 ``check_scenario_run`` checks its rules and the invariants from the outside.
 """
 
@@ -26,7 +27,11 @@ import anyio
 import anyio.abc
 import httpx
 
+from voiceguard.cli import build_parser
 from voiceguard.demo.measures import cut_by_another_call
+from voiceguard.sim._call.dial import play_plan
+from voiceguard.sim._call.plan import plan_calls
+from voiceguard.sim._call.report import build_report, render
 from voiceguard.sim.caller import CallRecord
 from voiceguard.sim.measures import false_barge_ins, truncations_beyond_heard
 from voiceguard.sim.realtime import RealtimeSimulator
@@ -215,18 +220,25 @@ def _limit_files(limit: int) -> Callable[[], None]:
 
 
 async def play_scenario(scenario: Scenario, media_url: str, router: ModelRouter) -> ScenarioRun:
-    """Play *scenario* in real time: its model behind *router*, its callers to *media_url*."""
+    """Play *scenario* in real time, its model behind *router*, its callers to *media_url* as
+    ``voiceguard call URL --scenario NAME --check`` plays them (the command's own parser, plan,
+    calls and report); what the command judged from the caller's side must hold too."""
     simulator = router.use(scenario.make_simulator())
+    args = build_parser().parse_args(["call", media_url, "--scenario", scenario.name, "--check"])
+    plan = plan_calls(args)
     started = anyio.current_time()
     records: list[CallRecord] = []
-    with anyio.fail_after(60):
-        for number in range(scenario.calls):
-            if number:
-                await anyio.sleep(scenario.between_calls)
-            records.append(await scenario.make_caller(number).call(media_url))
+    with anyio.fail_after(90):
+        await play_plan(plan, records)
         # The bridge closes the model connection right after the phone's.
         while simulator.statistics().connections_open:
             await anyio.sleep(0.02)
+    report = build_report(plan, records, anyio.current_time() - started)
+    assert report["check"] is not None
+    broken = [verdict for verdict in report["check"]["rules"] if verdict["held"] is False]
+    assert broken == [], f"voiceguard call --check, {scenario.name}: {broken}"
+    assert report["ok"], f"voiceguard call, {scenario.name}: {render(report)}"
+    assert f"scenario {scenario.name}" in render(report)
     return ScenarioRun(
         scenario=scenario,
         simulator=simulator,

@@ -1,10 +1,11 @@
 """The guarded sample bot (examples/twilio_sample_guarded.py) served as its user serves it.
 
 Its own Starlette app runs under uvicorn on 127.0.0.1, opening its own model connection with
-``websockets.connect`` to a ``RealtimeSimulator`` behind the ``ModelRouter``; each call is a
-``CallerSimulator`` over a WebSocket to its ``/media-stream``. Every scenario of the library must
-pass as it does through the reference server (tests/test_server_scenarios.py), with the same
-checks from the outside. Real time: about two minutes.
+``websockets.connect`` to a ``RealtimeSimulator`` behind the ``ModelRouter``; its callers dial
+its ``/media-stream`` as ``voiceguard call --scenario NAME --check`` dials them. Every scenario
+of the library must pass as it does through the reference server
+(tests/test_server_scenarios.py), with the same checks from the outside. Real time: about two
+minutes.
 """
 
 from __future__ import annotations

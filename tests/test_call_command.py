@@ -163,6 +163,42 @@ async def test_a_scenario_of_two_calls_through_the_reference_server_as_json(
     assert "simulate-model" in result.stderr  # the hint about the model's side
 
 
+async def test_the_whole_scenario_with_simulate_model_playing_its_model_side(
+    tmp_path: Path,
+) -> None:
+    """The documented pair, each as a user starts it: ``simulate-model --scenario`` serves the
+    scenario's model side, ``serve`` talks to it, ``call --scenario --check`` plays the callers."""
+    scenario = SCENARIOS["cancel-races-done"]
+    command = [sys.executable, "-m", "voiceguard", "simulate-model", "--port", "0"]
+    model = await anyio.open_process([*command, "--scenario", scenario.name])
+    try:
+        assert model.stdout is not None
+        first = ""
+        with anyio.fail_after(20):
+            while "\n" not in first:
+                first += (await model.stdout.receive()).decode()
+        found = re.search(r"listening on (ws://127\.0\.0\.1:\d+/v1/realtime) \(scenario", first)
+        assert found, first
+        url = f"{found.group(1)}?model=gpt-realtime"
+        args = ["--realtime-url", url, "--no-stream-tokens"]
+        async with ServerProcess.running(
+            args, log_dir=tmp_path, env={"TWILIO_AUTH_TOKEN": TOKEN}
+        ) as server:
+            argv = ["--scenario", scenario.name, "--check", "--json", "--header", signature(server)]
+            result = await call(server.media_url, *argv)
+    finally:
+        model.terminate()
+        await model.wait()
+    assert result.returncode == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    assert data["ok"] is True
+    (record,) = data["calls"]
+    # The scenario's model: a greeting, then a 2.5 s answer the caller interrupts after 1.5 s.
+    assert record["clears"] >= 1 and record["skipped"] == [] and record["protocol_errors"] == []
+    verdicts = {v["rule"]: v["held"] for v in data["check"]["rules"]}
+    assert verdicts["must clear the phone's playout on barge-in"] is True
+
+
 async def test_custom_parameters_reach_the_bot(
     server: ServerProcess, server_router: ModelRouter
 ) -> None:
@@ -260,7 +296,7 @@ async def test_a_scenario_through_the_guarded_sample_as_a_table(
         r"model's side",
         out,
     )
-    assert "voiceguard simulate-model" in out
+    assert f"simulate-model --scenario {scenario.name}" in " ".join(out.split())  # the hint
 
 
 def _certificate(directory: Path) -> tuple[Path, Path]:

@@ -83,6 +83,8 @@ BAD: Final[Mapping[str, Sequence[Run]]] = {
         Run(("--port", "70000")),
         Run(("--audio-speed", "0")),
         Run(("--seed", "x")),
+        Run(("--scenario", "no-such-scenario")),
+        Run(("--scenario", "cancel-races-done", "--audio-speed", "2")),
     ],
     "serve": [
         Run(

@@ -3,10 +3,10 @@
 No server package: :class:`~voiceguard.MediaHandler` runs per connection under
 :func:`~voiceguard.transports.websocket.serve_websocket` on 127.0.0.1, and opens its model
 connection with :func:`~voiceguard.transports.websocket.connect_websocket` to a
-``RealtimeSimulator`` behind the ``ModelRouter``; each call is a ``CallerSimulator`` over a
-WebSocket. The same checks from the outside as for ``voiceguard serve``
-(tests/test_server_scenarios.py) and the guarded sample (tests/test_adoption_sockets.py).
-Real time: about two minutes.
+``RealtimeSimulator`` behind the ``ModelRouter``; its callers dial it as ``voiceguard call
+--scenario NAME --check`` dials them. The same checks from the outside as for ``voiceguard
+serve`` (tests/test_server_scenarios.py) and the guarded sample
+(tests/test_adoption_sockets.py). Real time: about two minutes.
 """
 
 from __future__ import annotations

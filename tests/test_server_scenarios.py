@@ -1,8 +1,9 @@
 """Every scenario of the library through ``voiceguard serve``, over real sockets, in real time.
 
 The server runs as a user starts it (a subprocess); each scenario's scripted model is a
-``RealtimeSimulator`` behind the ``ModelRouter``; each call is a ``CallerSimulator`` over a
-WebSocket to ``/media-stream``. Every call must meet the scenario's expectations and the
+``RealtimeSimulator`` behind the ``ModelRouter``; its callers dial ``/media-stream`` as
+``voiceguard call --scenario NAME --check`` dials them (the command's parser, calls and report),
+and what the command judged must hold. Every call must meet the scenario's expectations and the
 architecture page's invariants, checked from the outside: zero protocol errors at the model (1, 2:
 no cancel or create the server refuses), no call hung up by another call's timer (3), no
 interruption of the bot while the caller was silent (4: echo and noise are not barge-ins), no

@@ -84,9 +84,43 @@ def _simulate_model(args: argparse.Namespace) -> int:
 
     from voiceguard.sim.realtime import RealtimeSimulator  # noqa: PLC0415
 
-    simulator = RealtimeSimulator(
-        beta=True if args.beta else None, seed=args.seed, audio_speed=args.audio_speed
-    )
+    if args.scenario is not None:
+        from voiceguard.sim.scenarios import SCENARIOS  # noqa: PLC0415
+
+        scenario = SCENARIOS.get(args.scenario)
+        if scenario is None:
+            print(
+                f"voiceguard simulate-model: --scenario {args.scenario!r} is not allowed; "
+                "allowed: one of " + ", ".join(SCENARIOS),
+                file=sys.stderr,
+            )
+            return 2
+        given = [
+            option
+            for option, value in (
+                ("--beta", args.beta),
+                ("--seed", args.seed),
+                ("--audio-speed", args.audio_speed),
+            )
+            if value not in (None, False)
+        ]
+        if given:
+            print(
+                f"voiceguard simulate-model: {given[0]} with --scenario is not allowed; "
+                "allowed: a scenario (its model brings its own replies, faults and audio speed) "
+                "or those options, not both",
+                file=sys.stderr,
+            )
+            return 2
+        simulator = scenario.make_simulator()
+        what = f"scenario {scenario.name}'s model side"
+    else:
+        simulator = RealtimeSimulator(
+            beta=True if args.beta else None,
+            seed=0 if args.seed is None else args.seed,
+            audio_speed=4.0 if args.audio_speed is None else args.audio_speed,
+        )
+        what = "default replies"
 
     async def serve() -> None:
         async with simulator.running(host=args.host, port=args.port) as address:
@@ -97,7 +131,7 @@ def _simulate_model(args: argparse.Namespace) -> int:
             )
             print(
                 f"RealtimeSimulator listening on ws://{address.host}:{address.port}/v1/realtime "
-                f"({mode})\n"
+                f"({what}; {mode})\n"
                 f'  openai SDK: AsyncOpenAI(api_key="any", '
                 f'websocket_base_url="{address.base_url}")\n'
                 "  Press Ctrl+C to stop.",
@@ -179,13 +213,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="always use beta event names (default: GA, beta only for clients that send "
         "OpenAI-Beta: realtime=v1)",
     )
+    from voiceguard.sim.scenarios import SCENARIOS  # noqa: PLC0415 - as `voiceguard call` lists them
+
     simulate.add_argument(
-        "--seed", type=int, default=0, help="seed of ids and generated audio (default: 0)"
+        "--scenario",
+        metavar="NAME",
+        help="serve this scenario's model side (its scripted replies and faults) to every "
+        "connection, to play with `voiceguard call URL --scenario NAME`; one of: "
+        + ", ".join(SCENARIOS),
+    )
+    simulate.add_argument(
+        "--seed", type=int, default=None, help="seed of ids and generated audio (default: 0)"
     )
     simulate.add_argument(
         "--audio-speed",
         type=_speed,
-        default=4.0,
+        default=None,
         help="how many times faster than real time audio is generated, 0.1 to 100 (default: 4)",
     )
     simulate.set_defaults(handler=_simulate_model)

@@ -25,8 +25,8 @@ guessed. When a step of a call's script never ran (``Speak(after_heard=3.0)`` ag
 greeting: listed in the output), no rule is judged: the calls were not the scenario's.
 
 Register it with :func:`add_call_command`; :func:`main` runs it on its own (``main(argv)``). Its
-parts are in ``voiceguard.sim._call``: reading the options into calls (``plan``), and judging and
-printing what happened (``report``).
+parts are in ``voiceguard.sim._call``: reading the options into calls (``plan``), making them
+(``dial``), and judging and printing what happened (``report``).
 
 .. versionadded:: 0.2.0
 """
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import json
 import logging
 import os
@@ -43,27 +42,22 @@ import select
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Sequence
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import anyio
 
-from voiceguard.sim._call.plan import MAX_CALLS, Plan, Refused, plan_calls
+from voiceguard.sim._call.dial import play_plan
+from voiceguard.sim._call.plan import MAX_CALLS, Refused, plan_calls
 from voiceguard.sim._call.report import build_report, render
-from voiceguard.sim.caller import CallerSimulator, CallRecord
+from voiceguard.sim.caller import CallRecord
 from voiceguard.sim.scenarios import SCENARIOS
-from voiceguard.transports import Transport, TransportClosed
 
 __all__ = ("MAX_CALLS", "add_call_command", "main", "stdout_is_closed")
 
 _PROG: Final = "voiceguard call"
 #: The exit status when stdout was closed under the command, as a shell reports SIGPIPE: 128 + 13.
 _CLOSED_STDOUT_STATUS: Final = 141
-#: Seconds a call may run past its caller's ``max_duration`` (the bot's close handshake, a bot
-#: that stopped reading) before it counts as stuck.
-_CALL_SLACK: Final = 15.0
 _STEP_HELP: Final = (
     "WHEN is seconds since the stream started, or heard=S: once the caller has heard S seconds "
     "of the bot's audio"
@@ -91,61 +85,6 @@ class _StepAction(argparse.Action):
 
 # ============================================================================================
 # Playing the calls
-
-
-@asynccontextmanager
-async def _connect(url: str, headers: Mapping[str, str]) -> AsyncIterator[Transport]:
-    if urlsplit(url).scheme == "wss":
-        # TLS: the websockets asyncio client (the simulators' own client speaks ws:// only).
-        from voiceguard.transports.production import connect_realtime  # noqa: PLC0415
-
-        async with connect_realtime(url, api_key=None, headers=headers) as secure:
-            yield secure
-    else:
-        from voiceguard.transports.websocket import connect_websocket  # noqa: PLC0415
-
-        async with connect_websocket(url, headers=headers) as plain:
-            yield plain
-
-
-async def _call(
-    caller: CallerSimulator, url: str, headers: Mapping[str, str], connected: Callable[[], None]
-) -> CallRecord:
-    """One call; raises :class:`Refused` when the bot cannot be reached or the call hangs."""
-    limit = caller.max_duration + _CALL_SLACK
-    async with AsyncExitStack() as stack:
-        try:
-            transport = await stack.enter_async_context(_connect(url, headers))
-        except TransportClosed as exc:
-            raise Refused(f"{url}: {exc.reason}") from None
-        except TimeoutError:
-            raise Refused(f"{url}: no WebSocket handshake within 10 s") from None
-        except OSError as exc:
-            raise Refused(f"cannot connect to {url}: {exc.strerror or exc}") from None
-        connected()
-        with anyio.move_on_after(limit):
-            return await caller.run(transport)
-    # Only a call cut short by the time limit gets here.
-    raise Refused(
-        f"{url}: the call did not end within {limit:g} s (the caller hangs up at "
-        f"{caller.max_duration:g} s: is the bot still reading?)"
-    )
-
-
-async def _play(
-    plan: Plan,
-    records: list[CallRecord],
-    connected: Callable[[int], None],
-    ended: Callable[[int, CallRecord], None],
-) -> None:
-    """Make the plan's calls one after the other, each record added to *records* as it ends
-    (so the calls made before one that fails are still reported)."""
-    for number, caller in enumerate(plan.callers):
-        if number:
-            await anyio.sleep(plan.between_calls)
-        record = await _call(caller, plan.url, plan.headers, functools.partial(connected, number))
-        records.append(record)
-        ended(number, record)
 
 
 # ============================================================================================
@@ -223,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
     async def play() -> None:
         nonlocal failure
         try:
-            await _play(plan, records, connected, ended)
+            await play_plan(plan, records, connected, ended)
         except Refused as exc:
             failure = str(exc)
 
@@ -270,8 +209,9 @@ examples:
   voiceguard call wss://bot.example.com/media-stream --parameter lang=en \\
       --header 'X-Twilio-Signature: ...' --say 1.0:0.8 --hang-up 8
 
-A scenario plays only the caller's side: your bot's model plays the other side
-(voiceguard simulate-model serves one, with its default replies).
+A scenario plays only the caller's side: your bot's model plays the other side.
+To play the whole scenario, point your bot at the scenario's model:
+  voiceguard simulate-model --port 8765 --scenario cancel-races-done
 """
 
 

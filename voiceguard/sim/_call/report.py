@@ -119,11 +119,10 @@ _ASSUMPTION: Final = (
 def _hint(scenario: Scenario) -> str:
     return (
         f"Only the caller's side of {scenario.name} was played: its model side (scripted "
-        "replies, faults) is whatever model your bot talks to. `voiceguard simulate-model` "
-        "serves a model simulator for your bot, but with its default replies, not this "
-        "scenario's (it takes no --scenario): script steps timed on the bot's audio may not "
-        "line up, and the rules --check judges hold only for the scenario's own model. That "
-        f'model, from Python: SCENARIOS["{scenario.name}"].make_simulator().running(port=8765).'
+        "replies, faults) is whatever model your bot talks to. For the whole scenario, point "
+        f"your bot at `voiceguard simulate-model --scenario {scenario.name}` (it serves that "
+        "model side to every connection): otherwise script steps timed on the bot's audio may "
+        "not line up, and the rules --check judges hold only for the scenario's own model."
     )
 
 
