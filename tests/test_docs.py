@@ -76,9 +76,10 @@ def test_no_code_or_page_cites_a_file_outside_the_repository() -> None:
 # test fails when a page gains a snippet that no test runs.
 
 #: The blocks of code of each page, by language, that the tests below run (the README's bash
-#: blocks are the quickstart, which CI runs from its markers).
+#: blocks: the quickstart's two, which .ci/run takes from their markers, and the examples and
+#: commands, each marked ``<!-- ci: ... -->`` for .ci/readme.py; the test after the next says so).
 RUN_HERE = {
-    "README.md": {"python": 2, "bash": 2},
+    "README.md": {"python": 2, "bash": 13},
     "docs/decisions.md": {"python": 3, "console": 1},
 }
 _CODE = ("python", "console", "bash", "sh", "shell", "pycon")
@@ -151,6 +152,18 @@ def in_order(expected: list[str], lines: list[str]) -> list[str]:
 def test_every_snippet_of_the_pages_is_run_by_a_test(page: str) -> None:
     found = Counter(block.language for block in blocks(page, *_CODE))
     assert found == RUN_HERE[page], f"{page}: a block of code no test runs (add one here)"
+
+
+def test_every_shell_block_of_the_readme_is_run_by_ci() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    unmarked = []
+    for block in blocks("README.md", "bash"):
+        marker = text[block.line - 2].strip() if block.line >= 2 else ""
+        if not re.fullmatch(
+            r"<!-- (quickstart-(run|test)|ci: (runs|serves)(, makes \S+)?) -->", marker
+        ):
+            unmarked.append(block.line)
+    assert unmarked == [], f"README.md: bash blocks at lines {unmarked} have no CI marker"
 
 
 # ------------------------------------------------------------------------------- README.md
