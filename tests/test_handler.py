@@ -11,13 +11,24 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 import trio.testing
 
-from voiceguard import BridgeConfig, HandlerConfig, IdleLadderConfig, MaxCallDurationConfig
+from voiceguard import (
+    Action,
+    BridgeConfig,
+    Decision,
+    DecisionSink,
+    HandlerConfig,
+    IdleLadderConfig,
+    MaxCallDurationConfig,
+    Verdict,
+)
+from voiceguard.observe.trace import TraceRecorder, load_trace
 from voiceguard.protocol import StreamStarted, dumps
 from voiceguard.runtime.handler import CallSummary, MediaHandler
 from voiceguard.sim.caller import CallerSimulator, CallRecord, EchoPath, HangUp, Speak
@@ -36,6 +47,8 @@ async def call(
     *,
     config: HandlerConfig | None = None,
     before_start: Sequence[str] = (),
+    trace: TraceRecorder | None = None,
+    on_decision: DecisionSink | None = None,
 ) -> tuple[CallSummary, CallRecord]:
     """One call through a MediaHandler; both peers simulated, 20-30 ms of latency each way."""
     phone_caller, phone_bot = memory_pair(latency=0.02, names=("caller", "bot"))
@@ -45,7 +58,7 @@ async def call(
         async with sim.connect(latency=0.03) as model:
             yield model
 
-    handler = MediaHandler(phone_bot, connect, config=config)
+    handler = MediaHandler(phone_bot, connect, config=config, trace=trace, on_decision=on_decision)
     summaries: list[CallSummary] = []
 
     async def run_handler() -> None:
@@ -107,6 +120,35 @@ async def test_barge_in_stops_the_bot_cancels_and_truncates_to_what_was_heard() 
     assert sim.statistics().responses_cancelled == 1
     # Of the 8 s answer the caller heard about half a second before the bot stopped.
     assert record.heard_seconds < 1.0 + 8.0
+
+
+@pytest.mark.anyio
+async def test_on_decision_sees_every_decision_the_trace_records(tmp_path: Path) -> None:
+    sim = RealtimeSimulator(
+        replies=[
+            Reply(text="Hello!", duration=1.0),
+            Reply(text="A long explanation that goes on and on.", duration=8.0),
+            Reply(text="Of course.", duration=1.0),
+        ]
+    )
+    caller = CallerSimulator(
+        script=[
+            Speak(at=2.0, duration=0.8),
+            Speak(after_heard=1.5, duration=1.5, level_dbfs=-15.0),  # a barge-in
+            HangUp(at=16.0),
+        ]
+    )
+    seen: list[Decision] = []
+    recorder = TraceRecorder(tmp_path)
+    await call(sim, caller, trace=recorder, on_decision=seen.append)
+    made = [(d.action, d.verdict) for d in seen]
+    assert (Action.BARGE_IN, Verdict.ALLOW) in made
+    assert (Action.CANCEL, Verdict.ALLOW) in made
+    assert recorder.path is not None
+    traced = load_trace(recorder.path).decisions()
+    assert [(d["action"], d["verdict"], d["reason"]) for d in traced] == [
+        (d.action.value, d.verdict.value, d.reason.value) for d in seen
+    ]
 
 
 @pytest.mark.anyio

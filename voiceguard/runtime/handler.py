@@ -28,7 +28,8 @@ from voiceguard.audio import FRAME_BYTES, FRAME_SECONDS
 from voiceguard.config import HandlerConfig
 from voiceguard.core.actions import Deliver, EndCall, SendToModel, SendToPhone
 from voiceguard.core.bridge import BridgeAction, BridgeCore
-from voiceguard.core.record import TimerSink
+from voiceguard.core.record import DecisionSink, TimerSink
+from voiceguard.decisions import Decision
 from voiceguard.errors import RemoteProtocolError
 from voiceguard.observe.trace import TraceRecorder
 from voiceguard.protocol import (
@@ -85,6 +86,11 @@ class MediaHandler:
         config: The bridge's behaviour and the call's limits.
         trace: Records the call (every message in and out, every decision) to a JSON Lines
             file; see :mod:`voiceguard.observe.trace`. None records nothing.
+        on_decision: Called with every decision of the call's guards, in the order they are
+            made, inside the call (after the trace has it): keep it quick (count, append, log),
+            as for :class:`~voiceguard.middleware.GuardedCall`'s. None calls nothing.
+
+            .. versionadded:: 0.2.0
 
     Call :meth:`run` once; it returns when the call is over. One call's failure stays in its own
     :meth:`run`: the caller (the server) logs it and goes on with the other calls.
@@ -97,6 +103,7 @@ class MediaHandler:
         *,
         config: HandlerConfig | None = None,
         trace: TraceRecorder | None = None,
+        on_decision: DecisionSink | None = None,
     ) -> None:
         self._phone = phone
         self._connect_model = connect_model
@@ -108,7 +115,7 @@ class MediaHandler:
             trace.set_config(self._config.bridge)
         self._core = BridgeCore(
             config=self._config.bridge,
-            on_decision=trace.decision if trace is not None else None,
+            on_decision=_decisions_to(trace, on_decision),
             on_timer=_timer_records(trace) if trace is not None else None,
             turns=self._config.turns(),
         )
@@ -460,3 +467,16 @@ def _timer_records(trace: TraceRecorder) -> TimerSink:
         trace.timer(name, now, number=number)
 
     return record
+
+
+def _decisions_to(trace: TraceRecorder | None, sink: DecisionSink | None) -> DecisionSink | None:
+    """One sink for the bridge: the trace's, then the caller's, either, or none."""
+    if trace is None or sink is None:
+        return sink if trace is None else trace.decision
+    record = trace.decision
+
+    def both(decision: Decision) -> None:
+        record(decision)
+        sink(decision)
+
+    return both
