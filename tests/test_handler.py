@@ -96,8 +96,8 @@ async def test_greeting_then_a_caller_turn_is_answered() -> None:
     assert sim.statistics().responses_completed == 2
 
 
-@pytest.mark.anyio
-async def test_barge_in_stops_the_bot_cancels_and_truncates_to_what_was_heard() -> None:
+def barged_in_answer() -> tuple[RealtimeSimulator, CallerSimulator]:
+    """A greeting, a question, a long answer the caller talks over, a short reply."""
     sim = RealtimeSimulator(
         replies=[
             Reply(text="Hello!", duration=1.0),
@@ -112,6 +112,12 @@ async def test_barge_in_stops_the_bot_cancels_and_truncates_to_what_was_heard() 
             HangUp(at=16.0),
         ]
     )
+    return sim, caller
+
+
+@pytest.mark.anyio
+async def test_barge_in_stops_the_bot_cancels_and_truncates_to_what_was_heard() -> None:
+    sim, caller = barged_in_answer()
     summary, record = await call(sim, caller)
     assert record.clears, "the phone's buffer was cleared"
     assert summary.state is not None
@@ -124,20 +130,7 @@ async def test_barge_in_stops_the_bot_cancels_and_truncates_to_what_was_heard() 
 
 @pytest.mark.anyio
 async def test_on_decision_sees_every_decision_the_trace_records(tmp_path: Path) -> None:
-    sim = RealtimeSimulator(
-        replies=[
-            Reply(text="Hello!", duration=1.0),
-            Reply(text="A long explanation that goes on and on.", duration=8.0),
-            Reply(text="Of course.", duration=1.0),
-        ]
-    )
-    caller = CallerSimulator(
-        script=[
-            Speak(at=2.0, duration=0.8),
-            Speak(after_heard=1.5, duration=1.5, level_dbfs=-15.0),  # a barge-in
-            HangUp(at=16.0),
-        ]
-    )
+    sim, caller = barged_in_answer()
     seen: list[Decision] = []
     recorder = TraceRecorder(tmp_path)
     await call(sim, caller, trace=recorder, on_decision=seen.append)
