@@ -237,8 +237,9 @@ async def play_scenario(scenario: Scenario, media_url: str, router: ModelRouter)
     assert report["check"] is not None
     broken = [verdict for verdict in report["check"]["rules"] if verdict["held"] is False]
     assert broken == [], f"voiceguard call --check, {scenario.name}: {broken}"
-    assert report["ok"], f"voiceguard call, {scenario.name}: {render(report)}"
-    assert f"scenario {scenario.name}" in render(report)
+    shown = render(report)
+    assert report["ok"], f"voiceguard call, {scenario.name}: {shown}"
+    assert f"scenario {scenario.name}" in shown
     return ScenarioRun(
         scenario=scenario,
         simulator=simulator,

@@ -154,16 +154,20 @@ def test_every_snippet_of_the_pages_is_run_by_a_test(page: str) -> None:
     assert found == RUN_HERE[page], f"{page}: a block of code no test runs (add one here)"
 
 
-def test_every_shell_block_of_the_readme_is_run_by_ci() -> None:
+def test_every_shell_block_of_the_readme_is_run_by_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    # .ci/readme.py's own reading of the README (it fails on a marker it does not know), and
+    # the quickstart's two markers, which .ci/run takes the install and test commands from.
+    spec = importlib.util.spec_from_file_location("ci_readme", ROOT / ".ci" / "readme.py")
+    assert spec is not None and spec.loader is not None
+    ci_readme = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, ci_readme)  # its dataclass looks itself up there
+    spec.loader.exec_module(ci_readme)
+    fences = {block.line - 1 for block in ci_readme.read_blocks(ROOT / "README.md")}
     text = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
-    unmarked = []
-    for block in blocks("README.md", "bash"):
-        marker = text[block.line - 2].strip() if block.line >= 2 else ""
-        if not re.fullmatch(
-            r"<!-- (quickstart-(run|test)|ci: (runs|serves)(, makes \S+)?) -->", marker
-        ):
-            unmarked.append(block.line)
-    assert unmarked == [], f"README.md: bash blocks at lines {unmarked} have no CI marker"
+    for marker in ("<!-- quickstart-run -->", "<!-- quickstart-test -->"):
+        fences.add(text.index(marker) + 2)
+    unmarked = [block.line for block in blocks("README.md", "bash") if block.line not in fences]
+    assert unmarked == [], f"README.md: bash blocks at lines {unmarked} are run by no CI step"
 
 
 # ------------------------------------------------------------------------------- README.md
