@@ -126,6 +126,8 @@ class Call:
                     self.deliver_phone({"event": "mark", "mark": {"name": name}})
             self.playing.clear()
             self.phone_end = self.now
+            # What was not played yet is gone, and so is its echo.
+            self.echo = [(at, bot) for at, bot in self.echo if at - 0.12 < self.now]
 
     def deliver_phone(self, message: dict[str, Any]) -> None:
         message = {"streamSid": "MZ1", "sequenceNumber": "2", **message}

@@ -281,16 +281,18 @@ async def test_a_scenario_through_the_guarded_sample_as_a_table(
     heard = table_row(out, "bot audio heard")
     assert len(heard) == 1 and heard[0].endswith(" s")
     assert float(heard[0].removesuffix(" s")) == pytest.approx(audio_sent(connection), abs=0.05)
-    # The greeting's echo was not taken for a barge-in: no clear on the phone, no cancel and
-    # no truncate at the model.
-    assert table_row(out, "clears (barge-ins acted on)") == ["0"]
+    # The greeting's echo was not taken for a barge-in: at most one pause to listen (a clear the
+    # greeting resumed from), no cancel and no truncate at the model.
+    assert table_row(out, "clears (barge-ins acted on)") in (["0"], ["1"])
     assert not connection.received("response.cancel")
     assert not connection.received("conversation.item.truncate")
     assert table_row(out, "ended by") == ["caller"]
     assert table_row(out, "call ended at") == ["7.0 s"]
     assert table_row(out, "protocol errors in what the bot sent") == ["0"]
     assert re.search(r"must play the whole greeting\s+held", out)
-    assert re.search(r"must not clear the greeting's playout\s+held", out)
+    assert re.search(
+        r"must not stop the greeting but once, to listen for under a second\s+held", out
+    )
     assert re.search(
         r"must not let the greeting be cancelled by its own echo\s+not judged: needs the "
         r"model's side",

@@ -182,7 +182,7 @@ async def play(plan: CallPlan) -> None:
     for cleared_at in record.clears:
         # Invariant 6: nothing of an interrupted answer plays after its clear (a false
         # interruption resumed later may).
-        assert record.heard_between(cleared_at + 0.1, cleared_at + 0.3) <= 0.05
+        assert record.heard_between(cleared_at + 0.04, cleared_at + 0.1) <= 0.02
 
 
 @pytest.mark.parametrize(

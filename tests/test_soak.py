@@ -168,7 +168,7 @@ class Soak:
         assert false_barge_ins(record, own) == 0, where  # invariant 4
         assert truncations_beyond_heard(record, own) == 0, where  # invariant 5
         for cleared_at in record.clears:  # invariant 6
-            assert record.heard_between(cleared_at + 0.1, cleared_at + 0.3) <= 0.05, where
+            assert record.heard_between(cleared_at + 0.04, cleared_at + 0.1) <= 0.02, where
         self.ended.append(summary.ended_by)
 
     def assert_all_freed(self) -> None:

@@ -115,6 +115,9 @@ class Reason(enum.Enum):
     TOO_SHORT = "TOO_SHORT"
     #: Caller and bot talk at once and the evidence is not conclusive yet; ask again shortly.
     DOUBLE_TALK = "DOUBLE_TALK"
+    #: The echo path is not known yet and the audio cannot tell the caller from the bot's echo:
+    #: pause the bot and ask again shortly (an echo ends with the bot's audio, a caller goes on).
+    ECHO_UNCERTAIN = "ECHO_UNCERTAIN"
 
     # --- what a bot sends ---
     #: The message is malformed and the model would refuse it (``invalid_value``, a missing or

@@ -171,6 +171,12 @@ class CalibrationConfig:
             caller's frames until ``speech_stopped``, and report the caller's own speech inside
             that segment as a late barge-in
             (:meth:`~voiceguard.CalibrationGate.poll_barge_in`). Default on.
+        listen_when_unsure: While the echo path is not known, a ``speech_started`` that the
+            bot's echo might explain is not suppressed on that weak evidence: it is deferred
+            with :attr:`~voiceguard.Reason.ECHO_UNCERTAIN`, the bot pauses, and the gate listens
+            for speech where no echo of the bot can reach (an echo ends with the bot's audio,
+            a caller goes on). Off: such a ``speech_started`` is suppressed as
+            :attr:`~voiceguard.Reason.ECHO_SUSPECTED`. Default on.
     """
 
     require_calibration: bool = True
@@ -189,11 +195,13 @@ class CalibrationConfig:
     unknown_echo_return_loss_db: float = 6.0
     prefix_padding_ms: int = 300
     watch_suppressed_speech: bool = True
+    listen_when_unsure: bool = True
 
     def __post_init__(self) -> None:
         check_bool(self, "require_calibration", self.require_calibration)
         check_bool(self, "allow_speech_before_calibration", self.allow_speech_before_calibration)
         check_bool(self, "watch_suppressed_speech", self.watch_suppressed_speech)
+        check_bool(self, "listen_when_unsure", self.listen_when_unsure)
         check_number(
             self, "min_calibration_time", self.min_calibration_time, low=0, high=60, unit="seconds"
         )

@@ -29,7 +29,7 @@ from voiceguard.core.guards.cancel import CancelArbiter
 from voiceguard.core.guards.create import CreateRequest
 from voiceguard.core.record import DecisionCounts, DecisionSink, Recorder
 from voiceguard.core.state import CallState
-from voiceguard.decisions import Decision
+from voiceguard.decisions import Decision, Reason
 from voiceguard.protocol.realtime import (
     SpeechStarted,
     SpeechStopped,
@@ -91,6 +91,7 @@ class CallerTurns:
         "_floor",
         "_gate",
         "_gate_record",
+        "_listening",
         "_move",
         "_own_deletes",
         "_pending",
@@ -140,6 +141,8 @@ class CallerTurns:
         self._barge: _BargeIn | None = None
         self._pending: Segment | None = None  # the segment whose judgement the gate deferred
         self._watched: Segment | None = None  # a suppressed segment, watched for a late barge-in
+        # The segment the bot paused for, so that the gate can listen past its echo; and since.
+        self._listening: tuple[Segment, float] | None = None
         self._own_deletes: set[str] = set()
         self.false_interruptions = 0
         self.speaking = False
@@ -202,6 +205,8 @@ class CallerTurns:
     def speech_started(self, event: SpeechStarted, raw: object, now: float) -> list[TurnAction]:
         segment = self.segments.open(event.item_id, event.audio_start_ms)
         self._watched = None
+        if self._listening is not None:  # still paused: the new segment's judgement settles it
+            self._listening = (segment, self._listening[1])
         self.speaking = True
         out: list[TurnAction] = []
         if self._config.turn_control and self._bot:
@@ -230,6 +235,8 @@ class CallerTurns:
         self._gate_record.record(replace(decision, item_id=segment.item_id), now)
         if decision.deferred:
             self._pending = segment  # the gate asks again at its deadline (on_tick)
+            if decision.reason is Reason.ECHO_UNCERTAIN and self._config.turn_control:
+                return self._listen(segment, now)
             return []
         if self._pending is segment:
             self._pending = None
@@ -243,7 +250,35 @@ class CallerTurns:
         segment.real = False  # echo or noise: not the caller, nor activity on the line
         self._watched = segment
         self._move(FloorTrigger.SPEECH_NOT_REAL)
+        listening = self._listening
+        if listening is not None and listening[0] is segment:
+            self._listening = None
+            self._move(FloorTrigger.ECHO_HEARD)  # the echo ended with the bot's audio
+            return self._phone.resume(now)
         return []
+
+    def _listen(self, segment: Segment, now: float) -> list[TurnAction]:
+        """The gate cannot tell *segment* from the bot's echo: the bot pauses while it listens.
+
+        The pause is a barge-in's (Twilio ``clear``, rewound to the heard position), so that the
+        bot falls silent at once in either driver; if it was the echo, the bot plays on from
+        where the caller stopped hearing it, nothing of it lost.
+        """
+        if self._listening is not None:
+            return []  # already paused
+        before = self._floor()
+        if before is Floor.PAUSED or self._move(FloorTrigger.SPEECH_UNSURE) is not Floor.PAUSED:
+            return []  # the bot is not talking, or is paused already for a barge-in
+        self._listening = (segment, now)
+        logger.info(
+            "pausing the bot to listen: echo or caller?",
+            extra={
+                "call_sid": self._state.call_sid,
+                "stream_sid": self._state.stream_sid,
+                "t": now,
+            },
+        )
+        return self._phone.pause(now)
 
     def _real(self, segment: Segment, now: float) -> list[TurnAction]:
         """The caller really speaks in *segment*: stop the bot at once, or take the turn."""
@@ -255,17 +290,24 @@ class CallerTurns:
         barge = self._barge
         if barge is not None and barge.segment is segment:
             return []  # the same segment again (a repeated speech_started): still confirming
+        listening = self._listening
+        listened = listening is not None and listening[0] is segment
+        if listened:
+            self._listening = None
         before = self._floor()
-        if self._move(FloorTrigger.SPEECH_REAL) is Floor.PAUSED and before is not Floor.PAUSED:
-            return self._pause(segment, now)
+        if self._move(FloorTrigger.SPEECH_REAL) is Floor.PAUSED and (
+            before is not Floor.PAUSED or listened
+        ):
+            return self._pause(segment, now, since=listening[1] if listening and listened else None)
         return self._show(segment, now)
 
-    def _pause(self, segment: Segment, now: float) -> list[TurnAction]:
-        """A barge-in over the bot: pause it on the phone now, confirm it later."""
-        out = self._phone.pause(now)
+    def _pause(self, segment: Segment, now: float, *, since: float | None) -> list[TurnAction]:
+        """A barge-in over the bot: pause it on the phone now (unless it paused *since* then to
+        listen), confirm it later."""
+        out = self._phone.pause(now) if since is None else []
         item = self._state.current_item
         cfg = self._config
-        confirm_at = now + cfg.confirm_barge_in
+        confirm_at = max(now, (now if since is None else since) + cfg.confirm_barge_in)
         self._barge = _BargeIn(
             segment=segment,
             response_id=item.response_id if item is not None else self._state.active_response_id,

@@ -11,6 +11,10 @@ floor, in the style of h11's state machine. The engine's barge-in policy reads o
   what was heard.
 * ``PAUSED`` → ``BOT``: the speech was too short to be the caller taking the turn (a cough, a
   click); the bot plays on from where the caller stopped hearing it.
+* ``BOT`` or ``JUDGING`` → ``PAUSED`` → ``BOT`` or ``CALLER``: the gate could not tell the
+  speech from the bot's echo (the echo path is not known yet), so the bot pauses while the gate
+  listens; an echo ends with the bot's audio (the bot plays on), a caller goes on talking (the
+  barge-in is confirmed as above).
 
 The same table draws the state diagram of the architecture page (:func:`floor_diagram`). Every
 pair is in the table: a trigger that changes nothing maps a floor to itself, so the engine never
@@ -58,6 +62,11 @@ class FloorTrigger(enum.Enum):
     SPEECH_REAL = "SPEECH_REAL"
     #: The gate judged the speech to be the bot's echo or line noise.
     SPEECH_NOT_REAL = "SPEECH_NOT_REAL"
+    #: The gate cannot yet tell the speech from the bot's echo, whose path is not known, so the
+    #: bot pauses and the gate listens where no echo of it can reach.
+    SPEECH_UNSURE = "SPEECH_UNSURE"
+    #: The pause to listen found the speech to be the bot's echo, which ended with its audio.
+    ECHO_HEARD = "ECHO_HEARD"
     #: A barge-in's speech stopped before it lasted the minimum (a false interruption).
     SPEECH_TOO_SHORT = "SPEECH_TOO_SHORT"
     #: A barge-in's speech went on until the confirmation time (or stopped after the minimum).
@@ -84,12 +93,15 @@ def _build() -> Mapping[tuple[Floor, FloorTrigger], Floor]:
         (_F.CALLER, _T.BOT_STARTED): _F.BOT,
         (_F.BOT, _T.SPEECH_STARTED): _F.JUDGING,
         (_F.BOT, _T.SPEECH_REAL): _F.PAUSED,
+        (_F.BOT, _T.SPEECH_UNSURE): _F.PAUSED,
         (_F.BOT, _T.BOT_FINISHED): _F.LISTENING,
         (_F.JUDGING, _T.SPEECH_REAL): _F.PAUSED,
         (_F.JUDGING, _T.SPEECH_NOT_REAL): _F.BOT,
+        (_F.JUDGING, _T.SPEECH_UNSURE): _F.PAUSED,
         (_F.JUDGING, _T.BOT_FINISHED): _F.LISTENING,
         (_F.PAUSED, _T.BARGE_IN_CONFIRMED): _F.CALLER,
         (_F.PAUSED, _T.SPEECH_TOO_SHORT): _F.BOT,
+        (_F.PAUSED, _T.ECHO_HEARD): _F.BOT,
     }
     table: dict[tuple[Floor, FloorTrigger], Floor] = {}
     for floor in Floor:
@@ -108,6 +120,9 @@ FLOOR_TRANSITIONS: Final = _build()
 _EFFECTS: Final = {
     (_F.BOT, _T.SPEECH_REAL): "pause: Twilio clear",
     (_F.JUDGING, _T.SPEECH_REAL): "pause: Twilio clear",
+    (_F.BOT, _T.SPEECH_UNSURE): "pause to listen: Twilio clear",
+    (_F.JUDGING, _T.SPEECH_UNSURE): "pause to listen: Twilio clear",
+    (_F.PAUSED, _T.ECHO_HEARD): "resume from heard",
     (_F.PAUSED, _T.BARGE_IN_CONFIRMED): "cancel + truncate to heard",
     (_F.PAUSED, _T.SPEECH_TOO_SHORT): "resume from heard",
     (_F.CALLER, _T.TURN_COMMITTED): "answer the turn",

@@ -80,8 +80,14 @@ def _echo_in_first_seconds() -> Scenario:
     def heard_whole_greeting(run: ScenarioRun) -> bool:
         return run.calls[0].heard_seconds >= 2.9
 
-    def no_clear(run: ScenarioRun) -> bool:
-        return not run.calls[0].clears
+    def paused_briefly(run: ScenarioRun) -> bool:
+        # Until the echo path is known, the guard may pause the greeting once to listen (echo
+        # ends with the bot's audio, a caller goes on): at most once, and briefly.
+        call = run.calls[0]
+        if not call.heard:
+            return False
+        span = call.heard[-1].time + 0.02 - call.heard[0].time
+        return len(call.clears) <= 1 and span - call.heard_seconds <= 1.0
 
     return Scenario(
         name="echo-in-first-seconds",
@@ -102,7 +108,11 @@ def _echo_in_first_seconds() -> Scenario:
                 holds=greeting_completed,
             ),
             Expectation(kind="must", text="play the whole greeting", holds=heard_whole_greeting),
-            Expectation(kind="must_not", text="clear the greeting's playout", holds=no_clear),
+            Expectation(
+                kind="must_not",
+                text="stop the greeting but once, to listen for under a second",
+                holds=paused_briefly,
+            ),
             _NOTHING_LEFT,
         ),
     )

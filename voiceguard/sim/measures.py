@@ -38,6 +38,8 @@ _SAME_INTERRUPTION: Final = 1.0
 _SPEECH_TAIL: Final = 1.0
 #: What a bridge stops this long before a call ends is the hang-up's clean-up.
 _HANG_UP_FLUSH: Final = 0.5
+#: A ``clear`` after which the caller hears the bot again this soon (s), uncancelled, was a pause.
+_RESUMED_WITHIN: Final = 1.0
 _AUDIO_DELTAS: Final = frozenset({"response.output_audio.delta", "response.audio.delta"})
 
 
@@ -50,18 +52,21 @@ def false_barge_ins(record: CallRecord, own: Sequence[ConnectionRecord]) -> int:
 
     Actions less than a second apart count as one interruption. What a bridge stops as the
     call ends (in its last half second) is the hang-up's clean-up, not an interruption: not
-    counted.
+    counted. Nor is a pause the bot resumed from: a ``clear`` after which the caller hears the
+    bot again within a second, with no response cancelled meanwhile (a guard pausing to listen
+    whether the sound is its echo, then playing on from where it stopped).
 
     Args:
         record: The caller's record of the call.
         own: The model connections the bridge opened for this call.
     """
-    times = list(record.clears)
+    cancels: list[float] = []
     for connection in own:
         for event in connection.sent("response.done"):
             response = event.event.get("response")
             if isinstance(response, Mapping) and response.get("status") == "cancelled":
-                times.append(event.time - record.started_at)
+                cancels.append(event.time - record.started_at)
+    times = [at for at in record.clears if not _resumed(record, at, cancels)] + cancels
     ended = record.ended_at if record.ended_at is not None else math.inf
     count = 0
     previous = -math.inf
@@ -72,6 +77,14 @@ def false_barge_ins(record: CallRecord, own: Sequence[ConnectionRecord]) -> int:
             count += 1
         previous = at
     return count
+
+
+def _resumed(record: CallRecord, cleared: float, cancels: Sequence[float]) -> bool:
+    """True if the bot played on within a second of the ``clear`` at *cleared*, uncancelled."""
+    again = next((h.time for h in record.heard if h.time > cleared), None)
+    if again is None or again - cleared > _RESUMED_WITHIN:
+        return False
+    return not any(cleared <= at <= again + _RESUMED_WITHIN for at in cancels)
 
 
 def truncations_beyond_heard(record: CallRecord, own: Sequence[ConnectionRecord]) -> int:

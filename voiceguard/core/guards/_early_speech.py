@@ -41,7 +41,7 @@ class EarlySpeech:
         self._echo = echo
         self._confirm_frames = frames_of(config.confirm_time)
 
-    def _echo_free_end(self, onset: int, n: int) -> int:
+    def echo_free_end(self, onset: int, n: int) -> int:
         """The end of the frames from *onset* on (up to *n*) that no echo of the bot can reach.
 
         That is the first frame the bot played from ``max_echo_delay`` before *onset* on (an
@@ -61,7 +61,7 @@ class EarlySpeech:
         """Why frames ``onset..n`` are the caller's speech, or ``None`` (see the module)."""
         cfg = self._config
         line = self._line
-        end = self._echo_free_end(onset, n)
+        end = self.echo_free_end(onset, n)
         if end - onset < self._confirm_frames:
             return None
         if (end - onset) * FRAME_SECONDS + 1e-9 < cfg.min_speech_duration:

@@ -102,7 +102,14 @@ class EchoPath:
         line = self._line
         n = line.in_count
         every = 2 * BLOCK if self.delay is None else 3 * BLOCK  # slower once converged
-        if n % every == 0 and n - line.last_bot_frame <= _ECHO_WINDOW and n >= 25:
+        if (
+            n % every == 0
+            and n - line.last_bot_frame <= _ECHO_WINDOW
+            and n >= 25
+            # The caller talking over the bot says nothing of the echo; taken for it, their
+            # speech would become an echo path that hides them for the rest of the call.
+            and not line.caller_within(n - _ECHO_WINDOW - self.max_lag)
+        ):
             self._learn(n, floor)
 
     def _learn(self, n: int, floor: float) -> None:

@@ -21,6 +21,7 @@ from voiceguard.config import CalibrationConfig
 from voiceguard.core.guards._early_speech import EarlySpeech
 from voiceguard.core.guards._echo_path import EchoPath
 from voiceguard.core.guards._line import RING, LineHistory, frames_of, window
+from voiceguard.core.guards._listen import EchoListen
 from voiceguard.core.guards._noise_floor import NoiseFloor
 from voiceguard.core.guards._spectrum import noise_like
 from voiceguard.core.guards._watch import LateBargeInWatch
@@ -56,6 +57,7 @@ class SpeechStartJudge:
         "_echo",
         "_floor",
         "_line",
+        "_listen",
         "_onset",
         "_since",
         "_user_has_spoken",
@@ -81,6 +83,7 @@ class SpeechStartJudge:
         self._echo = echo
         self._early = early
         self._watch = watch
+        self._listen = EchoListen(config, line, echo)
         self._confirm_frames = frames_of(config.confirm_time)
         self._onset: int | None = None
         self._since = 0.0
@@ -101,23 +104,53 @@ class SpeechStartJudge:
         else:
             onset = n - 10
         self._onset = max(0, onset)
+        self._listen.stop()
+        self._line.caller_unsure(self._onset)  # the echo path learns nothing from it meanwhile
         self._since = now
         self._user_has_spoken = user_has_spoken
         return self.judge(now)
 
     def speech_stopped(self) -> Decision | None:
-        """``speech_stopped``: the final decision on a still deferred ``speech_started``, if any."""
+        """``speech_stopped``: the final decision on a still deferred ``speech_started``, if any.
+
+        A segment listened to (the bot paused) is judged on what the pause let through.
+        """
         pending = self.deadline is not None
         self.deadline = None
-        self._onset = None
+        onset, self._onset = self._onset, None
+        listening = self._listen.onset is not None
+        self._listen.stop()
+        self._line.caller_ended()
         if not pending:
             return None
+        if listening:
+            heard = self._listen.judge(self._line.in_count, self._reference())
+            if heard is not None and heard[0]:
+                return self._allow(heard[1], onset)
+            why = heard[1] if heard is not None else "speech stopped while the bot paused"
+            return self.final(Verdict.SUPPRESS, Reason.ECHO_SUSPECTED, why)
         return self.final(Verdict.SUPPRESS, Reason.TOO_SHORT, "speech stopped before confirmed")
+
+    def _reference(self) -> float:
+        """The line without anyone on it: the noise floor, or the quietest frame before it."""
+        if self._floor.calibrated_since is not None and self._floor.dbfs is not None:
+            return self._floor.dbfs
+        line = self._line
+        if line.in_count == 0:
+            return SILENCE_DBFS
+        return float(window(line.in_db, line.in_count, min(line.in_count, RING)).min())
+
+    def _allow(self, detail: str, onset: int | None) -> Decision:
+        """Allow the pending ``speech_started``: the caller speaks from *onset* on."""
+        self._line.caller_spoke(onset if onset is not None else self._line.in_count)
+        return self.final(Verdict.ALLOW, Reason.OK, detail)
 
     def final(self, verdict: Verdict, reason: Reason, detail: str) -> Decision:
         """Record a final decision (allowed or suppressed) and return it."""
         self.deadline = None
         self.counts[reason] = self.counts.get(reason, 0) + 1
+        if verdict is Verdict.SUPPRESS:
+            self._line.caller_cleared()  # echo or noise: the echo path may learn from it
         # DEBUG: the bridge and the middleware record each judgement once, at INFO when
         # suppressed, with the call's fields (guard "calibration_gate").
         if verdict is Verdict.SUPPRESS:
@@ -152,11 +185,20 @@ class SpeechStartJudge:
         cfg = self._config
         n = self._line.in_count
         onset = self._onset if self._onset is not None else n - 10
+        if self._listen.onset is not None:
+            return self._listened(now, onset, n)
         early: str | None = None
         if self._floor.calibrated_since is None:
             if cfg.allow_speech_before_calibration:
                 early = self._early.find(onset, n)
             if early is None and cfg.require_calibration:
+                reference = self._reference()
+                if (
+                    cfg.listen_when_unsure
+                    and self._early.echo_free_end(onset, n) < n
+                    and self._speech_like(onset, n, reference)
+                ):
+                    return self._start_listening(now, onset, n, reference)
                 return self._suppress(
                     Reason.NOT_CALIBRATED,
                     f"noise floor unknown after {n * FRAME_SECONDS:.2f} s of caller audio",
@@ -165,11 +207,14 @@ class SpeechStartJudge:
         if cfg.require_user_has_spoken and not self._user_has_spoken:
             return self.final(Verdict.SUPPRESS, Reason.USER_NOT_SPOKEN, "caller has not spoken")
         if early is not None:
-            return self.final(Verdict.ALLOW, Reason.OK, early)
+            return self._allow(early, onset)
         width = max(1, min(n - onset, RING // 4))
         floor = self._floor.dbfs if self._floor.dbfs is not None else SILENCE_DBFS
         inbound = window(self._line.in_db, n, width)
         echo = self._echo.bound(n, width)
+        known = self._echo.delay is not None and self._echo.erl is not None
+        if not known:
+            echo = np.minimum(echo, self._listen.echo_prediction(n - width, n, floor))
         bot_talks = bool(np.any(echo > floor - 3.0))
         expected = 10.0 * np.log10(10.0 ** (floor / 10.0) + 10.0 ** (echo / 10.0))
         above = inbound - expected >= cfg.speech_margin_db
@@ -186,6 +231,8 @@ class SpeechStartJudge:
             return self._confirmed(now, onset, above, evidence)
         if bot_talks:
             if evidence == 0 or timed_out:
+                if cfg.listen_when_unsure and not known and self._speech_like(onset, n, floor):
+                    return self._start_listening(now, onset, n, floor)
                 return self._suppress(
                     Reason.ECHO_SUSPECTED,
                     f"echo explains the energy ({evidence} caller frames)",
@@ -199,6 +246,48 @@ class SpeechStartJudge:
                 onset,
             )
         return self._defer(now, Reason.TOO_SHORT, f"{evidence} speech frames so far")
+
+    def _speech_like(self, onset: int, n: int, reference: float) -> bool:
+        """True if frames *onset* to *n* carry enough speech-like energy above *reference* to
+        be a caller (the echo aside): worth a pause to find out."""
+        inbound = window(self._line.in_db, n, max(1, min(n - onset, RING // 4)))
+        loud = inbound - reference >= self._config.speech_margin_db
+        if int(np.count_nonzero(loud)) < self._confirm_frames:
+            return False
+        return noise_like(self._line.speech_frames(loud, n)) is None
+
+    def _start_listening(self, now: float, onset: int, n: int, floor: float) -> Decision:
+        """Ask the bot to pause, and listen for speech where its echo cannot reach."""
+        self._listen.start(onset, n, floor)
+        return self._listening(
+            now,
+            f"echo path not known yet: pause the bot and listen (echo up to "
+            f"{self._listen.lag * 20} ms late)",
+        )
+
+    def _listening(self, now: float, detail: str) -> Decision:
+        retry_at = now + self._config.retry_interval
+        self.deadline = retry_at
+        self.deferrals += 1
+        logger.debug("speech_started deferred: ECHO_UNCERTAIN (%s)", detail)
+        return Decision(
+            action=Action.BARGE_IN,
+            verdict=Verdict.DEFER,
+            reason=Reason.ECHO_UNCERTAIN,
+            retry_at=retry_at,
+            detail=detail,
+        )
+
+    def _listened(self, now: float, onset: int, n: int) -> Decision:
+        """The bot was asked to pause: judge what the pause lets through."""
+        heard = self._listen.judge(n, self._reference())
+        if heard is None:
+            return self._listening(now, "listening while the bot pauses")
+        self._listen.stop()
+        allowed, why = heard
+        if allowed:
+            return self._allow(why, onset)
+        return self._suppress(Reason.ECHO_SUSPECTED, why, onset)
 
     def _confirmed(
         self, now: float, onset: int, above: npt.NDArray[np.bool_], evidence: int
@@ -228,8 +317,6 @@ class SpeechStartJudge:
         burst = noise_like(self._line.speech_frames(above, n))
         if burst is not None:
             return self._suppress(Reason.BELOW_NOISE_FLOOR, burst, onset)
-        return self.final(
-            Verdict.ALLOW,
-            Reason.OK,
-            f"{evidence} frames {cfg.speech_margin_db:g} dB above noise and echo",
+        return self._allow(
+            f"{evidence} frames {cfg.speech_margin_db:g} dB above noise and echo", onset
         )

@@ -76,11 +76,16 @@ class LineHistory:
         out_count: Bot frames seen.
         out_cursor: The frame the next bot frame goes to, at the earliest.
         last_bot_frame: The latest frame the bot's audio was louder than :data:`BOT_ACTIVE_DBFS`.
+        caller_from: The first frame of the latest speech the gate judged to be the caller's, or
+            ``None``.
+        caller_to: The frame that speech ended at, or ``None`` while it goes on.
     """
 
     __slots__ = (
         "_out_rest",
         "_raw",
+        "caller_from",
+        "caller_to",
         "in_count",
         "in_db",
         "last_bot_frame",
@@ -96,6 +101,8 @@ class LineHistory:
         self.out_count = 0
         self.out_cursor = 0
         self.last_bot_frame = -(10**9)
+        self.caller_from: int | None = None
+        self.caller_to: int | None = None
         self._out_rest = b""
         self._raw: list[bytes] = [bytes(FRAME_BYTES)] * _RAW_RING
 
@@ -151,6 +158,34 @@ class LineHistory:
             slot += 1
         self.out_count += whole // FRAME_BYTES
         self.out_cursor = slot
+
+    def caller_spoke(self, onset: int) -> None:
+        """The gate judged the speech from frame *onset* on to be the caller's."""
+        self.caller_from = onset
+        self.caller_to = None
+
+    def caller_unsure(self, onset: int) -> None:
+        """The speech from frame *onset* on is being judged: it teaches nothing of the echo until
+        it is found to be the echo (:meth:`caller_cleared`)."""
+        self.caller_spoke(onset)
+
+    def caller_cleared(self) -> None:
+        """The speech judged last was the echo after all: the echo path may learn from it."""
+        self.caller_from = None
+        self.caller_to = None
+
+    def caller_ended(self) -> None:
+        """The speech segment ended (``speech_stopped``): the caller's speech, if it was, too."""
+        if self.caller_from is not None and self.caller_to is None:
+            self.caller_to = self.in_count
+
+    def caller_within(self, start: int) -> bool:
+        """True if the caller's judged speech reaches into the frames from *start* on (speech
+        whose end never came counts for one ring of history)."""
+        if self.caller_from is None:
+            return False
+        end = self.caller_to if self.caller_to is not None else self.caller_from + RING
+        return end > start and self.caller_from < self.in_count
 
     def speech_frames(self, evidence: npt.NDArray[np.bool_], end: int) -> npt.NDArray[np.uint8]:
         """The raw frames (one per row) of the latest evidence frames of the window before *end*.

@@ -29,6 +29,10 @@ listens to both directions of one call and judges each ``speech_started`` from t
   frames above the quietest frame so far are allowed
   (:attr:`~voiceguard.CalibrationConfig.allow_speech_before_calibration`); otherwise
   :attr:`~voiceguard.Reason.NOT_CALIBRATED`.
+* **Pause to listen.** While the echo path is not known, what the line showed while the bot
+  talked bounds the echo at each delay; if the echo might still explain a speech-like onset, the
+  gate defers with :attr:`~voiceguard.Reason.ECHO_UNCERTAIN`: the bot pauses, and the frames that
+  no echo of it can reach decide (:attr:`~voiceguard.CalibrationConfig.listen_when_unsure`).
 * **Watching.** After a suppression it keeps judging the segment's frames until
   ``speech_stopped``; the caller's own speech in it becomes a late barge-in
   (:meth:`CalibrationGate.poll_barge_in`).
@@ -167,6 +171,7 @@ class CalibrationGate:
         if self._watch.onset is not None:
             detail = self._watch.frame(power, n)
             if detail is not None:
+                self._line.caller_spoke(self._line.in_count - 1)
                 self._late = self._judge.final(Verdict.ALLOW, Reason.OK, detail)
 
     def push_outbound(self, audio: bytes | bytearray | memoryview, now: float) -> None:

@@ -1,0 +1,160 @@
+"""The calibration gate's pause to listen: when the audio cannot tell the caller from the echo.
+
+Early in a call the echo path is not known. A caller who speaks half a second into the greeting
+sounds, to the energy envelopes alone, exactly like an echo half a second late: both start while
+the bot talks, and nothing came back before. Suppressing would throw the caller's words away on
+no evidence; allowing would let every early echo cut the bot off. So the gate asks the bot to
+pause (:attr:`~voiceguard.Reason.ECHO_UNCERTAIN`) and listens: an echo ends within its delay of
+the bot's last audio, a caller goes on talking.
+
+:class:`EchoListen` does both halves:
+
+* :meth:`EchoListen.echo_prediction`: before the echo path is learnt, what the line showed while
+  the bot talked bounds the echo at each delay. Where the bot talked and nothing came back at a
+  delay, the echo at that delay is at least that much quieter (a line that carries no echo is
+  learnt as one). The prediction is the loudest echo any delay still allows.
+* :meth:`EchoListen.start` / :meth:`EchoListen.judge`: the longest delay that could explain the
+  onset, and then, once the bot's audio has stopped, the frames that no echo of it can reach.
+"""
+
+from __future__ import annotations
+
+from typing import Final, final
+
+import numpy as np
+import numpy.typing as npt
+
+from voiceguard.audio import SILENCE_DBFS
+from voiceguard.config import CalibrationConfig
+from voiceguard.core.guards._echo_path import EchoPath
+from voiceguard.core.guards._line import BOT_ACTIVE_DBFS, RING, LineHistory, frames_of, window
+from voiceguard.core.guards._spectrum import noise_like
+
+__all__ = ("EchoListen",)
+
+_HISTORY: Final = 100  # frames before the onset that bound the echo at each delay (2 s)
+_MIN_SHOWN: Final = 5  # frames of bot speech a delay needs before it is bounded
+_SLACK: Final = 2  # frames of delay uncertainty (dispersion, frame alignment)
+#: Frames the bot may go on playing after the pause was asked for (its audio already on the
+#: phone: a playout's lead is a few hundred ms) before the gate stops waiting for the pause and
+#: judges as it would without one.
+_PAUSE_GRACE: Final = 25
+
+
+@final
+class EchoListen:
+    """Bounds the unknown echo from the line's history, and judges a pause to listen.
+
+    Args:
+        config: The gate's configuration.
+        line: The call's history, read only.
+        echo: The call's echo path, read only.
+
+    Attributes:
+        onset: The first frame of the segment listened to, or ``None``.
+        lag: The longest echo delay (frames) that could explain the onset, slack included.
+        asked: The frame at which the pause was asked for.
+    """
+
+    __slots__ = ("_config", "_confirm", "_echo", "_line", "asked", "lag", "onset")
+
+    def __init__(self, config: CalibrationConfig, line: LineHistory, echo: EchoPath) -> None:
+        self._config = config
+        self._line = line
+        self._echo = echo
+        self._confirm = frames_of(config.confirm_time)
+        self.onset: int | None = None
+        self.lag = 0
+        self.asked = 0
+
+    # ------------------------------------------------------------------ the unknown echo
+
+    def _lagged(
+        self, onset: int, n: int, floor: float
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Per delay, the bot's level at each frame from *onset* to *n* (one row per delay), the
+        loss that the line's history before *onset* proves at that delay, and the inbound."""
+        line = self._line
+        lags = self._echo.max_lag
+        width = max(1, n - onset)
+        history = max(0, min(_HISTORY, onset, RING // 2 - lags - width - 1))
+        span = history + width
+        out = window(line.out_db, n, span + lags)
+        inbound = window(line.in_db, n, span)
+        index = lags + np.arange(span)[None, :] - np.arange(lags + 1)[:, None]
+        lagged = out[index]
+        before = lagged[:, :history]
+        heard = np.maximum(inbound[:history], floor)
+        loud = before > np.maximum(BOT_ACTIVE_DBFS, before.max(initial=SILENCE_DBFS) - 20.0)
+        shown = loud.sum(axis=1)
+        loss = np.where(loud, before - heard, np.nan)
+        proven = np.full(lags + 1, self._config.unknown_echo_return_loss_db)
+        bounded = shown >= _MIN_SHOWN
+        if bounded.any():
+            # The median over the bot's loud frames: an echo that a canceller lets through only
+            # at loud syllables still counts at its loud syllables.
+            proven[bounded] = np.maximum(proven[bounded], np.nanmedian(loss[bounded], axis=1))
+        return lagged[:, history:], proven, inbound[history:]
+
+    def echo_prediction(self, onset: int, n: int, floor: float) -> npt.NDArray[np.float64]:
+        """The loudest echo (dBFS) the line's history allows in frames *onset* to *n*, for a line
+        whose echo delay is not known yet."""
+        lagged, proven, _inbound = self._lagged(onset, n, floor)
+        return np.asarray((lagged - proven[:, None]).max(axis=0), dtype=np.float64)
+
+    # ------------------------------------------------------------------ listening
+
+    def start(self, onset: int, n: int, floor: float) -> None:
+        """Listen to the segment from *onset*: the bot is asked to pause at frame *n*."""
+        self.onset = onset
+        self.asked = n
+        if self._echo.delay is not None and self._echo.erl is not None:
+            self.lag = self._echo.delay + _SLACK
+            return
+        lagged, proven, inbound = self._lagged(onset, n, floor)
+        margin = self._config.speech_margin_db
+        explains = (lagged - proven[:, None] >= inbound[None, :] - margin).any(axis=1)
+        found = np.flatnonzero(explains)
+        self.lag = int(found[-1]) + _SLACK if found.size else _SLACK
+
+    def stop(self) -> None:
+        """Nothing is listened to any more."""
+        self.onset = None
+
+    def judge(self, n: int, reference: float) -> tuple[bool, str] | None:
+        """The verdict of the pause at frame *n*, or ``None`` to keep listening.
+
+        Args:
+            n: The inbound frames seen.
+            reference: The level (dBFS) the line carries without anyone: the noise floor, or
+                the quietest frame before calibration.
+
+        Returns:
+            ``(True, why)`` when speech went on where no echo of the bot can reach (the caller),
+            ``(False, why)`` when the energy ended with the bot's audio (its echo), or when the
+            bot never paused (``why`` says so); ``None`` while it is too early to tell.
+        """
+        line = self._line
+        last = line.last_bot_frame
+        if last >= n - 2 and n - self.asked >= _PAUSE_GRACE:
+            return False, "the bot did not pause: echo cannot be ruled out"
+        free = max(last + 1 + self.lag, self.onset if self.onset is not None else 0)
+        if n - free < self._confirm:
+            return None
+        frames = window(line.in_db, n, min(n - free, RING // 4))
+        speech = frames - reference >= self._config.speech_margin_db
+        count = int(np.count_nonzero(speech))
+        if count >= self._confirm:
+            burst = noise_like(line.speech_frames(speech, n))
+            if burst is None:
+                return True, (
+                    f"the bot paused to listen: {count} speech frames after its echo "
+                    f"({self.lag * 20} ms at most) would have ended"
+                )
+            return False, f"the bot paused to listen: {burst}"
+        if count == 0 or n - free >= 3 * self._confirm:
+            return False, (
+                f"the bot paused to listen: the energy ended within {self.lag * 20} ms of its "
+                "audio (its echo)"
+            )
+        return None
