@@ -124,6 +124,7 @@ def test_config_from_the_environment() -> None:
             "VOICEGUARD_REALTIME_URL": "ws://127.0.0.1:9000/v1/realtime?model=m",
             "VOICEGUARD_GREETING": "",
             "VOICEGUARD_VOICE": "marin",
+            "VOICEGUARD_TRANSCRIBE": "gpt-4o-transcribe",
             "VOICEGUARD_MAX_BODY_BYTES": "2048",
         }
     )
@@ -132,6 +133,7 @@ def test_config_from_the_environment() -> None:
     assert config.realtime_url == "ws://127.0.0.1:9000/v1/realtime?model=m"
     assert config.handler.bridge.greeting is None
     assert config.handler.bridge.voice == "marin"
+    assert config.handler.bridge.input_transcription_model == "gpt-4o-transcribe"
     assert config.max_body_bytes == 2048
     with pytest.raises(ConfigError, match="VOICEGUARD_PUBLIC_URL"):
         ServerConfig.from_environ({"VOICEGUARD_PUBLIC_URL": "voice.example.com"})

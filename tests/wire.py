@@ -20,7 +20,9 @@ def parse(raw: dict[str, Any]) -> RealtimeServerEvent:
     return parse_realtime_event({"event_id": _event_id(), **raw})
 
 
-def session_updated(*, interrupt_response: bool = False, create_response: bool = False) -> Any:
+def session_updated(
+    *, interrupt_response: bool = False, create_response: bool = False, transcribes: bool = False
+) -> Any:
     return parse(
         {
             "type": "session.updated",
@@ -33,6 +35,7 @@ def session_updated(*, interrupt_response: bool = False, create_response: bool =
                 "audio": {
                     "input": {
                         "format": {"type": "audio/pcmu"},
+                        "transcription": {"model": "gpt-4o-transcribe"} if transcribes else None,
                         "turn_detection": {
                             "type": "server_vad",
                             "threshold": 0.5,

@@ -118,6 +118,9 @@ class Reason(enum.Enum):
     #: The echo path is not known yet and the audio cannot tell the caller from the bot's echo:
     #: pause the bot and ask again shortly (an echo ends with the bot's audio, a caller goes on).
     ECHO_UNCERTAIN = "ECHO_UNCERTAIN"
+    #: The transcript of a turn the audio took for echo or noise holds words that are not the
+    #: bot's own: it is the caller's turn after all, and it is answered.
+    CALLER_WORDS = "CALLER_WORDS"
 
     # --- what a bot sends ---
     #: The message is malformed and the model would refuse it (``invalid_value``, a missing or

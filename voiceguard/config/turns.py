@@ -59,6 +59,11 @@ class TurnConfig:
             control). Off for a bot that answers its turns itself. Default on.
         delete_echo_turns: Delete from the conversation a committed caller turn that was echo or
             noise (it is never answered either way). Default on.
+        transcript_wait: When the session transcribes the caller (``input_audio_transcription``),
+            how long (seconds) a committed caller turn judged to be echo or noise waits for its
+            transcript before it is deleted: words that are not the bot's own make it the
+            caller's turn, answered (:attr:`~voiceguard.Reason.CALLER_WORDS`). None: judge by
+            the audio alone. Default 3 s.
         confirm_barge_in: Seconds the caller's speech must go on after an allowed
             ``speech_started`` before the response is cancelled; until then the bot is only
             paused. Default 0.6 s.
@@ -94,6 +99,7 @@ class TurnConfig:
     turn_control: bool = True
     answer_turns: bool = True
     delete_echo_turns: bool = True
+    transcript_wait: float | None = 3.0
     confirm_barge_in: float = 0.6
     min_barge_in_speech: float = 0.2
     silence_duration_ms: int = 500
@@ -169,6 +175,11 @@ class GuardConfig:
             is False.
         delete_echo_turns: In turn control, delete (``conversation.item.delete``) a committed
             caller turn that was only echo or noise, so the model never reads it.
+        transcript_wait: When the session transcribes the caller (``input_audio_transcription``),
+            how long (seconds) a committed caller turn judged to be echo or noise waits for its
+            transcript before it is deleted: words that are not the bot's own make it the
+            caller's turn, answered (:attr:`~voiceguard.Reason.CALLER_WORDS`). None: judge by
+            the audio alone. Default 3 s.
         confirm_barge_in: Seconds the caller's speech must go on before a barge-in is confirmed
             (cancelled and truncated). Default 0.6 s, as the reference server.
         min_barge_in_speech: A barge-in whose speech ends sooner than this (seconds) is a false
@@ -195,6 +206,7 @@ class GuardConfig:
     turn_control: bool = True
     answer_turns: bool = True
     delete_echo_turns: bool = True
+    transcript_wait: float | None = 3.0
     confirm_barge_in: float = 0.6
     min_barge_in_speech: float = 0.2
     create_policy: CreatePolicy = CreatePolicy.DEFER
@@ -232,6 +244,7 @@ class GuardConfig:
             turn_control=self.turn_control,
             answer_turns=self.answer_turns,
             delete_echo_turns=self.delete_echo_turns,
+            transcript_wait=self.transcript_wait,
             confirm_barge_in=self.confirm_barge_in,
             min_barge_in_speech=self.min_barge_in_speech,
             response_timeout=self.lost_create_timeout,
@@ -256,6 +269,14 @@ _SECTIONS: Final = (
 
 
 def _check_barge_in(owner: object) -> None:
+    check_optional_number(
+        owner,
+        "transcript_wait",
+        getattr(owner, "transcript_wait"),  # noqa: B009 - every turn config has it
+        low=0,
+        high=60,
+        unit="seconds",
+    )
     check_number(
         owner,
         "confirm_barge_in",
@@ -294,6 +315,9 @@ class BridgeConfig:
     Attributes:
         instructions: The model's instructions for the call (``session.instructions``).
         voice: The model's voice, or ``None`` for the server's default.
+        input_transcription_model: Transcribe the caller's audio with this model (e.g.
+            ``"gpt-4o-transcribe"``), so that a turn the gate took for echo is judged again by
+            its words (see ``transcript_wait``); ``None``: no transcription. Default none.
         greeting: Instructions for the greeting the bot says first, or ``None`` to wait for the
             caller to speak first.
         silence_duration_ms: The server VAD's ``silence_duration_ms``: how long the caller must
@@ -307,6 +331,11 @@ class BridgeConfig:
             false interruption (a cough, a click) and the bot resumes. Default 0.2 s.
         delete_echo_turns: Delete from the conversation a caller turn the gate judged to be echo
             or noise (it is never answered either way). Default on.
+        transcript_wait: When the session transcribes the caller (``input_audio_transcription``),
+            how long (seconds) a committed caller turn judged to be echo or noise waits for its
+            transcript before it is deleted: words that are not the bot's own make it the
+            caller's turn, answered (:attr:`~voiceguard.Reason.CALLER_WORDS`). None: judge by
+            the audio alone. Default 3 s.
         idle_prompt: Instructions for the response that asks a silent caller whether they are
             still there (each prompt of the idle ladder).
         time_limit_goodbye: Instructions for the goodbye at the call's polite time limit (the
@@ -319,11 +348,13 @@ class BridgeConfig:
 
     instructions: str | None = None
     voice: str | None = None
+    input_transcription_model: str | None = None
     greeting: str | None = "Greet the caller briefly and ask how you can help."
     silence_duration_ms: int = 500
     confirm_barge_in: float = 0.6
     min_barge_in_speech: float = 0.2
     delete_echo_turns: bool = True
+    transcript_wait: float | None = 3.0
     idle_prompt: str = _IDLE_PROMPT
     time_limit_goodbye: str = _TIME_LIMIT_GOODBYE
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
@@ -332,7 +363,7 @@ class BridgeConfig:
     playout: PlayoutConfig = field(default_factory=PlayoutConfig)
 
     def __post_init__(self) -> None:
-        for name in ("instructions", "voice", "greeting"):
+        for name in ("instructions", "voice", "greeting", "input_transcription_model"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"{type(self).__name__}.{name}", value, "a string or None")
@@ -349,11 +380,8 @@ class BridgeConfig:
             integer=True,
             unit="ms",
         )
-        check_number(self, "confirm_barge_in", self.confirm_barge_in, low=0, high=5, unit="seconds")
-        check_number(
-            self, "min_barge_in_speech", self.min_barge_in_speech, low=0, high=5, unit="seconds"
-        )
         check_bool(self, "delete_echo_turns", self.delete_echo_turns)
+        _check_barge_in(self)
         for name, kind in (
             ("calibration", CalibrationConfig),
             ("cancel", CancelConfig),
@@ -386,6 +414,7 @@ class BridgeConfig:
             turn_control=True,
             answer_turns=True,
             delete_echo_turns=self.delete_echo_turns,
+            transcript_wait=self.transcript_wait,
             confirm_barge_in=self.confirm_barge_in,
             min_barge_in_speech=self.min_barge_in_speech,
             silence_duration_ms=self.silence_duration_ms,

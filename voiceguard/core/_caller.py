@@ -20,6 +20,7 @@ from typing import Final, final
 
 from voiceguard.config import TurnConfig
 from voiceguard.core._phone import PhoneAudio
+from voiceguard.core._rejudge import TranscriptJudge
 from voiceguard.core._responder import Responder
 from voiceguard.core._segments import Segment, Segments
 from voiceguard.core.actions import Deliver, SendToModel, TurnAction
@@ -31,6 +32,7 @@ from voiceguard.core.record import DecisionCounts, DecisionSink, Recorder
 from voiceguard.core.state import CallState
 from voiceguard.decisions import Decision, Reason
 from voiceguard.protocol.realtime import (
+    RealtimeServerEvent,
     SpeechStarted,
     SpeechStopped,
     item_delete,
@@ -104,6 +106,7 @@ class CallerTurns:
         "segments",
         "silence_ms",
         "speaking",
+        "transcripts",
     )
 
     def __init__(
@@ -144,6 +147,7 @@ class CallerTurns:
         # The segment the bot paused for, so that the gate can listen past its echo; and since.
         self._listening: tuple[Segment, float] | None = None
         self._own_deletes: set[str] = set()
+        self.transcripts = TranscriptJudge()  # turns taken for echo, waiting for their words
         self.false_interruptions = 0
         self.speaking = False
         # The VAD's padding around a segment, until the session reports its own.
@@ -161,6 +165,10 @@ class CallerTurns:
             return True
         return False
 
+    def _fields(self, now: float) -> dict[str, object]:
+        """The call's fields of a log record."""
+        return {"call_sid": self._state.call_sid, "stream_sid": self._state.stream_sid, "t": now}
+
     def _deliver(self, raw: object) -> list[TurnAction]:
         return [Deliver(event=raw)] if self._bot else []
 
@@ -168,7 +176,11 @@ class CallerTurns:
 
     def next_deadline(self) -> float | None:
         """When a barge-in is to be confirmed, or the gate wants to judge again."""
-        due = [self._gate.next_deadline(), self._barge.confirm_at if self._barge else None]
+        due = [
+            self._gate.next_deadline(),
+            self._barge.confirm_at if self._barge else None,
+            self.transcripts.next_deadline(),
+        ]
         times = [d for d in due if d is not None]
         return min(times) if times else None
 
@@ -183,6 +195,8 @@ class CallerTurns:
                 barge.confirm_at = min(barge.decide_by, now + _RECHECK)
             else:
                 out += self.confirm(barge, now)
+        for segment in self.transcripts.expired(now):
+            out += self._delete_echo(segment)  # no words came: the audio's judgement stands
         due = self._gate.next_deadline()
         if due is not None and now >= due:
             decision = self._gate.recheck(now)
@@ -272,11 +286,7 @@ class CallerTurns:
         self._listening = (segment, now)
         logger.info(
             "pausing the bot to listen: echo or caller?",
-            extra={
-                "call_sid": self._state.call_sid,
-                "stream_sid": self._state.stream_sid,
-                "t": now,
-            },
+            extra=self._fields(now),
         )
         return self._phone.pause(now)
 
@@ -339,15 +349,11 @@ class CallerTurns:
         self._move(FloorTrigger.SPEECH_TOO_SHORT)
         logger.info(
             "false interruption: resuming playout",
-            extra={
-                "call_sid": self._state.call_sid,
-                "stream_sid": self._state.stream_sid,
-                "t": now,
-            },
+            extra=self._fields(now),
         )
         out = self._phone.resume(now)
         if segment.committed:
-            out += self._echo_turn(segment)
+            out += self._echo_turn(segment, None, now)
         return out
 
     def confirm(self, barge: _BargeIn, now: float) -> list[TurnAction]:
@@ -403,15 +409,42 @@ class CallerTurns:
             return []
         if segment.real is False:
             if commit:
-                return self._echo_turn(segment)
+                return self._echo_turn(segment, raw, now)
+            if self._bot:
+                segment.held.append(raw)  # shown if the turn turns out to be the caller's
             return []
         out = self._deliver(raw)
         if commit:
             out += self._turn_committed(segment, now)
         return out
 
-    def _echo_turn(self, segment: Segment) -> list[TurnAction]:
-        """A committed turn that was echo or noise: never answered, deleted by policy."""
+    def _echo_turn(self, segment: Segment, raw: object, now: float) -> list[TurnAction]:
+        """A committed turn that was echo or noise: never answered, deleted by policy; when the
+        session transcribes the caller, only once its words say it was not the caller."""
+        wait = self._config.transcript_wait
+        if wait is not None and self.transcripts.transcribing:
+            if self._bot and raw is not None:
+                segment.held.append(raw)  # shown with the rest if its words are the caller's
+            self.transcripts.wait(segment, now + wait)
+            return []
+        return self._delete_echo(segment)
+
+    def words(self, event: RealtimeServerEvent, raw: object, now: float) -> list[TurnAction]:
+        """Any other event of the model; a transcript re-judges a turn taken for echo."""
+        judged = self.transcripts.event(event)
+        if judged is None:
+            return self._deliver(raw)
+        segment, decision = judged
+        if self._bot:
+            segment.held.append(raw)
+        if decision is not None:
+            self._gate_record.record(decision, now)
+            if decision.allowed:
+                return self._real(segment, now)
+        return self._delete_echo(segment)
+
+    def _delete_echo(self, segment: Segment) -> list[TurnAction]:
+        """Forget a committed turn of echo or noise, and delete it by policy."""
         segment.held.clear()
         if self._watched is segment:
             self._watched = None

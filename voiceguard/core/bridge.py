@@ -183,6 +183,7 @@ class BridgeCore:
                     tools=[end_call_tool()],
                     prefix_padding_ms=cfg.calibration.prefix_padding_ms,
                     silence_duration_ms=cfg.silence_duration_ms,
+                    input_transcription_model=cfg.input_transcription_model,
                 )
             )
         ]

@@ -339,9 +339,10 @@ class TurnEngine:
             case ItemDeleted() if self._caller.own_delete(event.item_id):
                 out = []  # the bot did not ask for it
             case SessionCreated() | SessionUpdated():
+                self._caller.transcripts.session(event)
                 out = self._session(event, raw)
             case _:
-                out = self._deliver(raw)
+                out = self._caller.words(event, raw, now)
         return out + self._settle(now)
 
     def _deliver(self, raw: object) -> list[TurnAction]:

@@ -54,6 +54,7 @@ _CONFIG_OPTIONS: Final = (
     "max_body_bytes",
     "instructions",
     "voice",
+    "transcribe",
     "greeting",
     "trace_dir",
     "trace_audio",
@@ -281,6 +282,7 @@ def config_from_values(values: Mapping[str, object], environ: Mapping[str, str])
     bridge = BridgeConfig(
         instructions=values["instructions"] or None,  # type: ignore[arg-type]
         voice=values["voice"] or None,  # type: ignore[arg-type]
+        input_transcription_model=values["transcribe"] or None,  # type: ignore[arg-type]
         greeting=greeting if greeting else None,  # type: ignore[arg-type]
     )
     handler = HandlerConfig(

@@ -375,6 +375,14 @@ OPTIONS: Final = (
     ),
     ServerOption("voice", _parse_text, None, "NAME", "the model's voice (default: the server's)"),
     ServerOption(
+        "transcribe",
+        _parse_text,
+        None,
+        "MODEL",
+        "transcribe the caller with this model (e.g. gpt-4o-transcribe): a turn the barge-in "
+        "gate took for echo is judged again by its words (default: no transcription)",
+    ),
+    ServerOption(
         "greeting",
         _parse_text,
         BridgeConfig().greeting,
