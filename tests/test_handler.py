@@ -149,7 +149,11 @@ async def test_echo_of_the_greeting_is_no_barge_in() -> None:
     sim = RealtimeSimulator(replies=[Reply(text="Hello, thanks for calling!", duration=4.0)])
     caller = CallerSimulator(script=[HangUp(at=8.0)], echo=EchoPath(delay=0.15, return_loss_db=8.0))
     summary, record = await call(sim, caller)
-    assert record.clears == [], "the bot cut itself off on its own echo"
+    # The echo path is not known yet when the echo first trips the VAD: the bot may pause once
+    # to listen, and plays on at once when the energy ends with its audio.
+    assert len(record.clears) <= 1, "the bot cut itself off on its own echo"
+    for cleared in record.clears:
+        assert record.heard_between(cleared, cleared + 1.0) > 0, "and resumed"
     assert summary.state is not None and summary.state.cancels_sent == 0
     assert record.heard_seconds == pytest.approx(4.0, abs=0.25)
 

@@ -134,8 +134,9 @@ async def test_barge_in_clears_the_phone_and_cancels_the_answer(
     cancels = [e for e in conn.received("response.cancel") if e.event["response_id"] == answer_id]
     assert len(cancels) == 1
     assert len(conn.received("conversation.item.truncate")) == 1
-    # Nothing of the cancelled answer was heard after the clear.
-    first_clear = record.clears[0]
+    # Nothing of the cancelled answer was heard after the clear (a clear before the caller
+    # spoke is the greeting pausing to listen whether its echo was the caller).
+    first_clear = next(at for at in record.clears if at >= 2.2)
     assert record.heard_between(first_clear + 0.1, first_clear + 0.8) == 0.0
 
 

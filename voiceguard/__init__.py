@@ -5,6 +5,8 @@ import warnings
 from voiceguard._deprecated import warn_deprecated
 from voiceguard._version import __version__
 from voiceguard.config import (
+    ACKNOWLEDGEMENTS,
+    BackchannelConfig,
     BridgeConfig,
     CalibrationConfig,
     CallScopeConfig,
@@ -73,8 +75,10 @@ from voiceguard.runtime.scope import (
 from voiceguard.runtime.timers import HangupFallback, IdleLadder, MaxCallDuration, ResponseWatchdog
 
 __all__ = (
+    "ACKNOWLEDGEMENTS",
     "Action",
     "AssistantItem",
+    "BackchannelConfig",
     "BotSide",
     "BridgeAction",
     "BridgeConfig",

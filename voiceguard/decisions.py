@@ -115,12 +115,16 @@ class Reason(enum.Enum):
     TOO_SHORT = "TOO_SHORT"
     #: Caller and bot talk at once and the evidence is not conclusive yet; ask again shortly.
     DOUBLE_TALK = "DOUBLE_TALK"
-    #: The echo path is not known yet and the audio cannot tell the caller from the bot's echo:
-    #: pause the bot and ask again shortly (an echo ends with the bot's audio, a caller goes on).
+    #: The echo path is not known yet and the audio cannot tell the caller from the bot's echo,
+    #: so the bot pauses and the gate asks again shortly (an echo ends with the bot's audio, a
+    #: caller goes on).
     ECHO_UNCERTAIN = "ECHO_UNCERTAIN"
     #: The transcript of a turn the audio took for echo or noise holds words that are not the
-    #: bot's own: it is the caller's turn after all, and it is answered.
+    #: bot's own, so it is the caller's turn after all, and it is answered.
     CALLER_WORDS = "CALLER_WORDS"
+    #: A short acknowledgement such as "uh-huh" or "okay" while the bot talked, so the paused bot
+    #: plays on.
+    BACKCHANNEL = "BACKCHANNEL"
 
     # --- what a bot sends ---
     #: The message is malformed and the model would refuse it (``invalid_value``, a missing or

@@ -10,7 +10,8 @@ built (and again on :func:`dataclasses.replace`). A bad value raises
     voiceguard.errors.ConfigError: CancelConfig.cooldown = -1 is not allowed;
     allowed: a number, 0 <= value <= 10 (seconds)
 
-The guards' own settings are in ``voiceguard.config.guards``, the call's timers in
+The guards' own settings are in ``voiceguard.config.guards``, what counts as a backchannel in
+``voiceguard.config.backchannel``, the call's timers in
 ``voiceguard.config.timers``, the turn engine and its two ways in (the reference bridge, the
 middleware) in ``voiceguard.config.turns``, and the plain-data form (JSON files, traces) in
 ``voiceguard.config.mapping``. Everything is importable from ``voiceguard.config`` (and the
@@ -19,6 +20,7 @@ classes from ``voiceguard``).
 
 from __future__ import annotations
 
+from voiceguard.config.backchannel import ACKNOWLEDGEMENTS, BackchannelConfig
 from voiceguard.config.guards import (
     CalibrationConfig,
     CancelConfig,
@@ -37,6 +39,8 @@ from voiceguard.config.timers import (
 from voiceguard.config.turns import BridgeConfig, GuardConfig, HandlerConfig, TurnConfig
 
 __all__ = (
+    "ACKNOWLEDGEMENTS",
+    "BackchannelConfig",
     "BridgeConfig",
     "CalibrationConfig",
     "CallScopeConfig",

@@ -13,6 +13,7 @@ from typing import Final, final
 
 from voiceguard.audio import FRAME_BYTES
 from voiceguard.config._checks import check_bool, check_number, check_optional_number, check_type
+from voiceguard.config.backchannel import BackchannelConfig
 from voiceguard.config.guards import (
     CalibrationConfig,
     CancelConfig,
@@ -64,6 +65,8 @@ class TurnConfig:
             transcript before it is deleted: words that are not the bot's own make it the
             caller's turn, answered (:attr:`~voiceguard.Reason.CALLER_WORDS`). None: judge by
             the audio alone. Default 3 s.
+        backchannel: Short acknowledgements ("uh-huh", "okay") that resume the paused bot
+            instead of stopping it (:class:`~voiceguard.BackchannelConfig`).
         confirm_barge_in: Seconds the caller's speech must go on after an allowed
             ``speech_started`` before the response is cancelled; until then the bot is only
             paused. Default 0.6 s.
@@ -100,6 +103,7 @@ class TurnConfig:
     answer_turns: bool = True
     delete_echo_turns: bool = True
     transcript_wait: float | None = 3.0
+    backchannel: BackchannelConfig = field(default_factory=BackchannelConfig)
     confirm_barge_in: float = 0.6
     min_barge_in_speech: float = 0.2
     silence_duration_ms: int = 500
@@ -180,6 +184,8 @@ class GuardConfig:
             transcript before it is deleted: words that are not the bot's own make it the
             caller's turn, answered (:attr:`~voiceguard.Reason.CALLER_WORDS`). None: judge by
             the audio alone. Default 3 s.
+        backchannel: Short acknowledgements ("uh-huh", "okay") that resume the paused bot
+            instead of stopping it (:class:`~voiceguard.BackchannelConfig`).
         confirm_barge_in: Seconds the caller's speech must go on before a barge-in is confirmed
             (cancelled and truncated). Default 0.6 s, as the reference server.
         min_barge_in_speech: A barge-in whose speech ends sooner than this (seconds) is a false
@@ -207,6 +213,7 @@ class GuardConfig:
     answer_turns: bool = True
     delete_echo_turns: bool = True
     transcript_wait: float | None = 3.0
+    backchannel: BackchannelConfig = field(default_factory=BackchannelConfig)
     confirm_barge_in: float = 0.6
     min_barge_in_speech: float = 0.2
     create_policy: CreatePolicy = CreatePolicy.DEFER
@@ -245,6 +252,7 @@ class GuardConfig:
             answer_turns=self.answer_turns,
             delete_echo_turns=self.delete_echo_turns,
             transcript_wait=self.transcript_wait,
+            backchannel=self.backchannel,
             confirm_barge_in=self.confirm_barge_in,
             min_barge_in_speech=self.min_barge_in_speech,
             response_timeout=self.lost_create_timeout,
@@ -269,6 +277,7 @@ _SECTIONS: Final = (
 
 
 def _check_barge_in(owner: object) -> None:
+    check_type(owner, "backchannel", getattr(owner, "backchannel"), BackchannelConfig)  # noqa: B009
     check_optional_number(
         owner,
         "transcript_wait",
@@ -336,6 +345,8 @@ class BridgeConfig:
             transcript before it is deleted: words that are not the bot's own make it the
             caller's turn, answered (:attr:`~voiceguard.Reason.CALLER_WORDS`). None: judge by
             the audio alone. Default 3 s.
+        backchannel: Short acknowledgements ("uh-huh", "okay") that resume the paused bot
+            instead of stopping it (:class:`~voiceguard.BackchannelConfig`).
         idle_prompt: Instructions for the response that asks a silent caller whether they are
             still there (each prompt of the idle ladder).
         time_limit_goodbye: Instructions for the goodbye at the call's polite time limit (the
@@ -355,6 +366,7 @@ class BridgeConfig:
     min_barge_in_speech: float = 0.2
     delete_echo_turns: bool = True
     transcript_wait: float | None = 3.0
+    backchannel: BackchannelConfig = field(default_factory=BackchannelConfig)
     idle_prompt: str = _IDLE_PROMPT
     time_limit_goodbye: str = _TIME_LIMIT_GOODBYE
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
@@ -415,6 +427,7 @@ class BridgeConfig:
             answer_turns=True,
             delete_echo_turns=self.delete_echo_turns,
             transcript_wait=self.transcript_wait,
+            backchannel=self.backchannel,
             confirm_barge_in=self.confirm_barge_in,
             min_barge_in_speech=self.min_barge_in_speech,
             silence_duration_ms=self.silence_duration_ms,

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Final, final
 
 from voiceguard.config import TurnConfig
+from voiceguard.core._barge import BargeIns
 from voiceguard.core._phone import PhoneAudio
 from voiceguard.core._rejudge import TranscriptJudge
 from voiceguard.core._responder import Responder
@@ -36,8 +37,6 @@ from voiceguard.protocol.realtime import (
     SpeechStarted,
     SpeechStopped,
     item_delete,
-    item_truncate,
-    response_cancel,
 )
 
 __all__ = ("CallerTurns",)
@@ -45,20 +44,6 @@ __all__ = ("CallerTurns",)
 logger = logging.getLogger("voiceguard.turns")
 
 _TURN: Final = CreateRequest(label="turn")
-#: How often a postponed confirmation looks again.
-_RECHECK: Final = 0.04
-#: How long after the VAD's silence duration its speech_stopped may still come, in ms.
-_VAD_SLACK_MS: Final = 300
-
-
-@dataclass(slots=True)
-class _BargeIn:
-    """A barge-in the gate allowed, waiting to be confirmed or found false."""
-
-    segment: Segment
-    response_id: str | None  # the response the caller talked over
-    confirm_at: float
-    decide_by: float  # the latest moment to decide, if the VAD never says the speech ended
 
 
 @final
@@ -80,13 +65,12 @@ class CallerTurns:
 
     Attributes:
         segments: The caller's segments and their judgements.
-        false_interruptions: Barge-ins found false (the bot resumed).
+        barges: The barge-in being confirmed (and how many were found false).
         speaking: True between a ``speech_started`` and its ``speech_stopped``.
     """
 
     __slots__ = (
         "_answer_turns",
-        "_barge",
         "_bot",
         "_cancels",
         "_config",
@@ -101,10 +85,8 @@ class CallerTurns:
         "_responder",
         "_state",
         "_watched",
-        "false_interruptions",
-        "padding_ms",
+        "barges",
         "segments",
-        "silence_ms",
         "speaking",
         "transcripts",
     )
@@ -141,18 +123,27 @@ class CallerTurns:
             identity=lambda: (state.call_sid, state.stream_sid),
         )
         self.segments = Segments()
-        self._barge: _BargeIn | None = None
         self._pending: Segment | None = None  # the segment whose judgement the gate deferred
         self._watched: Segment | None = None  # a suppressed segment, watched for a late barge-in
         # The segment the bot paused for, so that the gate can listen past its echo; and since.
         self._listening: tuple[Segment, float] | None = None
         self._own_deletes: set[str] = set()
-        self.transcripts = TranscriptJudge()  # turns taken for echo, waiting for their words
-        self.false_interruptions = 0
+        # The bot's words, and turns taken for echo waiting for their own.
+        self.transcripts = TranscriptJudge(config.backchannel.words)
+        self.barges = BargeIns(
+            config,
+            state=state,
+            gate=gate,
+            cancels=cancels,
+            phone=phone,
+            move=move,
+            record=self._gate_record,
+            transcripts=self.transcripts,
+            show=self._show,
+            not_a_turn=self._not_a_turn,
+            fields=self._fields,
+        )
         self.speaking = False
-        # The VAD's padding around a segment, until the session reports its own.
-        self.silence_ms = config.silence_duration_ms
-        self.padding_ms = config.calibration.prefix_padding_ms
 
     def statistics(self) -> DecisionCounts:
         """The gate's judgements of ``speech_started`` as the engine acted on them."""
@@ -178,7 +169,7 @@ class CallerTurns:
         """When a barge-in is to be confirmed, or the gate wants to judge again."""
         due = [
             self._gate.next_deadline(),
-            self._barge.confirm_at if self._barge else None,
+            self.barges.next_deadline(),
             self.transcripts.next_deadline(),
         ]
         times = [d for d in due if d is not None]
@@ -186,15 +177,7 @@ class CallerTurns:
 
     def on_tick(self, now: float) -> list[TurnAction]:
         """Confirm a barge-in whose time came; judge a deferred segment again."""
-        out: list[TurnAction] = []
-        barge = self._barge
-        if barge is not None and now >= barge.confirm_at:
-            if self._gate.caller_quiet() and now < barge.decide_by:
-                # The speech ended before the confirmation time: a short answer, or a cough?
-                # The VAD's speech_stopped says how long it was; it is on its way.
-                barge.confirm_at = min(barge.decide_by, now + _RECHECK)
-            else:
-                out += self.confirm(barge, now)
+        out = self.barges.on_tick(now)
         for segment in self.transcripts.expired(now):
             out += self._delete_echo(segment)  # no words came: the audio's judgement stands
         due = self._gate.next_deadline()
@@ -240,9 +223,8 @@ class CallerTurns:
         settled = self._gate.speech_stopped(now)
         if settled is not None and segment is not None and self._pending is segment:
             out += self.judged(segment, settled, now)
-        barge = self._barge
-        if barge is not None and barge.segment is segment:
-            out += self._speech_ended_early(barge, event, now)
+        if segment is not None and self.barges.of(segment):
+            out += self.barges.speech_ended(event, now)
         return out + self.segment_event(event.item_id, raw, now, commit=False)
 
     def judged(self, segment: Segment, decision: Decision, now: float) -> list[TurnAction]:
@@ -297,8 +279,7 @@ class CallerTurns:
             self._watched = None
         self._state.note_user_spoke()
         self._responder.deadlines.caller_spoke()
-        barge = self._barge
-        if barge is not None and barge.segment is segment:
+        if self.barges.of(segment):
             return []  # the same segment again (a repeated speech_started): still confirming
         listening = self._listening
         listened = listening is not None and listening[0] is segment
@@ -308,74 +289,9 @@ class CallerTurns:
         if self._move(FloorTrigger.SPEECH_REAL) is Floor.PAUSED and (
             before is not Floor.PAUSED or listened
         ):
-            return self._pause(segment, now, since=listening[1] if listening and listened else None)
+            since = listening[1] if listening and listened else None
+            return self.barges.start(segment, now, since=since)
         return self._show(segment, now)
-
-    def _pause(self, segment: Segment, now: float, *, since: float | None) -> list[TurnAction]:
-        """A barge-in over the bot: pause it on the phone now (unless it paused *since* then to
-        listen), confirm it later."""
-        out = self._phone.pause(now) if since is None else []
-        item = self._state.current_item
-        cfg = self._config
-        confirm_at = max(now, (now if since is None else since) + cfg.confirm_barge_in)
-        self._barge = _BargeIn(
-            segment=segment,
-            response_id=item.response_id if item is not None else self._state.active_response_id,
-            confirm_at=confirm_at,
-            # The VAD says the speech ended silence_ms after it did: a little after that.
-            decide_by=max(confirm_at, now + (self.silence_ms + _VAD_SLACK_MS) / 1000),
-        )
-        return out
-
-    def _speech_ended_early(
-        self, barge: _BargeIn, event: SpeechStopped, now: float
-    ) -> list[TurnAction]:
-        """The speech of a barge-in ended before its confirmation time: a short answer or a blip?"""
-        start = barge.segment.audio_start_ms
-        if start is not None:
-            # The VAD's segment includes the prefix padding before and the silence after.
-            speech_ms = (event.audio_end_ms - self.silence_ms) - (start + self.padding_ms)
-            if speech_ms < 1000 * self._config.min_barge_in_speech:
-                return self._false_interruption(barge, now)
-        return self.confirm(barge, now)
-
-    def _false_interruption(self, barge: _BargeIn, now: float) -> list[TurnAction]:
-        """The speech was too short to be the caller taking the turn: the bot plays on."""
-        self._barge = None
-        self.false_interruptions += 1
-        segment = barge.segment
-        segment.real = False
-        self._cancels.withdraw()
-        self._move(FloorTrigger.SPEECH_TOO_SHORT)
-        logger.info(
-            "false interruption: resuming playout",
-            extra=self._fields(now),
-        )
-        out = self._phone.resume(now)
-        if segment.committed:
-            out += self._echo_turn(segment, None, now)
-        return out
-
-    def confirm(self, barge: _BargeIn, now: float) -> list[TurnAction]:
-        """The caller kept talking: cancel, truncate to what was heard, drop the rest."""
-        self._barge = None
-        self._move(FloorTrigger.BARGE_IN_CONFIRMED)
-        out: list[TurnAction] = []
-        cancel = self._cancels.request(now)
-        if cancel.allowed:
-            out.append(SendToModel(message=response_cancel(cancel.response_id)))
-        item = self._state.current_item
-        if item is not None and item.truncated_ms is None:
-            self._phone.update_heard(now)
-            point = self._state.truncate_point(item.item_id)
-            if point is not None and point < int(item.received_ms):
-                self._state.truncate_sent(item_id=item.item_id, audio_end_ms=point)
-                out.append(SendToModel(message=item_truncate(item.item_id, point)))
-        if barge.response_id is not None:
-            out += self._phone.silence(barge.response_id, now)
-        else:
-            out += self._phone.resume(now)
-        return out + self._show(barge.segment, now)
 
     def _show(self, segment: Segment, now: float) -> list[TurnAction]:
         """The segment is real and nothing waits for a confirmation: what was held goes, and a
@@ -402,8 +318,7 @@ class CallerTurns:
             segment.real = True
         if commit:
             segment.committed = True
-        waiting = self._barge is not None and self._barge.segment is segment
-        if segment.real is None or waiting:
+        if segment.real is None or self.barges.of(segment):
             if self._bot:
                 segment.held.append(raw)
             return []
@@ -430,7 +345,13 @@ class CallerTurns:
         return self._delete_echo(segment)
 
     def words(self, event: RealtimeServerEvent, raw: object, now: float) -> list[TurnAction]:
-        """Any other event of the model; a transcript re-judges a turn taken for echo."""
+        """Any other event of the model; a transcript settles a short barge-in, or re-judges a
+        turn taken for echo."""
+        short = self.barges.words(event)
+        if short is not None:
+            if self._bot:
+                short[0].segment.held.append(raw)
+            return self.barges.read(short[0], short[1], now)
         judged = self.transcripts.event(event)
         if judged is None:
             return self._deliver(raw)
@@ -442,6 +363,10 @@ class CallerTurns:
             if decision.allowed:
                 return self._real(segment, now)
         return self._delete_echo(segment)
+
+    def _not_a_turn(self, segment: Segment, now: float, words_known: bool) -> list[TurnAction]:
+        """A committed segment that was a blip or a backchannel, not a turn."""
+        return self._delete_echo(segment) if words_known else self._echo_turn(segment, None, now)
 
     def _delete_echo(self, segment: Segment) -> list[TurnAction]:
         """Forget a committed turn of echo or noise, and delete it by policy."""

@@ -64,15 +64,20 @@ def transcribes_input(event: SessionCreated | SessionUpdated) -> bool:
 class TranscriptJudge:
     """The bot's recent words, and the turns taken for echo waiting for their transcripts.
 
+    Args:
+        acknowledgements: Phrases that are backchannels, not turns
+            (:attr:`~voiceguard.BackchannelConfig.words`).
+
     Attributes:
         transcribing: Whether the session transcribes the caller's audio (from the latest
             ``session.created`` or ``session.updated``).
         waiting: Per item id, a turn taken for echo and the moment it stops waiting.
     """
 
-    __slots__ = ("_bot", "transcribing", "waiting")
+    __slots__ = ("_acks", "_bot", "transcribing", "waiting")
 
-    def __init__(self) -> None:
+    def __init__(self, acknowledgements: tuple[str, ...] = ()) -> None:
+        self._acks = frozenset(word for phrase in acknowledgements for word in words(phrase))
         self._bot: OrderedDict[str, str] = OrderedDict()
         self.transcribing = False
         self.waiting: dict[str, tuple[Segment, float]] = {}
@@ -129,11 +134,19 @@ class TranscriptJudge:
                 return self.waiting.pop(event.item_id)[0], None
         return None
 
+    def acknowledgement(self, transcript: str) -> bool:
+        """True if *transcript* has words, all of them acknowledgements ("uh-huh", "okay")."""
+        said = words(transcript)
+        return bool(said) and all(word in self._acks for word in said)
+
     def verdict(self, transcript: str) -> tuple[bool, str]:
-        """Whether *transcript* is the caller's (not the bot's own recent words), and why."""
+        """Whether *transcript* is the caller's turn (neither the bot's own recent words nor a
+        mere acknowledgement), and why."""
         said = words(transcript)
         if not said:
             return False, "its transcript has no words"
+        if self.acknowledgement(transcript):
+            return False, f"its words are an acknowledgement, not a turn: {transcript.strip()!r}"
         bot = words(" ".join(self._bot.values()))[-_BOT_WORDS:]
         matcher = difflib.SequenceMatcher(None, bot, said, autojunk=False)
         shared = sum(block.size for block in matcher.get_matching_blocks())

@@ -198,7 +198,7 @@ class TurnEngine:
     @property
     def false_interruptions(self) -> int:
         """Barge-ins allowed, then found false (the speech stopped too soon); the bot resumed."""
-        return self._caller.false_interruptions
+        return self._caller.barges.false_interruptions
 
     @property
     def segments(self) -> Segments:
@@ -364,9 +364,9 @@ class TurnEngine:
         detection = event.turn_detection
         if detection is not None:
             if detection.silence_duration_ms is not None:
-                self._caller.silence_ms = detection.silence_duration_ms
+                self._caller.barges.silence_ms = detection.silence_duration_ms
             if detection.prefix_padding_ms is not None:
-                self._caller.padding_ms = detection.prefix_padding_ms
+                self._caller.barges.padding_ms = detection.prefix_padding_ms
         out = self._deliver(raw)
         if self._bot and self._config.turn_control and self._session_fixes < 2:
             fix = turn_control_fix(event)

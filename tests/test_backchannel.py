@@ -1,0 +1,131 @@
+"""Backchannels: a short acknowledgement pauses the bot, which then plays on.
+
+The reference bridge's core is driven with the faithful Twilio model of ``test_bridge``. The
+caller makes a short sound while the bot talks; the server VAD's events say how long it lasted
+(``audio_start_ms`` of the segment and ``audio_end_ms`` of its speech_stopped, 300 ms padding
+and 500 ms silence included), and, with the caller transcribed, its words come after it.
+"""
+
+from __future__ import annotations
+
+import pytest
+import wire
+from test_bridge import Call
+
+from voiceguard import ACKNOWLEDGEMENTS, BackchannelConfig, Floor, Reason, Verdict
+from voiceguard.core._rejudge import TranscriptJudge
+from voiceguard.errors import ConfigError
+
+
+def _short_sound(call: Call, *, speech_ms: int, transcribes: bool = False) -> None:
+    """The bot talks; at 3.5 s the caller makes a sound the VAD says lasted *speech_ms*."""
+    call.model(wire.session_updated(transcribes=transcribes))
+    call.run_until(1.0)
+    call.bot_says("resp_1", "item_1")
+    call.say("caller_00", at=3.5)
+    call.run_until(3.7)
+    call.vad("started", "item_user_1", ms=3500 - 300)
+    assert [m["event"] for m in call.to_phone].count("clear") == 1, "paused at once"
+    end = 3500 + speech_ms + 500
+    call.run_until(end / 1000)
+    call.vad("stopped", "item_user_1", ms=end)
+    call.vad("committed", "item_user_1", ms=0)
+
+
+def _words(call: Call, text: str) -> None:
+    call.model(
+        wire.parse(
+            {
+                "type": "conversation.item.input_audio_transcription.completed",
+                "item_id": "item_user_1",
+                "content_index": 0,
+                "transcript": text,
+            }
+        )
+    )
+
+
+def _resumed(call: Call) -> bool:
+    clear = [m["event"] for m in call.to_phone].index("clear")
+    return any(m["event"] == "media" for m in call.to_phone[clear:])
+
+
+def test_a_short_sound_without_a_transcript_is_a_backchannel_and_the_bot_plays_on() -> None:
+    call = Call(greeting=None)
+    _short_sound(call, speech_ms=450)
+    call.run_until(call.now + 0.3)
+    assert call.sent("response.cancel") == []
+    assert _resumed(call), "the bot plays on"
+    assert call.core.engine.floor is Floor.BOT
+    assert call.sent("conversation.item.delete")[-1]["item_id"] == "item_user_1"
+    assert call.sent("response.create") == []
+    stats = call.core.engine.barge_in_statistics()
+    assert stats.count(Verdict.SUPPRESS, Reason.BACKCHANNEL) == 1
+
+
+@pytest.mark.parametrize("said", ["okay", "mm-hmm", "Uh-huh.", "כן", "בסדר", "да", "d'accord"])
+def test_an_acknowledgement_resumes_the_bot(said: str) -> None:
+    call = Call(greeting=None)
+    _short_sound(call, speech_ms=450, transcribes=True)
+    call.run_until(call.now + 0.3)
+    assert not _resumed(call), "paused while its words are awaited"
+    _words(call, said)
+    call.run_until(call.now + 0.3)
+    assert _resumed(call)
+    assert call.sent("response.cancel") == []
+    assert call.sent("conversation.item.delete")[-1]["item_id"] == "item_user_1"
+    stats = call.core.engine.barge_in_statistics()
+    assert stats.count(Verdict.SUPPRESS, Reason.BACKCHANNEL) == 1
+
+
+@pytest.mark.parametrize("said", ["stop", "wait", "no", "לא", "עצור", "okay stop"])
+def test_a_short_barge_in_whose_words_are_not_an_acknowledgement_stops_the_bot(said: str) -> None:
+    call = Call(greeting=None)
+    _short_sound(call, speech_ms=450, transcribes=True)
+    _words(call, said)
+    assert [c["response_id"] for c in call.sent("response.cancel")] == ["resp_1"]
+    assert call.core.engine.judgement("item_user_1") is True
+    assert call.sent("conversation.item.delete") == []
+    call.model(wire.response_done("resp_1", "cancelled", "client_cancelled"))
+    assert call.sent("response.create") == [{"type": "response.create"}], "answered"
+
+
+def test_no_words_in_time_stop_the_bot() -> None:
+    call = Call(greeting=None, backchannel=BackchannelConfig(wait=0.5))
+    _short_sound(call, speech_ms=450, transcribes=True)
+    call.run_until(call.now + 0.4)
+    assert call.sent("response.cancel") == []
+    call.run_until(call.now + 0.2)
+    assert [c["response_id"] for c in call.sent("response.cancel")] == ["resp_1"]
+
+
+def test_a_longer_segment_or_backchannels_off_stop_the_bot() -> None:
+    call = Call(greeting=None)
+    _short_sound(call, speech_ms=900)
+    assert [c["response_id"] for c in call.sent("response.cancel")] == ["resp_1"]
+    call = Call(greeting=None, backchannel=BackchannelConfig(enabled=False))
+    _short_sound(call, speech_ms=450)
+    assert [c["response_id"] for c in call.sent("response.cancel")] == ["resp_1"]
+
+
+def test_an_acknowledgement_is_never_a_turn_when_a_turn_taken_for_echo_is_rejudged() -> None:
+    judge = TranscriptJudge(BackchannelConfig().words)
+    judge.bot_said("item_1", "Your appointment is on Tuesday at ten", done=True)
+    assert judge.verdict("uh-huh")[0] is False
+    assert judge.verdict("okay but can we do Wednesday")[0] is True
+
+
+def test_every_shipped_language_has_acknowledgements_and_none_says_stop() -> None:
+    assert set(ACKNOWLEDGEMENTS) == {"he", "en", "ar", "ru", "es", "de", "fr", "pt"}
+    judge = TranscriptJudge(BackchannelConfig().words)
+    for stop in ("stop", "wait", "no", "hold on", "לא", "רגע", "стоп", "нет", "espera", "halt"):
+        assert not judge.acknowledgement(stop), stop
+    for words in ACKNOWLEDGEMENTS.values():
+        assert all(judge.acknowledgement(w) for w in words)
+
+
+def test_the_backchannel_config_is_checked() -> None:
+    with pytest.raises(ConfigError, match="max_duration"):
+        BackchannelConfig(max_duration=-1)
+    with pytest.raises(ConfigError, match="words"):
+        BackchannelConfig(words=("okay", ""))
