@@ -50,8 +50,12 @@ def _resumed(call: Call) -> bool:
     return any(m["event"] == "media" for m in call.to_phone[clear:])
 
 
-def test_a_short_sound_without_a_transcript_is_a_backchannel_and_the_bot_plays_on() -> None:
-    call = Call(greeting=None)
+def test_a_short_sound_without_a_transcript_stops_the_bot_unless_told_otherwise() -> None:
+    call = Call(greeting=None)  # no transcription: a short "stop" cannot be told from "uh-huh"
+    _short_sound(call, speech_ms=450)
+    assert [c["response_id"] for c in call.sent("response.cancel")] == ["resp_1"]
+    assert call.core.engine.judgement("item_user_1") is True
+    call = Call(greeting=None, backchannel=BackchannelConfig(without_words=True))
     _short_sound(call, speech_ms=450)
     call.run_until(call.now + 0.3)
     assert call.sent("response.cancel") == []
@@ -104,12 +108,12 @@ def test_a_longer_segment_or_backchannels_off_stop_the_bot() -> None:
     _short_sound(call, speech_ms=900)
     assert [c["response_id"] for c in call.sent("response.cancel")] == ["resp_1"]
     call = Call(greeting=None, backchannel=BackchannelConfig(enabled=False))
-    _short_sound(call, speech_ms=450)
+    _short_sound(call, speech_ms=450, transcribes=True)
     assert [c["response_id"] for c in call.sent("response.cancel")] == ["resp_1"]
 
 
 def test_an_acknowledgement_is_never_a_turn_when_a_turn_taken_for_echo_is_rejudged() -> None:
-    judge = TranscriptJudge(BackchannelConfig().words)
+    judge = TranscriptJudge(BackchannelConfig())
     judge.bot_said("item_1", "Your appointment is on Tuesday at ten", done=True)
     assert judge.verdict("uh-huh")[0] is False
     assert judge.verdict("okay but can we do Wednesday")[0] is True
@@ -117,7 +121,7 @@ def test_an_acknowledgement_is_never_a_turn_when_a_turn_taken_for_echo_is_rejudg
 
 def test_every_shipped_language_has_acknowledgements_and_none_says_stop() -> None:
     assert set(ACKNOWLEDGEMENTS) == {"he", "en", "ar", "ru", "es", "de", "fr", "pt"}
-    judge = TranscriptJudge(BackchannelConfig().words)
+    judge = TranscriptJudge(BackchannelConfig())
     for stop in ("stop", "wait", "no", "hold on", "לא", "רגע", "стоп", "нет", "espera", "halt"):
         assert not judge.acknowledgement(stop), stop
     for words in ACKNOWLEDGEMENTS.values():

@@ -3,7 +3,7 @@
 
 "Uh-huh", "okay", "mm-hmm" tell the bot to go on, not to stop. The turn engine pauses the bot
 on every barge-in; a segment that ends short (:attr:`BackchannelConfig.max_duration`) and whose
-words, when the session transcribes the caller, are all acknowledgements resumes it
+transcript (the session must transcribe the caller) has only acknowledgements resumes it
 (:attr:`~voiceguard.Reason.BACKCHANNEL`). Real short barge-ins ("stop", "wait", "no") are not
 acknowledgements: they stop the bot.
 
@@ -13,6 +13,7 @@ The shipped words cover Hebrew, English, Arabic, Russian, Spanish, German, Frenc
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -22,6 +23,8 @@ from voiceguard.config._checks import check_bool, check_number
 from voiceguard.errors import ConfigError
 
 __all__ = ("ACKNOWLEDGEMENTS", "BackchannelConfig")
+
+_WORD: Final = re.compile(r"\w+")
 
 #: The default acknowledgements per language (ISO 639-1 code). None of them asks the bot to
 #: stop: "no", "stop", "wait" and their kin are left out on purpose.
@@ -56,6 +59,11 @@ ACKNOWLEDGEMENTS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
 )
 
 
+def words(text: str) -> list[str]:
+    """The words of *text*, case-folded (any script: ``\\w`` is Unicode-aware)."""
+    return _WORD.findall(text.casefold())
+
+
 def _all_words() -> tuple[str, ...]:
     return tuple(dict.fromkeys(word for words in ACKNOWLEDGEMENTS.values() for word in words))
 
@@ -75,17 +83,22 @@ class BackchannelConfig:
             :data:`ACKNOWLEDGEMENTS`.
         wait: With the caller transcribed, how long (seconds) after the VAD's
             ``speech_stopped`` the paused bot waits for the short segment's words; none in time:
-            it stops, as for a barge-in. Without transcription a short segment is a backchannel
-            by its length alone (a short "stop" then resumes the bot too). Default 1.5 s.
+            it stops, as for a barge-in. Default 1.5 s.
+        without_words: When the caller is not transcribed, take a short segment for a
+            backchannel by its length alone. Off by default: a short "stop" or "no" would then
+            resume the bot and its turn be deleted, a caller's words thrown away on the
+            evidence of a length; without words a short barge-in stops the bot.
     """
 
     enabled: bool = True
     max_duration: float = 0.8
     words: tuple[str, ...] = _all_words()
     wait: float = 1.5
+    without_words: bool = False
 
     def __post_init__(self) -> None:
         check_bool(self, "enabled", self.enabled)
+        check_bool(self, "without_words", self.without_words)
         check_number(self, "max_duration", self.max_duration, low=0, high=5, unit="seconds")
         check_number(self, "wait", self.wait, low=0, high=30, unit="seconds")
         given: object = self.words
@@ -93,3 +106,17 @@ class BackchannelConfig:
             raise ConfigError(
                 f"{type(self).__name__}.words", self.words, "a tuple of non-empty strings"
             )
+
+    def acknowledges(self, transcript: str) -> bool:
+        """True if *transcript* has words, every one of them a word of :attr:`words`.
+
+        >>> BackchannelConfig().acknowledges("Uh-huh.")
+        True
+        >>> BackchannelConfig().acknowledges("okay, stop")
+        False
+        """
+        said = words(transcript)
+        if not said:
+            return False
+        known = {word for phrase in self.words for word in words(phrase)}
+        return all(word in known for word in said)

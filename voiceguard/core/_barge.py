@@ -11,9 +11,11 @@ ways:
 * **false** (``PAUSED -> BOT``): the speech was shorter than
   :attr:`~voiceguard.TurnConfig.min_barge_in_speech` (a cough, a click): the bot plays on;
 * **a backchannel** (``PAUSED -> BOT``): the speech ended short
-  (:attr:`~voiceguard.BackchannelConfig.max_duration`) and, when the caller is transcribed, its
-  words are all acknowledgements ("uh-huh", "okay", "כן"): the bot plays on, with
-  :attr:`~voiceguard.Reason.BACKCHANNEL`. Words that are not ("stop", "wait") confirm it.
+  (:attr:`~voiceguard.BackchannelConfig.max_duration`) and its transcript has only
+  acknowledgements ("uh-huh", "okay", "כן"): the bot plays on, with
+  :attr:`~voiceguard.Reason.BACKCHANNEL`. Words that are not ("stop", "wait") confirm it, and so
+  does a short segment whose words cannot be read (no transcription; unless
+  :attr:`~voiceguard.BackchannelConfig.without_words`).
 """
 
 from __future__ import annotations
@@ -172,7 +174,7 @@ class BargeIns:
         if barge.words_by is not None:
             return self.confirm(barge, now)  # no words in time: it may have been "stop"
         if self._gate.caller_quiet():
-            if not barge.quiet and self._config.backchannel.enabled:
+            if not barge.quiet and self._may_be_backchannel():
                 # The speech ended: its speech_stopped comes silence_ms after that, and says
                 # whether it was short enough to be a backchannel.
                 barge.quiet = True
@@ -184,6 +186,10 @@ class BargeIns:
                 barge.confirm_at = min(barge.decide_by, now + _RECHECK)
                 return []
         return self.confirm(barge, now)
+
+    def _may_be_backchannel(self) -> bool:
+        backchannel = self._config.backchannel
+        return backchannel.enabled and (self._transcripts.transcribing or backchannel.without_words)
 
     def speech_ended(self, event: SpeechStopped, now: float) -> list[TurnAction]:
         """The speech of the barge-in ended before its confirmation: a blip, a backchannel, or
@@ -203,7 +209,9 @@ class BargeIns:
         if self._transcripts.transcribing:
             barge.words_by = barge.confirm_at = now + backchannel.wait  # paused, for its words
             return []
-        return self._resume(barge, now, f"{speech_ms} ms of speech, no transcript to read")
+        if backchannel.without_words:
+            return self._resume(barge, now, f"{speech_ms} ms of speech, no transcript to read")
+        return self.confirm(barge, now)  # it may have been "stop": no words, no guess
 
     def words(self, event: RealtimeServerEvent) -> tuple[BargeIn, str] | None:
         """The transcript of a short barge-in waiting for its words, if *event* is one."""

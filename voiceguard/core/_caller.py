@@ -129,7 +129,7 @@ class CallerTurns:
         self._listening: tuple[Segment, float] | None = None
         self._own_deletes: set[str] = set()
         # The bot's words, and turns taken for echo waiting for their own.
-        self.transcripts = TranscriptJudge(config.backchannel.words)
+        self.transcripts = TranscriptJudge(config.backchannel)
         self.barges = BargeIns(
             config,
             state=state,

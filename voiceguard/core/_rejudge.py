@@ -15,11 +15,11 @@ waiting for their words; :class:`~voiceguard.core._caller.CallerTurns` acts on i
 from __future__ import annotations
 
 import difflib
-import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Final, final
 
+from voiceguard.config.backchannel import BackchannelConfig, words
 from voiceguard.core._segments import Segment
 from voiceguard.decisions import Action, Decision, Reason, Verdict
 from voiceguard.protocol.realtime import (
@@ -32,9 +32,8 @@ from voiceguard.protocol.realtime import (
     TranscriptDone,
 )
 
-__all__ = ("TranscriptJudge", "transcribes_input", "words")
+__all__ = ("TranscriptJudge", "transcribes_input")
 
-_WORD: Final = re.compile(r"\w+")
 #: Words of the bot's latest transcripts kept to compare with (a few turns of speech).
 _BOT_WORDS: Final = 300
 #: Assistant items whose transcripts are kept.
@@ -42,11 +41,6 @@ _BOT_ITEMS: Final = 8
 #: A transcript this much (share of its words, in order) made of the bot's own recent words is
 #: the bot's echo: recognisers garble an echo a little, and short words repeat by chance.
 _ECHO_SHARE: Final = 0.6
-
-
-def words(text: str) -> list[str]:
-    """The words of *text*, case-folded (any script: ``\\w`` is Unicode-aware)."""
-    return _WORD.findall(text.casefold())
 
 
 def transcribes_input(event: SessionCreated | SessionUpdated) -> bool:
@@ -65,8 +59,7 @@ class TranscriptJudge:
     """The bot's recent words, and the turns taken for echo waiting for their transcripts.
 
     Args:
-        acknowledgements: Phrases that are backchannels, not turns
-            (:attr:`~voiceguard.BackchannelConfig.words`).
+        backchannel: What counts as an acknowledgement, not a turn.
 
     Attributes:
         transcribing: Whether the session transcribes the caller's audio (from the latest
@@ -74,10 +67,10 @@ class TranscriptJudge:
         waiting: Per item id, a turn taken for echo and the moment it stops waiting.
     """
 
-    __slots__ = ("_acks", "_bot", "transcribing", "waiting")
+    __slots__ = ("_backchannel", "_bot", "transcribing", "waiting")
 
-    def __init__(self, acknowledgements: tuple[str, ...] = ()) -> None:
-        self._acks = frozenset(word for phrase in acknowledgements for word in words(phrase))
+    def __init__(self, backchannel: BackchannelConfig | None = None) -> None:
+        self._backchannel = backchannel if backchannel is not None else BackchannelConfig()
         self._bot: OrderedDict[str, str] = OrderedDict()
         self.transcribing = False
         self.waiting: dict[str, tuple[Segment, float]] = {}
@@ -136,8 +129,7 @@ class TranscriptJudge:
 
     def acknowledgement(self, transcript: str) -> bool:
         """True if *transcript* has words, all of them acknowledgements ("uh-huh", "okay")."""
-        said = words(transcript)
-        return bool(said) and all(word in self._acks for word in said)
+        return self._backchannel.acknowledges(transcript)
 
     def verdict(self, transcript: str) -> tuple[bool, str]:
         """Whether *transcript* is the caller's turn (neither the bot's own recent words nor a
