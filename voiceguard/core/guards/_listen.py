@@ -39,6 +39,12 @@ _SLACK: Final = 2  # frames of delay uncertainty (dispersion, frame alignment)
 #: phone: a playout's lead is a few hundred ms) before the gate stops waiting for the pause and
 #: judges as it would without one.
 _PAUSE_GRACE: Final = 25
+#: An echo this far (dB) above the margin over the floor would clearly show ...
+_CLEAR_DB: Final = 6.0
+#: ... so a frame this close (dB) to the floor where it would show says it is not there ...
+_QUIET_DB: Final = 3.0
+#: ... and this many such frames (and half of those where it would show) refute that delay.
+_MISSING: Final = 3
 
 
 @final
@@ -56,7 +62,17 @@ class EchoListen:
         asked: The frame at which the pause was asked for.
     """
 
-    __slots__ = ("_config", "_confirm", "_echo", "_line", "asked", "lag", "onset")
+    __slots__ = (
+        "_config",
+        "_confirm",
+        "_echo",
+        "_lags",
+        "_line",
+        "_proven",
+        "asked",
+        "lag",
+        "onset",
+    )
 
     def __init__(self, config: CalibrationConfig, line: LineHistory, echo: EchoPath) -> None:
         self._config = config
@@ -66,6 +82,8 @@ class EchoListen:
         self.onset: int | None = None
         self.lag = 0
         self.asked = 0
+        self._lags: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)  # delays that explain it
+        self._proven: npt.NDArray[np.float64] = np.zeros(0)  # the loss proven at each delay
 
     # ------------------------------------------------------------------ the unknown echo
 
@@ -108,14 +126,31 @@ class EchoListen:
         """Listen to the segment from *onset*: the bot is asked to pause at frame *n*."""
         self.onset = onset
         self.asked = n
+        lagged, proven, inbound = self._lagged(onset, n, floor)
         if self._echo.delay is not None and self._echo.erl is not None:
+            self._lags = np.array([self._echo.delay], dtype=np.intp)
+            proven[self._echo.delay] = self._echo.erl
+            self._proven = proven
             self.lag = self._echo.delay + _SLACK
             return
-        lagged, proven, inbound = self._lagged(onset, n, floor)
         margin = self._config.speech_margin_db
         explains = (lagged - proven[:, None] >= inbound[None, :] - margin).any(axis=1)
-        found = np.flatnonzero(explains)
-        self.lag = int(found[-1]) + _SLACK if found.size else _SLACK
+        self._lags = np.flatnonzero(explains)
+        self._proven = proven
+        self.lag = int(self._lags[-1]) + _SLACK if self._lags.size else _SLACK
+
+    def _refuted(self, n: int, reference: float) -> bool:
+        """True if, at every delay that could explain the onset, the line went quiet where the
+        echo of what the bot played would still sound clearly: whatever it was, not its echo."""
+        onset = self.onset
+        if onset is None or self._lags.size == 0 or n - onset < 2 * self._confirm:
+            return False
+        lagged, _proven, inbound = self._lagged(onset, n, reference)
+        echo = lagged[self._lags] - self._proven[self._lags][:, None]
+        clear = echo >= reference + self._config.speech_margin_db + _CLEAR_DB
+        missing = (clear & (inbound < reference + _QUIET_DB)[None, :]).sum(axis=1)
+        shown = clear.sum(axis=1)
+        return bool(np.all((missing >= _MISSING) & (missing >= 0.5 * shown)))
 
     def stop(self) -> None:
         """Nothing is listened to any more."""
@@ -138,6 +173,11 @@ class EchoListen:
         last = line.last_bot_frame
         if last >= n - 2 and n - self.asked >= _PAUSE_GRACE:
             return False, "the bot did not pause: echo cannot be ruled out"
+        if self._refuted(n, reference):
+            return True, (
+                "the bot paused to listen: the line went quiet where its echo would still "
+                "sound, so the speech was not its echo"
+            )
         free = max(last + 1 + self.lag, self.onset if self.onset is not None else 0)
         if n - free < self._confirm:
             return None
