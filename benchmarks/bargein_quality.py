@@ -1,25 +1,32 @@
-"""Barge-in quality on the labelled corpus: voiceguard's CalibrationGate against the anchors.
+"""Barge-in quality on the labelled corpora: voiceguard's CalibrationGate against the anchors.
 
 Usage::
 
-    python benchmarks/bargein_quality.py            # table + per-condition breakdown
+    python benchmarks/bargein_quality.py            # tables, tuning corpus and held-out
     python benchmarks/bargein_quality.py --json     # the same numbers as JSON
     python benchmarks/bargein_quality.py --plot docs/_static   # and the two charts of the docs
 
-``--plot DIR`` also draws the strategy comparison and the per-condition breakdown into
+``--plot DIR`` also draws the strategy comparison and the per-condition chart into
 ``DIR/bargein_strategies.png`` and ``DIR/bargein_conditions.png`` (needs matplotlib, the
-``bench`` extra; see ``_bargein_charts.py``).
+``bench`` extra; see ``_bargein_charts.py``). Progress goes to stderr.
 
-Every strategy sees the same calls (``benchmarks/corpus``) and the same ``speech_started`` events
-(raised by :class:`voiceguard.sim.EnergyVad` with server_vad defaults, labelled by the generator as
-``echo``, ``noise`` or ``real``). For each event a strategy either acts on it (treats it as a
-barge-in) at some moment or never does.
+Two corpora are scored side by side: the tuning corpus (``benchmarks/corpus``) and the held-out
+draw (``benchmarks/corpus/heldout``: another seed, other voices, other texts). Every strategy sees
+the same calls and the same ``speech_started`` events (raised by :class:`voiceguard.sim.EnergyVad`
+with server_vad defaults, labelled by the generator as ``echo``, ``noise``, ``real`` or
+``backchannel``). For each event a strategy either acts on it (treats it as a barge-in) at some
+moment or never does.
 
 * false barge-ins: share of ``echo`` and ``noise`` events acted on;
 * missed barge-ins: share of ``real`` events never acted on;
+* backchannels that stop the bot, and short real barge-ins ("stop", "wait") that do: per
+  utterance (see ``_bargein_scoring.utterance_outcomes``; for voiceguard the turn engine must
+  also confirm, ``_bargein_scoring.engine_confirms``);
 * decision delay: for acted ``real`` events, the moment of acting minus the caller's true speech
   onset (the VAD's own detection lag included); "added" delay is the moment of acting minus the
-  moment the event arrived.
+  moment the event arrived;
+* per condition (``_bargein_scoring.CONDITIONS``): false and missed per band of the line, per
+  background kind and level, canceller residue, delay drift, language and caller.
 
 Strategies (each modelled as the anchors document it; see ``docs/performance.md``):
 
@@ -29,26 +36,24 @@ Strategies (each modelled as the anchors document it; see ``docs/performance.md`
 * ``livekit``: ignore everything for 3 s after the bot first starts speaking (AEC warm-up), then
   act once speech has lasted 0.5 s (``min_duration``).
 * ``pipecat``: mute the caller until the bot's first utterance has finished
-  (``MuteUntilFirstBotCompleteUserMuteStrategy``), then act once speech has lasted 0.2 s
-  (Silero ``start_secs``).
+  (``MuteUntilFirstBotCompleteUserMuteStrategy``), then act once speech has lasted 0.2 s.
 * ``voiceguard``: :class:`voiceguard.core.guards.calibration.CalibrationGate` with its default
-  configuration, fed every 20 ms inbound frame, the outbound frames while the bot talks, and the
+  configuration, fed every 20 ms inbound frame, the outbound frames the bot plays, and the
   events; deferred judgements are rechecked at the first frame at or after ``retry_at``.
+
+Pause to listen: when the gate defers with ``Reason.ECHO_UNCERTAIN`` the bot pauses from the
+next frame: its frames are not played, so they are not pushed to the gate and their echo is not
+in the inbound (re-rendered from the outbound as played: the echo is causal). The pause ends at
+the gate's next final decision: ALLOW is a barge-in, SUPPRESS (or the segment's end) lets the
+bot play on. An echo or noise event paused and then suppressed is a listening pause, counted
+with its length, not a false barge-in. The VAD events stay those labelled on the unpaused call.
 
 The false and missed rates count only what a strategy decides about each ``speech_started``
 (voiceguard: its judgement and rechecks). Late barge-ins (``CalibrationGate.poll_barge_in``,
-polled after every inbound frame) are scored in a separate table:
-
-* hidden caller utterances: utterances that begin inside a VAD segment opened by echo or noise,
-  so the server raises no ``speech_started`` of their own; caught when a late barge-in of that
-  segment comes after the utterance's true onset (first frame of the clean caller track within
-  25 dB of the caller's level) and before the utterance ends; delay from that onset;
-* recovered: ``real`` events suppressed at the event and allowed late inside their segment;
-* spurious: late barge-ins while the clean caller track is silent (no caller frame within the
-  last 200 ms): a false barge-in a bridge acting on them would make.
-
-``--corpus DIR`` runs on another corpus directory (``cases.json`` and ``clips/``), e.g. one made
-by ``generate.py --seed N`` in a copy of ``benchmarks/corpus`` for a held-out figure.
+polled after every inbound frame) are scored in a separate table: hidden caller utterances
+(inside a VAD segment opened by echo or noise, caught by a late barge-in after their onset),
+``real`` events recovered late, and spurious late barge-ins (while the clean caller track is
+silent for 200 ms).
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,19 +74,32 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "corpus"))
 
 import corpus  # noqa: E402
+from _bargein_scoring import (  # noqa: E402
+    Acts,
+    Late,
+    Row,
+    breakdown,
+    late_outcome,
+    score,
+    summarize_late,
+    utterance_outcomes,
+)
 
 from voiceguard.config import CalibrationConfig  # noqa: E402
 from voiceguard.core.guards.calibration import CalibrationGate  # noqa: E402
+from voiceguard.decisions import Reason  # noqa: E402
 
 FRAME = 160
-Acts = list[int | None]  # per event: the ms at which the strategy acted, or None
-Late = list[tuple[int, int]]  # late barge-ins: (ms, index of the event whose segment it is in)
+#: The reason of a deferral that pauses the bot (absent in gates without the pause to listen).
+ECHO_UNCERTAIN = getattr(Reason, "ECHO_UNCERTAIN", None)
+CORPORA = {"tuning": corpus.MAIN, "held-out": corpus.HELDOUT}
+Strategy = Callable[[dict[str, Any], corpus.Store], Acts]
 
 
-def _first_bot(case: dict[str, Any]) -> tuple[int, int]:
+def _first_bot(case: dict[str, Any], store: corpus.Store) -> tuple[int, int]:
     """Start and end (ms) of the bot's first utterance."""
     turn = case["bot"][0]
-    end = turn["start_ms"] + round(len(corpus.load_clip(turn["clip"])) * 1000 / corpus.RATE)
+    end = turn["start_ms"] + store.clip_ms(turn["clip"])
     return turn["start_ms"], min(end, turn.get("stop_ms", 10**9))
 
 
@@ -90,15 +109,18 @@ def _lasting(event: dict[str, Any], at_ms: int) -> bool:
     return stopped is None or stopped >= at_ms
 
 
-def naive(case: dict[str, Any], _rendered: corpus.Rendered) -> Acts:
+def naive(case: dict[str, Any], _store: corpus.Store) -> Acts:
+    """Act on every event."""
     return [e["detected_ms"] for e in case["events"]]
 
 
-def seed(case: dict[str, Any], _rendered: corpus.Rendered) -> Acts:
+def seed(case: dict[str, Any], _store: corpus.Store) -> Acts:
+    """Act on every event after a fixed 1 s calibration."""
     return [e["detected_ms"] if e["detected_ms"] >= 1000 else None for e in case["events"]]
 
 
 def _min_duration(case: dict[str, Any], muted_until: int, muted_from: int, min_ms: int) -> Acts:
+    """Act once speech has lasted ``min_ms``, deaf from ``muted_from`` to ``muted_until``."""
     acts: Acts = []
     for e in case["events"]:
         at = max(e["detected_ms"], e["speech_onset_ms"] + min_ms)
@@ -108,41 +130,77 @@ def _min_duration(case: dict[str, Any], muted_until: int, muted_from: int, min_m
     return acts
 
 
-def livekit(case: dict[str, Any], _rendered: corpus.Rendered) -> Acts:
-    start, _end = _first_bot(case)
+def livekit(case: dict[str, Any], store: corpus.Store) -> Acts:
+    """3 s of AEC warm-up after the bot first speaks, then 0.5 s of speech."""
+    start, _end = _first_bot(case, store)
     return _min_duration(case, muted_until=start + 3000, muted_from=start, min_ms=500)
 
 
-def pipecat(case: dict[str, Any], _rendered: corpus.Rendered) -> Acts:
-    _start, end = _first_bot(case)
+def pipecat(case: dict[str, Any], store: corpus.Store) -> Acts:
+    """Deaf until the bot's first utterance ends, then 0.2 s of speech."""
+    _start, end = _first_bot(case, store)
     return _min_duration(case, muted_until=end, muted_from=0, min_ms=200)
+
+
+@dataclass(slots=True)
+class GateRun:
+    """The voiceguard strategy on one call."""
+
+    acts: Acts
+    late: Late = field(default_factory=list)
+    pauses: list[tuple[int, int, bool]] = field(default_factory=list)  # (event, ms, allowed)
 
 
 def run_voiceguard(
     config: CalibrationConfig, case: dict[str, Any], rendered: corpus.Rendered
-) -> tuple[Acts, Late]:
-    """The gate on one call: its decision time per event, and its late barge-ins."""
+) -> GateRun:
+    """The gate on one call: its decision time per event, its late barge-ins, its pauses."""
     gate = CalibrationGate(config)
     events = case["events"]
-    acts: Acts = [None] * len(events)
-    late: Late = []
+    run = GateRun([None] * len(events))
     by_detect = {e["detected_ms"]: i for i, e in enumerate(events)}
     by_stop = {e["stopped_ms"]: i for i, e in enumerate(events) if e["stopped_ms"]}
     pending: int | None = None
     segment: int | None = None  # the event whose VAD segment is open
-    inbound, outbound, bot = rendered.inbound, rendered.outbound, rendered.bot_frames
+    paused: tuple[int, int] | None = None  # (event, ms) of the pause to listen under way
+    bot = rendered.bot_frames
+    muted = np.zeros(len(bot), dtype=bool)
+    inbound, outbound = rendered.inbound, rendered.outbound
+
+    def settle(t_ms: int, allowed: bool) -> None:
+        nonlocal paused, inbound
+        if paused is not None:
+            run.pauses.append((paused[0], t_ms - paused[1], allowed))
+            paused = None
+            inbound = rendered.inbound_with(muted)  # the bot plays on from the next frame
+
+    def decided(j: int, decision: Any, t_ms: int) -> None:
+        nonlocal paused, inbound
+        if decision.allowed and run.acts[j] is None:
+            run.acts[j] = t_ms
+        if ECHO_UNCERTAIN is not None and decision.deferred and decision.reason is ECHO_UNCERTAIN:
+            if paused is None:
+                paused = (j, t_ms)
+                future = muted.copy()
+                future[t_ms // 20 :] |= bot[t_ms // 20 :]
+                inbound = rendered.inbound_with(future)
+        elif not decision.deferred:
+            settle(t_ms, decision.allowed)
+
     for i in range(len(bot)):
         t_ms = (i + 1) * 20
         now = t_ms / 1000
-        if bot[i]:
+        if bot[i] and paused is not None:
+            muted[i] = True
+        elif bot[i]:
             gate.push_outbound(outbound[i * FRAME : (i + 1) * FRAME], now)
         gate.push_inbound(inbound[i * FRAME : (i + 1) * FRAME], now)
         if gate.poll_barge_in(now) is not None and segment is not None:
-            late.append((t_ms, segment))
+            run.late.append((t_ms, segment))
+            settle(t_ms, True)
         deadline = gate.next_deadline()
         if pending is not None and deadline is not None and now >= deadline - 1e-9:
-            if gate.recheck(now).allowed:
-                acts[pending] = t_ms
+            decided(pending, gate.recheck(now), t_ms)
             if gate.next_deadline() is None:
                 pending = None
         j = by_detect.get(t_ms)
@@ -150,133 +208,115 @@ def run_voiceguard(
             decision = gate.judge_speech_started(now, audio_start_ms=events[j]["audio_start_ms"])
             pending = j if decision.deferred else None
             segment = j
-            if decision.allowed:
-                acts[j] = t_ms
+            decided(j, decision, t_ms)
         if t_ms in by_stop:
-            gate.speech_stopped(now)  # settles a deferral, ends the watch of the segment
+            # Settles a deferral (a segment listened to is judged on what the pause let
+            # through) and ends the watch of the segment.
+            settled = gate.speech_stopped(now)
+            if settled is not None and pending is not None:
+                decided(pending, settled, t_ms)
+            settle(t_ms, False)
             pending = None
             segment = None
-    return acts, late
-
-
-def make_voiceguard(config: CalibrationConfig) -> Callable[[dict[str, Any], corpus.Rendered], Acts]:
-    def run(case: dict[str, Any], rendered: corpus.Rendered) -> Acts:
-        return run_voiceguard(config, case, rendered)[0]
-
     return run
 
 
 VOICEGUARD = CalibrationConfig()
-STRATEGIES: dict[str, Callable[[dict[str, Any], corpus.Rendered], Acts]] = {
+STRATEGIES: dict[str, Strategy | None] = {
     "naive": naive,
     "seed": seed,
     "livekit": livekit,
     "pipecat": pipecat,
-    "voiceguard": make_voiceguard(VOICEGUARD),
-}
-
-BANDS: dict[str, list[tuple[str, Callable[[dict[str, Any]], bool]]]] = {
-    "echo return loss": [
-        ("3-10 dB", lambda c: c["erl_db"] < 10),
-        ("10-20 dB", lambda c: 10 <= c["erl_db"] < 20),
-        ("20-30 dB", lambda c: c["erl_db"] >= 20),
-    ],
-    "echo delay": [
-        ("40-200 ms", lambda c: c["delay_ms"] < 200),
-        ("200-400 ms", lambda c: 200 <= c["delay_ms"] < 400),
-        ("400-600 ms", lambda c: c["delay_ms"] >= 400),
-    ],
-    "line noise": [
-        ("-70..-58 dBFS", lambda c: c["noise_dbfs"] < -58),
-        ("-58..-47 dBFS", lambda c: -58 <= c["noise_dbfs"] < -47),
-        ("-47..-35 dBFS", lambda c: c["noise_dbfs"] >= -47),
-    ],
-    "caller level": [
-        ("-40..-30 dBFS", lambda c: c["caller_dbfs"] < -30),
-        ("-30..-20 dBFS", lambda c: -30 <= c["caller_dbfs"] < -20),
-        ("-20..-10 dBFS", lambda c: c["caller_dbfs"] >= -20),
-    ],
-    "non-linearity": [
-        ("none", lambda c: c["nonlinearity"] == "none"),
-        ("clipping", lambda c: c["nonlinearity"] == "clip"),
-        ("AGC", lambda c: c["nonlinearity"] == "agc"),
-    ],
-    "call kind": [
-        ("ordinary", lambda c: c["kind"] == "ordinary"),
-        ("caller first", lambda c: c["kind"] == "caller_first"),
-        ("silence only", lambda c: c["kind"] == "silence_only"),
-    ],
+    "voiceguard": None,  # run_voiceguard, which also yields late barge-ins and pauses
 }
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+def _share(outcomes: list[tuple[str, bool]], role: str) -> dict[str, Any]:
+    """How many utterances of ``role`` stopped the bot, of how many."""
+    of = [stopped for r, stopped in outcomes if r == role]
+    return {"stopped": sum(of), "of": len(of), "rate": sum(of) / len(of) if of else 0.0}
 
 
-def score(rows: list[tuple[dict[str, Any], dict[str, Any], int | None]]) -> dict[str, Any]:
-    """Rates and delays over (case condition, event, act time) rows."""
-    bad = [(e, a) for _c, e, a in rows if e["label"] != "real"]
-    real = [(e, a) for _c, e, a in rows if e["label"] == "real"]
-    delays = [a - e["true_onset_ms"] for e, a in real if a is not None]
-    added = [a - e["detected_ms"] for e, a in real if a is not None]
+def _pauses(runs: list[tuple[dict[str, Any], GateRun]]) -> dict[str, Any]:
+    """The pauses to listen of the voiceguard strategy, by the label of their event."""
+    out: dict[str, Any] = {"available": ECHO_UNCERTAIN is not None}
+    for name, labels, allowed in (
+        ("listening_pauses", ("echo", "noise"), False),
+        ("false_after_pause", ("echo", "noise"), True),
+        ("real_allowed_after_pause", ("real",), True),
+        ("real_suppressed_after_pause", ("real",), False),
+        ("backchannel_pauses", ("backchannel",), None),
+    ):
+        ms = [
+            ms
+            for case, run in runs
+            for j, ms, ok in run.pauses
+            if case["events"][j]["label"] in labels and (allowed is None or ok == allowed)
+        ]
+        out[name] = {"count": len(ms), "median_ms": statistics.median(ms) if ms else None}
+    return out
+
+
+def evaluate(store: corpus.Store, limit: int | None, label: str) -> dict[str, Any]:
+    """Every strategy on one corpus: rates, breakdown, utterances, late barge-ins, pauses."""
+    cases = store.cases()[:limit]
+    index = store.index()
+    started = time.perf_counter()
+    rows: dict[str, list[Row]] = {name: [] for name in STRATEGIES}
+    utterances: dict[str, list[tuple[str, bool]]] = {name: [] for name in STRATEGIES}
+    outcomes: list[dict[str, Any]] = []
+    runs: list[tuple[dict[str, Any], GateRun]] = []
+    for k, case in enumerate(cases):
+        if k % 100 == 0:
+            print(f"{label}: call {k}/{len(cases)}", file=sys.stderr)
+        rendered = corpus.render(case, store=store)
+        for name, strategy in STRATEGIES.items():
+            late: Late | None = None
+            if strategy is None:
+                run = run_voiceguard(VOICEGUARD, case, rendered)
+                acts, late = run.acts, run.late
+                outcomes.append(
+                    late_outcome(
+                        case,
+                        rendered=rendered,
+                        index=index,
+                        clip_ms=store.clip_ms,
+                        acts=acts,
+                        late=late,
+                    )
+                )
+                runs.append((case, run))
+            else:
+                acts = strategy(case, store)
+            rows[name].extend(
+                (case["condition"], e, a) for e, a in zip(case["events"], acts, strict=True)
+            )
+            utterances[name] += utterance_outcomes(
+                case, index=index, clip_ms=store.clip_ms, acts=acts, late=late
+            )
+    results = {name: score(r) for name, r in rows.items()}
+    for name, result in results.items():
+        result["backchannels"] = _share(utterances[name], "backchannel")
+        result["short_barge_ins"] = _share(utterances[name], "short")
+    labels = [e["label"] for c in cases for e in c["events"]]
+    suppressed = sum(a is None and e["label"] != "real" for _c, e, a in rows["voiceguard"])
     return {
-        "false_rate": sum(a is not None for _e, a in bad) / len(bad) if bad else 0.0,
-        "missed_rate": sum(a is None for _e, a in real) / len(real) if real else 0.0,
-        "median_delay_ms": statistics.median(delays) if delays else None,
-        "p95_delay_ms": _percentile(delays, 0.95),
-        "median_added_delay_ms": statistics.median(added) if added else None,
-        "events_false_candidates": len(bad),
-        "events_real": len(real),
+        "strategies": results,
+        "breakdown": breakdown(rows),
+        "events": {k: labels.count(k) for k in ("echo", "noise", "real", "backchannel")},
+        "calls": len(cases),
+        "minutes": round(sum(c["duration_ms"] for c in cases) / 60000, 1),
+        "late_barge_ins": summarize_late(outcomes, suppressed),
+        "pauses": _pauses(runs),
+        "seconds": round(time.perf_counter() - started, 1),
     }
 
 
-def late_outcome(
-    case: dict[str, Any], rendered: corpus.Rendered, acts: Acts, late: Late
-) -> dict[str, Any]:
-    """Score one call's late barge-ins (see the module documentation)."""
-    events = case["events"]
-    caller_db = corpus.frame_db(rendered.caller)
-    active = caller_db > case["condition"]["caller_dbfs"] - corpus.CALLER_ACTIVE_BELOW_DB
-    end_ms = case["duration_ms"]
-    hidden: list[int | None] = []  # per hidden utterance: delay of the late barge-in, or None
-    for utt in case["caller"]:
-        frames = np.flatnonzero(active[utt["start_ms"] // 20 :])
-        if frames.size == 0:
-            continue
-        onset = utt["start_ms"] + int(frames[0]) * 20
-        length = round(len(corpus.load_clip(utt["clip"])) * 1000 / corpus.RATE)
-        segment = next(
-            (
-                k
-                for k, e in enumerate(events)
-                if e["label"] != "real"
-                and e["speech_onset_ms"] <= onset < (e["speech_end_ms"] or end_ms)
-            ),
-            None,
-        )
-        if segment is None:
-            continue
-        caught = [t for t, k in late if k == segment and onset <= t <= utt["start_ms"] + length]
-        hidden.append(caught[0] - onset if caught else None)
-    recovered = [
-        t - events[k]["true_onset_ms"]
-        for t, k in late
-        if events[k]["label"] == "real" and acts[k] is None
-    ]
-    spurious = sum(not active[max(0, t // 20 - 10) : t // 20].any() for t, _k in late)
-    return {"hidden": hidden, "recovered": recovered, "spurious": spurious, "late": len(late)}
-
-
 def main() -> None:
+    """Score both corpora; print tables or JSON; draw the charts on request."""
     parser = argparse.ArgumentParser(description="barge-in quality of each strategy")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N calls")
-    parser.add_argument(
-        "--corpus", type=Path, default=None, help="corpus directory (cases.json and clips/)"
-    )
+    parser.add_argument("--limit", type=int, default=None, help="only the first N calls of each")
     parser.add_argument(
         "--plot",
         type=Path,
@@ -286,126 +326,22 @@ def main() -> None:
         "(needs matplotlib, the bench extra)",
     )
     args = parser.parse_args()
-    if args.corpus is not None:
-        corpus.CASES_FILE = args.corpus / "cases.json"
-        corpus.CLIPS_DIR = args.corpus / "clips"
-    cases = corpus.load_cases()[: args.limit]
     started = time.perf_counter()
-    rows: dict[str, list[tuple[dict[str, Any], dict[str, Any], int | None]]] = {
-        name: [] for name in STRATEGIES
-    }
-    outcomes: list[dict[str, Any]] = []
-    for case in cases:
-        rendered = corpus.render(case)
-        for name, strategy in STRATEGIES.items():
-            if name == "voiceguard":
-                acts, late = run_voiceguard(VOICEGUARD, case, rendered)
-                outcomes.append(late_outcome(case, rendered, acts, late))
-            else:
-                acts = strategy(case, rendered)
-            rows[name].extend(
-                (case["condition"], e, a) for e, a in zip(case["events"], acts, strict=True)
-            )
-    elapsed = time.perf_counter() - started
-    hidden = [d for o in outcomes for d in o["hidden"]]
-    caught = [d for d in hidden if d is not None]
-    recovered = [d for o in outcomes for d in o["recovered"]]
-    suppressed = sum(a is None and e["label"] != "real" for _c, e, a in rows["voiceguard"])
-    late_summary = {
-        "hidden_utterances": len(hidden),
-        "hidden_caught": len(caught),
-        "hidden_median_delay_ms": statistics.median(caught) if caught else None,
-        "hidden_p95_delay_ms": _percentile([float(d) for d in caught], 0.95),
-        "missed_events_recovered_late": len(recovered),
-        "recovered_median_delay_ms": statistics.median(recovered) if recovered else None,
-        "late_barge_ins": sum(o["late"] for o in outcomes),
-        "spurious_late_barge_ins": sum(o["spurious"] for o in outcomes),
-        "echo_noise_segments_suppressed": suppressed,
-    }
-    results = {name: score(r) for name, r in rows.items()}
-    breakdown = {
-        group: {
-            band: {name: score([row for row in r if test(row[0])]) for name, r in rows.items()}
-            for band, test in bands
-        }
-        for group, bands in BANDS.items()
-    }
-    labels = [e["label"] for c in cases for e in c["events"]]
-    events = {k: labels.count(k) for k in ("echo", "noise", "real")}
+    results = {name: evaluate(store, args.limit, name) for name, store in CORPORA.items()}
+    print(f"both corpora scored in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     charts: list[Path] = []
     if args.plot is not None:
         from _bargein_charts import plot  # noqa: PLC0415 - matplotlib, only for the charts
 
-        charts = plot(results, breakdown, events=events, calls=len(cases), out=args.plot)
+        charts = plot(results, out=args.plot)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "strategies": results,
-                    "breakdown": breakdown,
-                    "events": events,
-                    "calls": len(cases),
-                    "late_barge_ins": late_summary,
-                    **({"charts": [str(path) for path in charts]} if charts else {}),
-                },
-                indent=2,
-            )
-        )
+        main_corpus = results["tuning"]
+        payload = {**main_corpus, "corpora": results, "charts": [str(p) for p in charts]}
+        print(json.dumps(payload, indent=2))
         return
-    print(
-        f"{len(cases)} calls, {len(labels)} speech_started events "
-        f"({labels.count('echo')} echo, {labels.count('noise')} noise, "
-        f"{labels.count('real')} real), {elapsed:.1f} s\n"
-    )
-    print(
-        "| strategy | false barge-ins | missed barge-ins | false + missed "
-        "| median delay | p95 delay | median added delay |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, r in results.items():
+    from _bargein_tables import print_tables  # noqa: PLC0415 - the text report only
 
-        def ms(v: float | None) -> str:
-            return "-" if v is None else f"{v:.0f} ms"
-
-        print(
-            f"| {name} | {100 * r['false_rate']:.1f} % | {100 * r['missed_rate']:.1f} % | "
-            f"{100 * (r['false_rate'] + r['missed_rate']):.1f} % | {ms(r['median_delay_ms'])} | "
-            f"{ms(r['p95_delay_ms'])} | {ms(r['median_added_delay_ms'])} |"
-        )
-    ls = late_summary
-
-    def ms2(v: float | None) -> str:
-        return "-" if v is None else f"{v:.0f} ms"
-
-    share = 100 * ls["hidden_caught"] / max(1, ls["hidden_utterances"])
-    print(
-        "\nLate barge-ins of voiceguard (CalibrationGate.poll_barge_in; not counted above)\n\n"
-        "| hidden caller utterances | caught late | median delay | p95 delay "
-        "| missed events recovered late | median delay | spurious late barge-ins |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|\n"
-        f"| {ls['hidden_utterances']} "
-        f"| {ls['hidden_caught']} ({share:.0f} %) "
-        f"| {ms2(ls['hidden_median_delay_ms'])} | {ms2(ls['hidden_p95_delay_ms'])} "
-        f"| {ls['missed_events_recovered_late']} | {ms2(ls['recovered_median_delay_ms'])} "
-        f"| {ls['spurious_late_barge_ins']} of {ls['late_barge_ins']} "
-        f"({ls['echo_noise_segments_suppressed']} echo/noise segments watched) |"
-    )
-    print("\nPer condition: false % / missed % (events: echo+noise / real)\n")
-    names = list(STRATEGIES)
-    print("| condition | band | " + " | ".join(names) + " | events |")
-    print("|---|---|" + "---:|" * (len(names) + 1))
-    for group, bands in breakdown.items():
-        for band, per in bands.items():
-            cells = [
-                f"{100 * per[n]['false_rate']:.1f} / {100 * per[n]['missed_rate']:.1f}"
-                for n in names
-            ]
-            count = per[names[0]]
-            print(
-                f"| {group} | {band} | "
-                + " | ".join(cells)
-                + f" | {count['events_false_candidates']} / {count['events_real']} |"
-            )
+    print_tables(results)
     for path in charts:
         print(f"\nchart written to {path}")
 

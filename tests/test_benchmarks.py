@@ -154,10 +154,40 @@ def _run_plain(script: str, *args: str) -> dict[str, Any]:
 def test_bargein_quality_on_a_few_calls() -> None:
     result = _run_plain("bargein_quality.py", "--limit", "3")
     assert {"naive", "seed", "livekit", "pipecat", "voiceguard"} <= result["strategies"].keys()
-    for numbers in result["strategies"].values():
-        assert 0.0 <= numbers["false_rate"] <= 1.0
-        assert 0.0 <= numbers["missed_rate"] <= 1.0
+    assert result["corpora"].keys() == {"tuning", "held-out"}
+    for corpus_result in result["corpora"].values():
+        assert {"breakdown", "late_barge_ins", "pauses", "events"} <= corpus_result.keys()
+        for numbers in corpus_result["strategies"].values():
+            assert 0.0 <= numbers["false_rate"] <= 1.0
+            assert 0.0 <= numbers["missed_rate"] <= 1.0
+            assert 0.0 <= numbers["backchannels"]["rate"] <= 1.0
+            assert 0.0 <= numbers["short_barge_ins"]["rate"] <= 1.0
+        assert {"background", "language", "echo line", "echo delay drift"} <= corpus_result[
+            "breakdown"
+        ].keys()
     assert {"breakdown", "late_barge_ins"} <= result.keys()
+
+
+def test_heldout_corpus_loads_renders_and_has_every_label() -> None:
+    """The held-out corpus ships beside the tuning one, disjoint from it, and renders to the
+    digests its labels were made from."""
+    sys.path.insert(0, str(BENCHMARKS / "corpus"))
+    import corpus  # noqa: PLC0415 - the corpus package is not installed, only shipped
+
+    cases = corpus.HELDOUT.cases()
+    assert cases
+    for case in cases[::25]:
+        corpus.render(case, store=corpus.HELDOUT)  # raises if the digest differs
+    events = [e for c in cases for e in c["events"]]
+    assert {e["label"] for e in events} == {"real", "echo", "noise", "backchannel"}
+    assert any(e.get("short") for e in events)
+    assert all({"text", "language", "tags"} <= e.keys() for e in events)
+    languages = {e["tags"]["language"] for e in events}
+    assert {"en", "he", "ar", "ru", "es", "de", "fr", "pt"} <= languages
+    heldout, main = corpus.HELDOUT.index(), corpus.MAIN.index()
+    assert not {c["text"] for c in heldout.values()} & {c["text"] for c in main.values()}
+    variants = [{c["voice"].split("+")[1] for c in i.values()} for i in (heldout, main)]
+    assert not variants[0] & variants[1]
 
 
 def test_calibration_cost_once() -> None:

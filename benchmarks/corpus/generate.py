@@ -1,30 +1,31 @@
-"""Generate the labelled barge-in corpus: speech clips, call scripts, labels.
+"""Generate the labelled barge-in corpora: speech clips, call scripts, labels.
 
 Usage::
 
-    python benchmarks/corpus/generate.py            # clips (if missing) + cases.json
+    python benchmarks/corpus/generate.py            # clips (if missing) + both cases.json
     python benchmarks/corpus/generate.py --resynth  # re-synthesize the speech clips too
 
 Needs ``espeak-ng`` and ``sox`` only to synthesize the clips (they are shipped, so re-labelling
 does not need them). On Debian/Ubuntu::
 
-    apt-get update && apt-get install -y espeak-ng sox
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox
 
-What it makes (see ``corpus.py`` for the signal model):
+What it makes (see ``corpus.py`` for the signal model, ``script.py`` for the calls):
 
-* ``clips/bot_*.ul``, ``clips/greet_*.ul``, ``clips/caller_*.ul``: 8 kHz mu-law speech, cut to the
-  telephone band, from several espeak-ng voices with varied rate and pitch.
-* ``cases.json``: N calls. Each call draws its line independently and uniformly: echo delay
-  40-600 ms, echo return loss 3-30 dB, non-linearity (none / soft clipping / AGC gain pumping),
-  line noise -70..-35 dBFS, caller level -40..-10 dBFS, bot level -24..-14 dBFS; its kind
-  (ordinary, caller speaks first, silence only: the caller never speaks); noise bursts (clicks,
-  crackle, thumps) in some calls; a script of bot turns and caller turns in which the caller
-  replies after the bot, barges in during the bot's turn (the bot then stops within 0.3-0.6 s, as
-  if the barge-in had been honoured), or says nothing.
+* ``clips/*.ul`` and ``heldout/clips/*.ul``: 8 kHz mu-law speech, cut to the telephone band, from
+  espeak-ng voices in English, Hebrew, Arabic, Russian, Spanish, German, French and Portuguese
+  with varied rate and pitch (``texts.py``; the held-out draw has its own texts and voices), and
+  ``index.json`` beside them (each clip's text, language, role and voice).
+* ``cases.json``: the tuning corpus: the 300 English calls it first had (``legacy.py``), then
+  ``--cases`` multilingual calls (``script.py``); ``heldout/cases.json``: ``--heldout-cases``
+  multilingual calls of the held-out draw, with another seed.
 * Every ``speech_started`` that :class:`voiceguard.sim.EnergyVad` (server_vad defaults) raises on
   the inbound audio is labelled ``real`` (the clean caller track is active within the frames that
-  triggered it; with the caller's true onset), ``echo`` (the echo track carries more energy than
-  noise there) or ``noise``.
+  triggered it; with the caller's true onset; ``short`` for the one-word barge-ins),
+  ``backchannel`` (the caller's utterance there is a backchannel), ``echo`` (the echo track
+  carries more energy than noise and background there) or ``noise`` (line noise, bursts or the
+  room's background). Each event records the text and language of the caller utterance behind it
+  (or null) and the condition tags used for per-condition scoring.
 
 The labels depend only on the clean tracks and the VAD, never on any gate.
 """
@@ -45,238 +46,108 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import corpus
+import legacy
+import script
+import texts
 
 from voiceguard.audio import decode_ulaw
 from voiceguard.sim import EnergyVad, VadSpeechStarted, VadSpeechStopped
 
-GREETINGS = [
-    "Thanks for calling Bright Smile Dental, this is Ava. How can I help you today?",
-    "Hello, you have reached City Plumbing. I am the virtual assistant. What can I do for you?",
-    "Good morning, Northside Clinic, how may I help you?",
-    "Hi there! Thank you for calling Green Leaf Insurance. Who am I speaking with?",
-    "Welcome to Metro Car Service. I can book a ride or check an existing booking.",
-    "Hello and thanks for calling. This call may be recorded. How can I help?",
-]
-BOT_LINES = [
-    "Sure, I can help with that. Can I have your full name, please?",
-    "Let me check the calendar for you. We have an opening on Tuesday at ten thirty"
-    " in the morning.",
-    "Okay, and what is the best phone number to reach you on?",
-    "I have booked the appointment for Thursday at three o'clock. You will get a text message.",
-    "Could you spell your last name for me, one letter at a time?",
-    "Our office is open Monday to Friday from eight in the morning until six in the evening.",
-    "I am sorry, I did not quite catch that. Could you say it again?",
-    "The total for the visit comes to one hundred and twenty dollars, including the cleaning.",
-    "Is there anything else I can help you with today?",
-    "Great. I will send a technician between two and four in the afternoon.",
-    "Just to confirm, that is two people on Saturday evening at seven. Is that right?",
-    "Your policy number starts with the letters A B and ends in four five six.",
-    "We accept most major insurance plans, and we also offer a payment plan.",
-    "Please hold on for a moment while I look that up in our system.",
-    "The driver will arrive in about twelve minutes. It is a grey Toyota.",
-    "I can transfer you to a team member, or I can take a message for you.",
-    "Thank you. I have updated the address to twenty four Oak Street, apartment six.",
-    "You can cancel up to twenty four hours before the appointment without a fee.",
-    "Do you prefer a morning slot or an afternoon slot?",
-    "Alright, everything is set. Have a wonderful day, and thanks for calling.",
-]
-CALLER_LINES = [
-    "Yes.",
-    "No.",
-    "Hello?",
-    "Okay.",
-    "Hi, yes.",
-    "Wait, wait.",
-    "Sorry?",
-    "Stop.",
-    "Yes, that is right.",
-    "No, that is not what I meant.",
-    "Hold on a second.",
-    "Can you repeat that please?",
-    "I want to cancel my appointment.",
-    "My name is John Miller.",
-    "It is five five five, one two three four.",
-    "Actually, can we do Wednesday instead?",
-    "Hello, is anybody there?",
-    "I need to talk to a real person.",
-    "Thursday works for me.",
-    "How much does that cost?",
-    "Hi, I'm calling about my bill.",
-    "Sorry, I didn't hear you.",
-    "Yeah, sure, go ahead.",
-    "Um, I think so.",
-    "That's fine, thank you.",
-    "Wait, what was the time again?",
-    "I have a question about my insurance.",
-    "Could you speak a bit slower?",
-    "Morning, I'd like to book a cleaning.",
-    "No thanks, that's everything.",
-    "Excuse me, hello?",
-    "Right, okay, got it.",
-]
-BOT_VOICES = ["en-us+f3", "en-us+f2", "en-gb+f4", "en-us+m3", "en-gb-x-rp+f1", "en-029+m1"]
-CALLER_VOICES = [
-    "en-us+m1",
-    "en-us+m2",
-    "en-us+m4",
-    "en-us+m7",
-    "en-gb+m3",
-    "en-gb-scotland+m2",
-    "en-us+f1",
-    "en-us+f4",
-    "en-gb+f2",
-    "en-gb-x-gbclan+f3",
-    "en-us-nyc+m5",
-    "en-029+f5",
-]
+#: The first second of the greeting: a caller who starts in it interrupts the greeting.
+GREETING_INTERRUPT_MS = 1000
+
+Job = tuple[str, str, str, str, str, str, str]  # name, text, language, role, voice, speed, pitch
 
 
-def synthesize(resynth: bool, seed: int) -> None:
-    """Write the speech clips with espeak-ng and sox (skipped when they exist)."""
-    corpus.CLIPS_DIR.mkdir(exist_ok=True)
-    if not resynth and any(corpus.CLIPS_DIR.glob("*.ul")):
-        return
-    for tool in ("espeak-ng", "sox"):
-        if shutil.which(tool) is None:
-            sys.exit(
-                f"{tool} not found. Install it with: apt-get update && apt-get install -y "
-                "espeak-ng sox   (or use the shipped clips: run without --resynth)"
-            )
+def _jobs(draw: str, seed: int) -> list[Job]:
+    """The clips of one draw (``main`` also has the legacy English clips)."""
     rng = np.random.default_rng(seed)
-    jobs: list[tuple[str, str, str]] = []
-    jobs += [
-        (f"greet_{i:02d}", t, BOT_VOICES[i % len(BOT_VOICES)]) for i, t in enumerate(GREETINGS)
-    ]
-    jobs += [(f"bot_{i:02d}", t, BOT_VOICES[i % len(BOT_VOICES)]) for i, t in enumerate(BOT_LINES)]
-    jobs += [
-        (f"caller_{i:02d}", t, CALLER_VOICES[int(rng.integers(len(CALLER_VOICES)))])
-        for i, t in enumerate(CALLER_LINES)
-    ]
+    jobs: list[Job] = []
+    if draw == "main":
+        jobs += [(n, t, "en", r, v, s, p) for n, t, r, v, s, p in legacy.jobs()]
+    for language, draws in texts.LANGUAGES.items():
+        d = draws[draw]
+        for role in texts.ROLES:
+            if draw == "main" and language == "en" and role in ("greet", "bot", "caller"):
+                continue  # the legacy clips speak these
+            variants = d.bot_variants if role in ("greet", "bot") else d.caller_variants
+            if role == "low":
+                variants = tuple(v for v in d.caller_variants if v.startswith("m")) or variants
+            for i, text in enumerate(d.texts[role]):
+                variant = str(rng.choice(variants))
+                low = (0, 16) if role == "low" else (30, 75)
+                speed = str(int(rng.integers(145, 195)))
+                pitch = str(int(rng.integers(*low)))
+                name = f"{language}_{role}_{i:02d}"
+                jobs.append((name, text, language, role, f"{d.voice}+{variant}", speed, pitch))
+    return jobs
+
+
+def synthesize(store: corpus.Store, jobs: list[Job], resynth: bool) -> None:
+    """Write the clips with espeak-ng and sox (those that exist are kept unless ``resynth``),
+    and their ``index.json``."""
+    store.clips_dir.mkdir(parents=True, exist_ok=True)
+    missing = [j for j in jobs if resynth or not (store.clips_dir / f"{j[0]}.ul").exists()]
+    if missing:
+        for tool in ("espeak-ng", "sox"):
+            if shutil.which(tool) is None:
+                sys.exit(
+                    f"{tool} not found. Install it with: DEBIAN_FRONTEND=noninteractive "
+                    "apt-get install -y -qq espeak-ng sox   (or use the shipped clips)"
+                )
     with tempfile.TemporaryDirectory() as tmp:
-        for name, text, voice in jobs:
+        for name, text, _language, _role, voice, speed, pitch in missing:
             wav = Path(tmp) / f"{name}.wav"
-            speed = str(int(rng.integers(145, 195)))
-            pitch = str(int(rng.integers(30, 75)))
-            subprocess.run(
-                ["espeak-ng", "-v", voice, "-s", speed, "-p", pitch, "-w", str(wav), text],
-                check=True,
-            )
-            # 8 kHz, telephone band, trimmed of leading/trailing silence, mu-law raw.
             subprocess.run(
                 [
-                    "sox",
-                    str(wav),
-                    "-r",
-                    "8000",
-                    "-e",
-                    "u-law",
-                    "-b",
-                    "8",
-                    "-t",
-                    "raw",
-                    str(corpus.CLIPS_DIR / f"{name}.ul"),
-                    "sinc",
-                    "300-3400",
-                    "silence",
-                    "1",
-                    "0.02",
-                    "1%",
-                    "reverse",
-                    "silence",
-                    "1",
-                    "0.02",
-                    "1%",
-                    "reverse",
-                    "gain",
-                    "-n",
-                    "-1",
+                    "espeak-ng",
+                    *("-v", voice, "-s", speed, "-p", pitch, "-w", str(wav)),
+                    texts.SPOKEN.get(text, text),
                 ],
                 check=True,
             )
-
-
-def _clip_ms(name: str) -> int:
-    return round(len(corpus.load_clip(name)) * 1000 / corpus.RATE)
-
-
-def draw_case(index: int, rng: np.random.Generator) -> dict[str, Any]:
-    """Draw one call's line conditions and script."""
-    greets = sorted(p.stem for p in corpus.CLIPS_DIR.glob("greet_*.ul"))
-    bots = sorted(p.stem for p in corpus.CLIPS_DIR.glob("bot_*.ul"))
-    callers = sorted(p.stem for p in corpus.CLIPS_DIR.glob("caller_*.ul"))
-    kind = str(rng.choice(["ordinary", "caller_first", "silence_only"], p=[0.7, 0.15, 0.15]))
-    condition: dict[str, Any] = {
-        "kind": kind,
-        "delay_ms": round(float(rng.uniform(40, 600))),
-        "erl_db": round(float(rng.uniform(3, 30)), 1),
-        "nonlinearity": str(rng.choice(["none", "clip", "agc"], p=[0.5, 0.25, 0.25])),
-        "noise_dbfs": round(float(rng.uniform(-70, -35)), 1),
-        "caller_dbfs": round(float(rng.uniform(-40, -10)), 1),
-        "bot_dbfs": round(float(rng.uniform(-24, -14)), 1),
-    }
-    duration_ms = int(rng.uniform(12_000, 22_000)) // 20 * 20
-    bot: list[dict[str, Any]] = []
-    caller: list[dict[str, Any]] = []
-
-    def say(start_ms: int) -> int:
-        clip = str(rng.choice(callers))
-        caller.append(
-            {"clip": clip, "start_ms": start_ms, "gain_db": round(float(rng.uniform(-3, 3)), 1)}
-        )
-        return start_ms + _clip_ms(clip)
-
-    t = int(rng.uniform(300, 1200))
-    if kind == "caller_first":
-        say(int(rng.uniform(0, 1000)))
-    first = True
-    while t < duration_ms - 1500:
-        clip = str(rng.choice(greets if first else bots))
-        length = _clip_ms(clip)
-        turn: dict[str, Any] = {
-            "clip": clip,
-            "start_ms": t,
-            "gain_db": round(float(rng.uniform(-2, 2)), 1),
-        }
-        bot.append(turn)
-        r = rng.random()
-        if kind == "silence_only" or (first and kind == "caller_first"):
-            t += length + int(rng.uniform(2500, 4500))
-        elif r < 0.35 and length > 1200:
-            onset = t + int(rng.uniform(400, length - 400))
-            turn["stop_ms"] = onset + int(rng.uniform(300, 600))
-            t = say(onset) + int(rng.uniform(500, 1200))
-        elif r < 0.85:
-            t = say(t + length + int(rng.uniform(200, 1000))) + int(rng.uniform(500, 1200))
-        else:
-            t += length + int(rng.uniform(2500, 4000))
-        first = False
-    bursts: list[dict[str, Any]] = []
-    if rng.random() < 0.4:
-        for _ in range(int(rng.integers(1, 4))):
-            kind_b = str(rng.choice(["click", "crackle", "thump"]))
-            dur = {"click": (5, 30), "crackle": (40, 400), "thump": (60, 250)}[kind_b]
-            bursts.append(
-                {
-                    "kind": kind_b,
-                    "start_ms": int(rng.uniform(0, duration_ms - 500)),
-                    "dur_ms": int(rng.uniform(*dur)),
-                    "dbfs": round(
-                        min(-12.0, condition["noise_dbfs"] + float(rng.uniform(15, 35))), 1
-                    ),
-                }
+            # 8 kHz, telephone band, trimmed of leading/trailing silence, mu-law raw.
+            out = str(store.clips_dir / f"{name}.ul")
+            trim = ["silence", "1", "0.02", "1%", "reverse"]
+            subprocess.run(
+                [
+                    *("sox", str(wav), "-r", "8000", "-e", "u-law", "-b", "8", "-t", "raw", out),
+                    *("sinc", "300-3400", *trim, *trim, "gain", "-n", "-1"),
+                ],
+                check=True,
             )
+            if Path(out).stat().st_size < 800:  # under 0.1 s: espeak-ng read it as silence
+                sys.exit(f"clip {name} ({voice}: {text!r}) came out empty; add it to texts.SPOKEN")
+    index = {
+        name: {"text": text, "language": language, "role": role, "voice": voice, "pitch": pitch}
+        for name, text, language, role, voice, _speed, pitch in jobs
+    }
+    (store.clips_dir / "index.json").write_text(json.dumps(index, ensure_ascii=False, indent=1))
+
+
+def _tags(case: dict[str, Any], utt: dict[str, Any] | None, role: str | None) -> dict[str, Any]:
+    """The condition tags of an event (see ``bargein_quality.CONDITIONS``)."""
+    cond = case["condition"]
+    greeting = case["bot"][0]["start_ms"] if case["bot"] else 0
     return {
-        "id": f"call{index:04d}",
-        "seed": int(rng.integers(2**31)),
-        "duration_ms": duration_ms,
-        "condition": condition,
-        "bot": bot,
-        "caller": caller,
-        "bursts": bursts,
+        "language": cond.get("language", "en"),
+        "background": "none",
+        "background_db": None,
+        "residue": bool(cond.get("residue")),
+        "drift": bool(cond.get("drift")),
+        "clean_line": bool(cond.get("clean_line")),
+        "greeting_interrupt": bool(
+            utt is not None
+            and cond["kind"] == "greeting_interrupt"
+            and 0 <= utt["start_ms"] - greeting < GREETING_INTERRUPT_MS
+        ),
+        "low_voice": role == "low",
     }
 
 
-def label(case: dict[str, Any], rendered: corpus.Rendered) -> list[dict[str, Any]]:
+def label(
+    case: dict[str, Any], rendered: corpus.Rendered, index: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Label every speech_started the emulated server VAD raises on the inbound audio."""
     vad = EnergyVad()
     inbound_db = corpus.frame_db(np.asarray(decode_ulaw(rendered.inbound), dtype=np.float64))
@@ -284,8 +155,10 @@ def label(case: dict[str, Any], rendered: corpus.Rendered) -> list[dict[str, Any
     caller_db = corpus.frame_db(rendered.caller)
     echo_pow = 10.0 ** (corpus.frame_db(rendered.echo) / 10.0)
     noise_pow = 10.0 ** (corpus.frame_db(rendered.noise) / 10.0)
+    back_pow = 10.0 ** (corpus.frame_db(rendered.background) / 10.0)
     caller_pow = 10.0 ** (caller_db / 10.0)
     active = caller_db > case["condition"]["caller_dbfs"] - corpus.CALLER_ACTIVE_BELOW_DB
+    spec = case["condition"].get("background")
     labelled: list[dict[str, Any]] = []
     for i, event in enumerate(events):
         if not isinstance(event, VadSpeechStarted):
@@ -303,48 +176,103 @@ def label(case: dict[str, Any], rendered: corpus.Rendered) -> list[dict[str, Any
             "bot_active": bool(rendered.bot_frames[max(0, first - 40) : last].any()),
         }
         hits = np.nonzero(active[window])[0]
+        utt: dict[str, Any] | None = None
+        role: str | None = None
         if hits.size:
             f = first + int(hits[0])
+            k = int(rendered.utterance[f])
+            utt = case["caller"][k]
+            role = index[utt["clip"]]["role"]
             while f > 0 and active[max(0, f - 15) : f].any():  # back to the start of this run
                 f -= 1
-            item["label"] = "real"
+            item["label"] = "backchannel" if role == "backchannel" else "real"
+            item["short"] = role == "short"
             item["true_onset_ms"] = f * corpus.FRAME_MS
             ratio = caller_pow[window].sum() / max(echo_pow[window].sum(), 1e-15)
             item["caller_to_echo_db"] = round(float(10 * np.log10(ratio)), 1)
-        elif echo_pow[window].sum() > noise_pow[window].sum():
+        elif echo_pow[window].sum() > noise_pow[window].sum() + back_pow[window].sum():
             item["label"] = "echo"
         else:
             item["label"] = "noise"
+        item["utterance"] = case["caller"].index(utt) if utt else None
+        item["text"] = index[utt["clip"]]["text"] if utt else None
+        item["language"] = index[utt["clip"]]["language"] if utt else None
+        tags = _tags(case, utt, role)
+        if spec and back_pow[window].sum() > noise_pow[window].sum():
+            tags["background"] = spec["kind"]
+            tags["background_db"] = spec["level_db"]
+        item["tags"] = tags
         labelled.append(item)
     return labelled
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=20250807)
-    parser.add_argument("--resynth", action="store_true", help="re-synthesize the speech clips")
-    args = parser.parse_args()
-    synthesize(args.resynth, args.seed)
-    rng = np.random.default_rng(args.seed)
-    cases = []
-    counts = {"real": 0, "echo": 0, "noise": 0}
-    for index in range(args.cases):
-        case = draw_case(index, rng)
-        rendered = corpus.render(case, check=False)
+def _pools(index: dict[str, dict[str, Any]]) -> tuple[dict[str, script.Pools], list[str]]:
+    """Per language, the clip names of each role; and all clips TV and babble may speak."""
+    pools: dict[str, script.Pools] = {}
+    for name, clip in sorted(index.items()):
+        pools.setdefault(clip["language"], {}).setdefault(clip["role"], []).append(name)
+    speech = sorted(n for n, c in index.items() if c["role"] in ("greet", "bot", "caller"))
+    return pools, speech
+
+
+def build(store: corpus.Store, draw: str, calls: int, seed: int, progress: str) -> str:
+    """Draw, render and label one corpus into ``store``; return a one-line summary."""
+    index = store.index()
+    pools, speech = _pools(index)
+    cases: list[dict[str, Any]] = []
+    if draw == "main":
+        rng = np.random.default_rng(legacy.SEED)
+        cases += [legacy.draw_case(i, rng, store.clip_ms) for i in range(legacy.CALLS)]
+    rng = np.random.default_rng(seed)
+    languages = list(texts.LANGUAGES)
+    for k in range(calls):
+        language = languages[k % len(languages)]
+        index_k = len(cases)
+        cases.append(
+            script.draw_call(
+                index_k,
+                rng,
+                language=language,
+                pools=pools[language],
+                speech=speech,
+                clip_ms=store.clip_ms,
+            )
+        )
+    counts = {"real": 0, "backchannel": 0, "echo": 0, "noise": 0}
+    for k, case in enumerate(cases):
+        rendered = corpus.render(case, store=store, check=False)
         case["sha256"] = corpus.digest(rendered)
-        case["events"] = label(case, rendered)
+        case["events"] = label(case, rendered, index)
         for event in case["events"]:
             counts[event["label"]] += 1
-        cases.append(case)
+        if k % 50 == 0:
+            print(f"{progress}: {k}/{len(cases)} calls", file=sys.stderr)
     payload = {
-        "description": "voiceguard barge-in corpus; see benchmarks/corpus/generate.py",
-        "generator": {"seed": args.seed, "cases": args.cases, "vad": "EnergyVad() defaults"},
+        "description": f"voiceguard barge-in corpus ({draw}); see benchmarks/corpus/generate.py",
+        "generator": {"seed": seed, "cases": len(cases), "vad": "EnergyVad() defaults"},
         "cases": cases,
     }
-    corpus.CASES_FILE.write_text(json.dumps(payload, indent=None, separators=(",", ":")) + "\n")
+    text = json.dumps(payload, indent=None, separators=(",", ":"), ensure_ascii=False)
+    store.cases_file.write_text(text + "\n")
     total_s = sum(c["duration_ms"] for c in cases) / 1000
-    print(f"{len(cases)} calls, {total_s / 60:.1f} min of audio, events: {counts}")
+    return f"{draw}: {len(cases)} calls, {total_s / 60:.1f} min of audio, events: {counts}"
+
+
+def main() -> None:
+    """Synthesize missing clips, then draw, render and label both corpora."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", type=int, default=400, help="multilingual tuning calls")
+    parser.add_argument("--heldout-cases", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=20250901)
+    parser.add_argument("--heldout-seed", type=int, default=777)
+    parser.add_argument("--resynth", action="store_true", help="re-synthesize the speech clips")
+    args = parser.parse_args()
+    for store, draw, calls, seed in (
+        (corpus.MAIN, "main", args.cases, args.seed),
+        (corpus.HELDOUT, "heldout", args.heldout_cases, args.heldout_seed),
+    ):
+        synthesize(store, _jobs(draw, seed), args.resynth)
+        print(build(store, draw, calls, seed, draw))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,277 @@
+"""Scoring of ``bargein_quality.py``: rates, per-condition bands, backchannels, short barge-ins.
+
+* :func:`score`: false and missed barge-ins and the delays over (condition, event, act) rows;
+* :data:`CONDITIONS`: the per-condition bands, each a test on (call condition, event);
+* :func:`utterance_outcomes`: whether each backchannel and each short barge-in stopped the bot;
+* :func:`engine_confirms`: the turn engine's confirmation rule, in one place;
+* :func:`late_outcome`: the late barge-ins of one call.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+import corpus
+import numpy as np
+
+from voiceguard.config import TurnConfig
+
+Acts = list[int | None]  # per event: the ms at which the strategy acted, or None
+Late = list[tuple[int, int]]  # late barge-ins: (ms, index of the event whose segment it is in)
+Row = tuple[dict[str, Any], dict[str, Any], int | None]  # (call condition, event, act ms)
+Test = Callable[[dict[str, Any], dict[str, Any]], bool]
+
+_TURNS = TurnConfig()
+#: The engine confirms a barge-in once the caller's speech has lasted this long (ms).
+MIN_BARGE_IN_SPEECH_MS = round(_TURNS.min_barge_in_speech * 1000)
+#: ... unless it ended within this (ms) and its words are all acknowledgements (a backchannel).
+MAX_BACKCHANNEL_MS = round(_TURNS.backchannel.max_duration * 1000)
+FALSE_CLASSES = ("echo", "noise")
+
+
+def engine_confirms(segment: dict[str, Any]) -> bool:
+    """True if the turn engine would confirm a barge-in the gate let through in this VAD segment.
+
+    The rule of ``voiceguard.core._barge`` with the caller transcribed (the transcript modelled
+    as the words of the caller utterance behind the segment): the speech lasted at least
+    ``TurnConfig().min_barge_in_speech``, and it is not a backchannel (speech within
+    ``BackchannelConfig.max_duration`` whose words ``BackchannelConfig.acknowledges``).
+    """
+    end = segment["speech_end_ms"]
+    if end is None:
+        return True
+    speech = end - segment["speech_onset_ms"]
+    if speech < MIN_BARGE_IN_SPEECH_MS:
+        return False
+    text = segment.get("text")
+    backchannel = _TURNS.backchannel
+    short = backchannel.enabled and speech <= MAX_BACKCHANNEL_MS
+    return not (short and isinstance(text, str) and backchannel.acknowledges(text))
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile of ``values`` (nearest rank), or ``None`` when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def score(rows: list[Row]) -> dict[str, Any]:
+    """Rates and delays over (case condition, event, act time) rows."""
+    bad = [(e, a) for _c, e, a in rows if e["label"] in FALSE_CLASSES]
+    real = [(e, a) for _c, e, a in rows if e["label"] == "real"]
+    delays = [a - e["true_onset_ms"] for e, a in real if a is not None]
+    added = [a - e["detected_ms"] for e, a in real if a is not None]
+    return {
+        "false_rate": sum(a is not None for _e, a in bad) / len(bad) if bad else 0.0,
+        "missed_rate": sum(a is None for _e, a in real) / len(real) if real else 0.0,
+        "false": sum(a is not None for _e, a in bad),
+        "missed": sum(a is None for _e, a in real),
+        "median_delay_ms": statistics.median(delays) if delays else None,
+        "p95_delay_ms": _percentile([float(d) for d in delays], 0.95),
+        "median_added_delay_ms": statistics.median(added) if added else None,
+        "events_false_candidates": len(bad),
+        "events_real": len(real),
+    }
+
+
+def _cond(test: Callable[[dict[str, Any]], bool]) -> Test:
+    """A band test on the call condition only."""
+    return lambda c, _e: test(c)
+
+
+def _tag(name: str, value: Any) -> Test:
+    """A band test on one of the event's condition tags."""
+    return lambda _c, e: e.get("tags", {}).get(name, False) == value
+
+
+def _echoing(c: dict[str, Any]) -> bool:
+    """The line carries echo."""
+    return c["erl_db"] is not None
+
+
+_LANGUAGES = {
+    "en": "English",
+    "he": "Hebrew",
+    "ar": "Arabic",
+    "ru": "Russian",
+    "es": "Spanish",
+    "de": "German",
+    "fr": "French",
+    "pt": "Portuguese",
+}
+_BACKGROUND_LEVELS = {
+    "tv": (-20, -12, -6),
+    "babble": (-20, -12, -6),
+    "door": (-12, -6, 0),
+    "keyboard": (-12, -6, 0),
+    "cough": (-12, -6, 0),
+}
+
+
+def _background(kind: str, level: int) -> Test:
+    """Events heard with a background of this kind at this level."""
+    return lambda _c, e: e["tags"]["background"] == kind and e["tags"]["background_db"] == level
+
+
+CONDITIONS: dict[str, list[tuple[str, Test]]] = {
+    "echo return loss": [
+        ("3-10 dB", _cond(lambda c: _echoing(c) and c["erl_db"] < 10)),
+        ("10-20 dB", _cond(lambda c: _echoing(c) and 10 <= c["erl_db"] < 20)),
+        ("20-30 dB", _cond(lambda c: _echoing(c) and c["erl_db"] >= 20)),
+    ],
+    "echo delay": [
+        ("40-200 ms", _cond(lambda c: _echoing(c) and c["delay_ms"] < 200)),
+        ("200-400 ms", _cond(lambda c: _echoing(c) and 200 <= c["delay_ms"] < 400)),
+        ("400-600 ms", _cond(lambda c: _echoing(c) and c["delay_ms"] >= 400)),
+    ],
+    "line noise": [
+        ("-75..-58 dBFS", _cond(lambda c: c["noise_dbfs"] < -58)),
+        ("-58..-47 dBFS", _cond(lambda c: -58 <= c["noise_dbfs"] < -47)),
+        ("-47..-35 dBFS", _cond(lambda c: c["noise_dbfs"] >= -47)),
+    ],
+    "caller level": [
+        ("-40..-30 dBFS", _cond(lambda c: c["caller_dbfs"] < -30)),
+        ("-30..-20 dBFS", _cond(lambda c: -30 <= c["caller_dbfs"] < -20)),
+        ("-20..-10 dBFS", _cond(lambda c: c["caller_dbfs"] >= -20)),
+    ],
+    "non-linearity": [
+        ("none", _cond(lambda c: _echoing(c) and c["nonlinearity"] == "none")),
+        ("clipping", _cond(lambda c: c["nonlinearity"] == "clip")),
+        ("AGC", _cond(lambda c: c["nonlinearity"] == "agc")),
+    ],
+    "call kind": [
+        ("ordinary", _cond(lambda c: c["kind"] == "ordinary")),
+        ("caller first", _cond(lambda c: c["kind"] == "caller_first")),
+        ("silence only", _cond(lambda c: c["kind"] == "silence_only")),
+        ("greeting interrupt", _cond(lambda c: c["kind"] == "greeting_interrupt")),
+    ],
+    "echo line": [
+        ("plain echo", _cond(lambda c: _echoing(c) and not c.get("residue"))),
+        ("canceller residue", _tag("residue", True)),
+        ("clean line (no echo)", _tag("clean_line", True)),
+    ],
+    "echo delay drift": [
+        ("steady", _cond(lambda c: _echoing(c) and not c.get("drift"))),
+        ("drifting 10-40 ms", _tag("drift", True)),
+    ],
+    "background": [
+        ("none", _tag("background", "none")),
+        *(
+            (f"{kind} {level:+d} dB", _background(kind, level))
+            for kind, levels in _BACKGROUND_LEVELS.items()
+            for level in levels
+        ),
+    ],
+    "language": [(name, _tag("language", code)) for code, name in _LANGUAGES.items()],
+    "caller": [
+        ("greeting interrupted in its first second, clean line", _tag("greeting_interrupt", True)),
+        ("low voice, /m/ or /z/ onset", _tag("low_voice", True)),
+    ],
+}
+
+
+def breakdown(rows: dict[str, list[Row]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per condition group, per band, per strategy: :func:`score` of the band's rows."""
+    return {
+        group: {
+            band: {name: score([r for r in rs if test(r[0], r[1])]) for name, rs in rows.items()}
+            for band, test in bands
+        }
+        for group, bands in CONDITIONS.items()
+    }
+
+
+def utterance_outcomes(
+    case: dict[str, Any],
+    *,
+    index: dict[str, dict[str, Any]],
+    clip_ms: Callable[[str], int],
+    acts: Acts,
+    late: Late | None,
+) -> list[tuple[str, bool]]:
+    """Per backchannel and short barge-in of the call: its role and whether it stopped the bot.
+
+    A strategy stops the bot when it acts on the utterance's own event. With ``late`` (the
+    voiceguard strategy), acting also needs :func:`engine_confirms`, and a late barge-in while
+    the utterance sounds counts too (an utterance inside a segment opened by echo has no event).
+    """
+    events = case["events"]
+    out: list[tuple[str, bool]] = []
+    for k, utt in enumerate(case["caller"]):
+        role = index[utt["clip"]]["role"]
+        if role not in ("backchannel", "short"):
+            continue
+        own = [j for j, e in enumerate(events) if e.get("utterance") == k]
+        stopped = any(
+            acts[j] is not None and (late is None or engine_confirms(events[j])) for j in own
+        )
+        if late is not None and not stopped:
+            first, last = utt["start_ms"], utt["start_ms"] + clip_ms(utt["clip"]) + 200
+            stopped = any(first <= t <= last and engine_confirms(events[s]) for t, s in late)
+        out.append((role, stopped))
+    return out
+
+
+def late_outcome(
+    case: dict[str, Any],
+    *,
+    rendered: corpus.Rendered,
+    index: dict[str, dict[str, Any]],
+    clip_ms: Callable[[str], int],
+    acts: Acts,
+    late: Late,
+) -> dict[str, Any]:
+    """Score one call's late barge-ins (see the documentation of ``bargein_quality.py``)."""
+    events = case["events"]
+    caller_db = corpus.frame_db(rendered.caller)
+    active = caller_db > case["condition"]["caller_dbfs"] - corpus.CALLER_ACTIVE_BELOW_DB
+    end_ms = case["duration_ms"]
+    hidden: list[int | None] = []  # per hidden utterance: delay of the late barge-in, or None
+    for utt in case["caller"]:
+        frames = np.flatnonzero(active[utt["start_ms"] // 20 :])
+        if frames.size == 0 or index[utt["clip"]]["role"] == "backchannel":
+            continue
+        onset = utt["start_ms"] + int(frames[0]) * 20
+        segment = next(
+            (
+                k
+                for k, e in enumerate(events)
+                if e["label"] in FALSE_CLASSES
+                and e["speech_onset_ms"] <= onset < (e["speech_end_ms"] or end_ms)
+            ),
+            None,
+        )
+        if segment is None:
+            continue
+        length = clip_ms(utt["clip"])
+        caught = [t for t, k in late if k == segment and onset <= t <= utt["start_ms"] + length]
+        hidden.append(caught[0] - onset if caught else None)
+    recovered = [
+        t - events[k]["true_onset_ms"]
+        for t, k in late
+        if events[k]["label"] == "real" and acts[k] is None
+    ]
+    spurious = sum(not active[max(0, t // 20 - 10) : t // 20].any() for t, _k in late)
+    return {"hidden": hidden, "recovered": recovered, "spurious": spurious, "late": len(late)}
+
+
+def summarize_late(outcomes: list[dict[str, Any]], suppressed: int) -> dict[str, Any]:
+    """The late barge-in table of one corpus from its calls' :func:`late_outcome`."""
+    hidden = [d for o in outcomes for d in o["hidden"]]
+    caught = [d for d in hidden if d is not None]
+    recovered = [d for o in outcomes for d in o["recovered"]]
+    return {
+        "hidden_utterances": len(hidden),
+        "hidden_caught": len(caught),
+        "hidden_median_delay_ms": statistics.median(caught) if caught else None,
+        "hidden_p95_delay_ms": _percentile([float(d) for d in caught], 0.95),
+        "missed_events_recovered_late": len(recovered),
+        "recovered_median_delay_ms": statistics.median(recovered) if recovered else None,
+        "late_barge_ins": sum(o["late"] for o in outcomes),
+        "spurious_late_barge_ins": sum(o["spurious"] for o in outcomes),
+        "echo_noise_segments_suppressed": suppressed,
+    }
