@@ -122,6 +122,27 @@ def jobs(seed: int = SEED) -> list[tuple[str, str, str, str, str, str]]:
     return out
 
 
+def draw_bursts(
+    rng: np.random.Generator, chance: float, noise_dbfs: float, duration_ms: int
+) -> list[dict[str, Any]]:
+    """The noise bursts of one call (clicks, crackle, thumps, 15-35 dB over the line noise):
+    none, or one to three with probability *chance*."""
+    bursts: list[dict[str, Any]] = []
+    if rng.random() < chance:
+        for _ in range(int(rng.integers(1, 4))):
+            kind = str(rng.choice(["click", "crackle", "thump"]))
+            dur = {"click": (5, 30), "crackle": (40, 400), "thump": (60, 250)}[kind]
+            bursts.append(
+                {
+                    "kind": kind,
+                    "start_ms": int(rng.uniform(0, duration_ms - 500)),
+                    "dur_ms": int(rng.uniform(*dur)),
+                    "dbfs": round(min(-12.0, noise_dbfs + float(rng.uniform(15, 35))), 1),
+                }
+            )
+    return bursts
+
+
 def draw_case(
     index: int, rng: np.random.Generator, clip_ms: Callable[[str], int]
 ) -> dict[str, Any]:
@@ -175,21 +196,7 @@ def draw_case(
         else:
             t += length + int(rng.uniform(2500, 4000))
         first = False
-    bursts: list[dict[str, Any]] = []
-    if rng.random() < 0.4:
-        for _ in range(int(rng.integers(1, 4))):
-            kind_b = str(rng.choice(["click", "crackle", "thump"]))
-            dur = {"click": (5, 30), "crackle": (40, 400), "thump": (60, 250)}[kind_b]
-            bursts.append(
-                {
-                    "kind": kind_b,
-                    "start_ms": int(rng.uniform(0, duration_ms - 500)),
-                    "dur_ms": int(rng.uniform(*dur)),
-                    "dbfs": round(
-                        min(-12.0, condition["noise_dbfs"] + float(rng.uniform(15, 35))), 1
-                    ),
-                }
-            )
+    bursts = draw_bursts(rng, 0.4, condition["noise_dbfs"], duration_ms)
     return {
         "id": f"call{index:04d}",
         "seed": int(rng.integers(2**31)),

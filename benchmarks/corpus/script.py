@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import backgrounds
+import legacy
 import numpy as np
 
 #: Background levels (dB relative to the caller's active level) per kind.
@@ -161,21 +162,7 @@ def draw_call(
         else:
             t += length + int(rng.uniform(2500, 4000))
         first = False
-    bursts: list[dict[str, Any]] = []
-    if rng.random() < 0.3:
-        for _ in range(int(rng.integers(1, 4))):
-            kind_b = str(rng.choice(["click", "crackle", "thump"]))
-            dur = {"click": (5, 30), "crackle": (40, 400), "thump": (60, 250)}[kind_b]
-            bursts.append(
-                {
-                    "kind": kind_b,
-                    "start_ms": int(rng.uniform(0, duration_ms - 500)),
-                    "dur_ms": int(rng.uniform(*dur)),
-                    "dbfs": round(
-                        min(-12.0, condition["noise_dbfs"] + float(rng.uniform(15, 35))), 1
-                    ),
-                }
-            )
+    bursts = legacy.draw_bursts(rng, 0.3, condition["noise_dbfs"], duration_ms)
     return {
         "id": f"call{index:04d}",
         "seed": int(rng.integers(2**31)),
