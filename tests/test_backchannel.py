@@ -11,8 +11,18 @@ from __future__ import annotations
 import pytest
 import wire
 from test_bridge import Call
+from test_middleware import (
+    _calibrated,
+    _caller_speaks,
+    a_response_playing,
+    committed,
+    guard_with,
+    model,
+    speech_started,
+    speech_stopped,
+)
 
-from voiceguard import ACKNOWLEDGEMENTS, BackchannelConfig, Floor, Reason, Verdict
+from voiceguard import ACKNOWLEDGEMENTS, Action, BackchannelConfig, Floor, Reason, Verdict
 from voiceguard.core._rejudge import TranscriptJudge
 from voiceguard.errors import ConfigError
 
@@ -33,16 +43,7 @@ def _short_sound(call: Call, *, speech_ms: int, transcribes: bool = False) -> No
 
 
 def _words(call: Call, text: str) -> None:
-    call.model(
-        wire.parse(
-            {
-                "type": "conversation.item.input_audio_transcription.completed",
-                "item_id": "item_user_1",
-                "content_index": 0,
-                "transcript": text,
-            }
-        )
-    )
+    call.model(_completed("item_user_1", text))
 
 
 def _resumed(call: Call) -> bool:
@@ -133,3 +134,40 @@ def test_the_backchannel_config_is_checked() -> None:
         BackchannelConfig(max_duration=-1)
     with pytest.raises(ConfigError, match="words"):
         BackchannelConfig(words=("okay", ""))
+
+
+def test_the_middleware_hides_a_backchannel_from_the_bot_and_never_cancels() -> None:
+    guard, recorded = guard_with()
+    now = _calibrated(guard)
+    a_response_playing(guard, now=now)
+    model(guard, wire.session_updated(transcribes=True), now)  # the bot transcribes the caller
+    now = _caller_speaks(guard, 0.3, now + 0.15)
+    started = speech_started("item_c1", audio_start_ms=1100)
+    steps = [model(guard, started, now)]
+    while not recorded.last(Action.BARGE_IN).allowed:  # the gate may want a little more speech
+        now = _caller_speaks(guard, 0.04, now)
+        assert now < 3.0
+        steps.append(guard.on_tick(now))
+    # The VAD: 450 ms of speech (its segment has 300 ms of padding before, 500 ms of silence
+    # after), then the turn and its words.
+    steps.append(model(guard, speech_stopped("item_c1", audio_end_ms=1100 + 300 + 450 + 500), now))
+    steps.append(model(guard, committed("item_c1"), now + 0.1))
+    words = _completed("item_c1", "mm-hmm")
+    steps.append(model(guard, words, now + 0.4))
+    assert recorded.last(Action.BARGE_IN).reason is Reason.BACKCHANNEL
+    sent = [m for step in steps for m in step.send]
+    assert not [m for m in sent if m["type"] == "response.cancel"], "the bot plays on"
+    assert {"type": "conversation.item.delete", "item_id": "item_c1"} in sent
+    assert all(step.deliver == () for step in steps), "the bot never sees the segment"
+    assert guard.judgement("item_c1") is False
+
+
+def _completed(item: str, text: str) -> object:
+    return wire.parse(
+        {
+            "type": "conversation.item.input_audio_transcription.completed",
+            "item_id": item,
+            "content_index": 0,
+            "transcript": text,
+        }
+    )

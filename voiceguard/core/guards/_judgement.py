@@ -105,7 +105,7 @@ class SpeechStartJudge:
             onset = n - 10
         self._onset = max(0, onset)
         self._listen.stop()
-        self._line.caller_unsure(self._onset)  # the echo path learns nothing from it meanwhile
+        self._line.caller_spoke(self._onset)  # the echo path learns nothing from it meanwhile
         self._since = now
         self._user_has_spoken = user_has_spoken
         return self.judge(now)

@@ -160,17 +160,13 @@ class LineHistory:
         self.out_cursor = slot
 
     def caller_spoke(self, onset: int) -> None:
-        """The gate judged the speech from frame *onset* on to be the caller's."""
+        """The speech from frame *onset* on is the caller's, or may be (it is being judged):
+        either way it teaches the echo path nothing, until :meth:`caller_cleared`."""
         self.caller_from = onset
         self.caller_to = None
 
-    def caller_unsure(self, onset: int) -> None:
-        """The speech from frame *onset* on is being judged: it teaches nothing of the echo until
-        it is found to be the echo (:meth:`caller_cleared`)."""
-        self.caller_spoke(onset)
-
     def caller_cleared(self) -> None:
-        """The speech judged last was the echo after all: the echo path may learn from it."""
+        """The speech judged last was echo or noise after all: the echo path may learn from it."""
         self.caller_from = None
         self.caller_to = None
 
