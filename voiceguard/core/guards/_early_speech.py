@@ -66,7 +66,7 @@ class EarlySpeech:
             return None
         if (end - onset) * FRAME_SECONDS + 1e-9 < cfg.min_speech_duration:
             return None
-        quietest = float(window(line.in_db, n, min(n, RING)).min())
+        quietest = line.quietest_db()
         width = min(end - onset, RING // 4)
         inbound = window(line.in_db, end, width)
         evidence = inbound - quietest >= cfg.speech_margin_db

@@ -135,10 +135,7 @@ class SpeechStartJudge:
         """The line without anyone on it: the noise floor, or the quietest frame before it."""
         if self._floor.calibrated_since is not None and self._floor.dbfs is not None:
             return self._floor.dbfs
-        line = self._line
-        if line.in_count == 0:
-            return SILENCE_DBFS
-        return float(window(line.in_db, line.in_count, min(line.in_count, RING)).min())
+        return self._line.quietest_db()
 
     def _allow(self, detail: str, onset: int | None) -> Decision:
         """Allow the pending ``speech_started``: the caller speaks from *onset* on."""
@@ -165,10 +162,13 @@ class SpeechStartJudge:
             self._watch.start(onset)
         return self.final(Verdict.SUPPRESS, reason, detail)
 
-    def _defer(self, now: float, reason: Reason, detail: str) -> Decision:
+    def _defer(self, now: float, reason: Reason, detail: str, *, capped: bool = True) -> Decision:
+        """Ask again shortly; *capped*: no later than ``max_defer`` after the event (a pause to
+        listen is bounded by the listening itself)."""
         cfg = self._config
-        retry_at = min(now + cfg.retry_interval, self._since + cfg.max_defer)
-        retry_at = max(retry_at, now + 0.001)
+        retry_at = now + cfg.retry_interval
+        if capped:
+            retry_at = max(min(retry_at, self._since + cfg.max_defer), now + 0.001)
         self.deadline = retry_at
         self.deferrals += 1
         logger.debug("speech_started deferred: %s (%s)", reason.value, detail)
@@ -259,30 +259,21 @@ class SpeechStartJudge:
     def _start_listening(self, now: float, onset: int, n: int, floor: float) -> Decision:
         """Ask the bot to pause, and listen for speech where its echo cannot reach."""
         self._listen.start(onset, n, floor)
-        return self._listening(
+        return self._defer(
             now,
+            Reason.ECHO_UNCERTAIN,
             f"echo path not known yet: pause the bot and listen (echo up to "
             f"{self._listen.lag * 20} ms late)",
-        )
-
-    def _listening(self, now: float, detail: str) -> Decision:
-        retry_at = now + self._config.retry_interval
-        self.deadline = retry_at
-        self.deferrals += 1
-        logger.debug("speech_started deferred: ECHO_UNCERTAIN (%s)", detail)
-        return Decision(
-            action=Action.BARGE_IN,
-            verdict=Verdict.DEFER,
-            reason=Reason.ECHO_UNCERTAIN,
-            retry_at=retry_at,
-            detail=detail,
+            capped=False,
         )
 
     def _listened(self, now: float, onset: int, n: int) -> Decision:
         """The bot was asked to pause: judge what the pause lets through."""
         heard = self._listen.judge(n, self._reference())
         if heard is None:
-            return self._listening(now, "listening while the bot pauses")
+            return self._defer(
+                now, Reason.ECHO_UNCERTAIN, "listening while the bot pauses", capped=False
+            )
         self._listen.stop()
         allowed, why = heard
         if allowed:

@@ -159,6 +159,13 @@ class LineHistory:
         self.out_count += whole // FRAME_BYTES
         self.out_cursor = slot
 
+    def quietest_db(self) -> float:
+        """The quietest caller frame of the history (dBFS): an upper bound of the noise floor
+        (:data:`~voiceguard.audio.SILENCE_DBFS` before the first frame)."""
+        if self.in_count == 0:
+            return SILENCE_DBFS
+        return float(window(self.in_db, self.in_count, min(self.in_count, RING)).min())
+
     def caller_spoke(self, onset: int) -> None:
         """The speech from frame *onset* on is the caller's, or may be (it is being judged):
         either way it teaches the echo path nothing, until :meth:`caller_cleared`."""
