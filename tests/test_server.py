@@ -404,6 +404,18 @@ async def test_incoming_call_answers_twiml_for_the_request_host(server: ServerPr
     assert too_big.status_code == 413
 
 
+async def test_the_phone_socket_is_not_compressed_and_the_fast_loop_runs(
+    server: ServerProcess,
+) -> None:
+    # The websockets client offers permessage-deflate; base64 audio does not compress, so the
+    # server declines it (it cost a tenth of the server's CPU).
+    with anyio.fail_after(5):
+        async with connect(server.media_url) as ws:
+            assert ws.response is not None
+            assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+    assert "event loop: uvloop, HTTP parser httptools" in server.output()
+
+
 async def test_the_api_key_is_in_no_log_line(server: ServerProcess) -> None:
     # Runs after the calls above, with DEBUG logging (websockets logs request headers there).
     output = server.output()
