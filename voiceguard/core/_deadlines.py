@@ -40,6 +40,10 @@ class CallTimer(enum.Enum):
     TIME_LIMIT = "max_duration"
     #: The call reached its hard time limit: hang up.
     HARD_TIME_LIMIT = "max_duration_hard"
+    #: The call was asked to end soon (its server drains): say goodbye.
+    WIND_UP = "wind_up"
+    #: The call asked to end soon is still there at the end of its grace: hang up.
+    WIND_UP_HARD = "wind_up_hard"
 
 
 @final
@@ -84,6 +88,9 @@ class CallDeadlines:
         "_quiet_since",
         "_started_at",
         "_suppressed",
+        "_wind_up_at",
+        "_wind_up_by",
+        "_wound_up",
         "ended",
         "rung",
     )
@@ -99,6 +106,9 @@ class CallDeadlines:
         self._hard_due = config.max_duration is not None and (
             config.max_duration.hard_limit is not None
         )
+        self._wind_up_at: float | None = None
+        self._wind_up_by: float | None = None
+        self._wound_up = False
         self._armed = 0
         self._fired = 0
         self._suppressed: Counter[Reason] = Counter()
@@ -151,6 +161,16 @@ class CallDeadlines:
             self._fallback_at = now + self._config.hangup_fallback
             self._armed += 1
 
+    def wind_up(self, now: float, within: float) -> None:
+        """The call is to end soon: the goodbye is due at *now*, the hang-up by *now + within*
+        (an earlier wind-up's deadline stands)."""
+        if self.ended or self._wound_up:
+            return
+        self._wound_up = True
+        self._wind_up_at = now
+        self._wind_up_by = now + within
+        self._armed += 2
+
     def _idle_at(self) -> float | None:
         idle = self._config.idle
         if idle is None or self._quiet_since is None:
@@ -176,8 +196,9 @@ class CallDeadlines:
         if self.ended:
             return None
         polite, hard = self._limits()
-        due = [d for d in (self._fallback_at, self._idle_at(), polite, hard) if d is not None]
-        return min(due) if due else None
+        wind_up = (self._wind_up_at, self._wind_up_by)
+        times = (self._fallback_at, self._idle_at(), polite, hard, *wind_up)
+        return min((d for d in times if d is not None), default=None)
 
     def due(self, now: float) -> list[tuple[CallTimer, int]]:
         """The timers due at *now*, each once, with the idle prompt's number (1, 2, ...)."""
@@ -187,6 +208,12 @@ class CallDeadlines:
         if self._fallback_at is not None and now >= self._fallback_at:
             self._fallback_at = None
             out.append((CallTimer.HANGUP_FALLBACK, 0))
+        if self._wind_up_by is not None and now >= self._wind_up_by:
+            self._wind_up_by = None
+            out.append((CallTimer.WIND_UP_HARD, 0))
+        if self._wind_up_at is not None and now >= self._wind_up_at:
+            self._wind_up_at = None
+            out.append((CallTimer.WIND_UP, 0))
         polite, hard = self._limits()
         if hard is not None and now >= hard:
             self._hard_due = False

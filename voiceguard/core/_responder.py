@@ -54,8 +54,10 @@ class Responder:
         "_cancels",
         "_config",
         "_creates",
+        "_goodbye_after",
         "_on_timer",
         "_state",
+        "_wind_up",
         "answers",
         "deadlines",
     )
@@ -75,6 +77,8 @@ class Responder:
         self._cancels = cancels
         self.answers = Answers()
         self.deadlines = CallDeadlines(config)
+        self._wind_up: str | None = None  # the wind-up goodbye's instructions
+        self._goodbye_after: int | None = None  # the creates sent before that goodbye
 
     def create(self, request: CreateRequest, now: float) -> tuple[Decision, list[TurnAction]]:
         """Ask for a ``response.create`` of the engine's own (a turn, the greeting, a prompt)."""
@@ -199,8 +203,30 @@ class Responder:
                     response={"instructions": cfg.time_limit_goodbye}, label="time_limit_goodbye"
                 )
                 return self._timer_create(goodbye, now)
+            case CallTimer.WIND_UP:
+                return self._wind_up_goodbye(now)
+            case CallTimer.WIND_UP_HARD:
+                self.deadlines.fired()
+                return self.end_call("wind-up deadline")
             case _:
                 assert_never(timer)
+
+    def wind_up(self, now: float, *, within: float, instructions: str | None) -> None:
+        """The call is to end soon: a goodbye at once, the hang-up by *now + within*."""
+        if self._wind_up is None and not self.deadlines.ended:
+            self._wind_up = instructions or self._config.time_limit_goodbye
+            self.deadlines.wind_up(now, within)
+
+    def _wind_up_goodbye(self, now: float) -> list[TurnAction]:
+        instructions = self._wind_up
+        if self._state.hangup_pending or instructions is None:
+            self.deadlines.fired(Reason.HANGUP_PENDING)  # a goodbye is on its way already
+            return []
+        # Nothing else starts: what waited to go is dropped, the goodbye goes next.
+        self._creates.drop_pending(now, reason=Reason.HANGUP_PENDING)
+        self._goodbye_after = self._state.statistics().creates_sent
+        goodbye = CreateRequest(response={"instructions": instructions}, label="wind_up_goodbye")
+        return self._timer_create(goodbye, now)
 
     # ------------------------------------------------------------------ the end of the call
 
@@ -213,6 +239,15 @@ class Responder:
     def hang_up_when_played(self, *, playing: bool, queued: bool, now: float) -> list[TurnAction]:
         """Once the goodbye is all on the phone, arm the fallback; once it played, hang up."""
         state = self._state
+        sent_before = self._goodbye_after
+        if (
+            sent_before is not None
+            and not state.hangup_pending
+            and not state.response_active
+            and not state.create_in_flight
+            and state.statistics().creates_sent > sent_before
+        ):
+            self.begin_hang_up(now)  # the wind-up's goodbye is done: hang up once it played
         if not state.hangup_pending or self.deadlines.ended or state.response_active:
             return []
         if not playing and not state.create_in_flight:

@@ -216,6 +216,16 @@ class BridgeCore:
         """The call ends: the final sends (stop the bot on the phone, cancel what runs)."""
         return self.engine.close(now)
 
+    def wind_up(self, now: float, *, within: float, instructions: str | None = None) -> None:
+        """End the call soon (its server drains): the bot says goodbye at once (with
+        *instructions*, else :attr:`~voiceguard.TurnConfig.time_limit_goodbye`), hangs up once
+        the goodbye played, and by ``now + within`` at the latest. Call :meth:`on_tick` after
+        it (the goodbye is due at *now*). Only the first call counts.
+
+        .. versionadded:: 0.3.0
+        """
+        self.engine.wind_up(now, within=within, instructions=instructions)
+
     # ------------------------------------------------------------------ 0.1 timer entry points
 
     def on_watchdog(self, now: float) -> list[BridgeAction]:

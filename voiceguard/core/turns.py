@@ -403,6 +403,12 @@ class TurnEngine:
         """End the call now (once)."""
         return self._responder.end_call(reason)
 
+    def wind_up(self, now: float, *, within: float, instructions: str | None = None) -> None:
+        """End the call soon (a server that drains): the bot says goodbye at once (with
+        *instructions*, else the time limit's), then hangs up once it played, and by
+        ``now + within`` at the latest."""
+        self._responder.wind_up(now, within=within, instructions=instructions)
+
     def tool_finished(self) -> None:
         """The bot answered a function call (its ``function_call_output``): the caller waits no
         more for a tool, and what comes next is a new request."""
@@ -414,13 +420,8 @@ class TurnEngine:
     def next_deadline(self) -> float | None:
         """When :meth:`on_tick` has work next (a confirmation, a re-judgement, the playout, a
         lost create, the call's own timers)."""
-        deadlines = [
-            self._phone.next_deadline(),
-            self._caller.next_deadline(),
-            self._responder.next_deadline(),
-        ]
-        due = [d for d in deadlines if d is not None]
-        return min(due) if due else None
+        parts = (self._phone, self._caller, self._responder)
+        return min((d for p in parts if (d := p.next_deadline()) is not None), default=None)
 
     def on_tick(self, now: float) -> list[TurnAction]:
         """Do what is due at *now*."""

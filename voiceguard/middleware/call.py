@@ -166,6 +166,16 @@ class GuardedCall:
             for item_id in [i for i in self._waiting if self.guard.judgement(i) is not None]:
                 self._waiting.pop(item_id).set()
 
+    async def wind_up(self, *, within: float, instructions: str | None = None) -> None:
+        """End the call soon and politely, as :meth:`MediaHandler.wind_up
+        <voiceguard.MediaHandler.wind_up>` does in the reference server: the bot says goodbye
+        now, the call hangs up once it played, and *within* seconds from now at the latest.
+
+        .. versionadded:: 0.2.0
+        """
+        self.guard.wind_up(self.now(), within=within, instructions=instructions)
+        await self.tick_if_due()
+
     async def tick_if_due(self) -> None:
         """Do what is due now, if anything (the phone's frames wake the guard too)."""
         deadline = self.guard.next_deadline()

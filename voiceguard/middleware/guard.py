@@ -220,6 +220,12 @@ class CallGuard:
         """Do what is due: a confirmation, a re-judgement, a lost create, the hang-up."""
         return _step(self.engine.on_tick(now))
 
+    def wind_up(self, now: float, *, within: float, instructions: str | None = None) -> None:
+        """End the call soon (a server that drains): a goodbye at once, the hang-up once it
+        played and by ``now + within`` at the latest (:meth:`BridgeCore.wind_up
+        <voiceguard.BridgeCore.wind_up>`). :meth:`on_tick` sends the goodbye."""
+        self.engine.wind_up(now, within=within, instructions=instructions)
+
     def begin_hangup(self, now: float) -> None:
         """The call is being hung up: no new response starts; deferred creates are dropped."""
         self.engine.begin_hang_up(now)

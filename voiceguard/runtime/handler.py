@@ -29,6 +29,7 @@ from voiceguard.config import HandlerConfig
 from voiceguard.core.actions import Deliver, EndCall, SendToModel, SendToPhone
 from voiceguard.core.bridge import BridgeAction, BridgeCore
 from voiceguard.core.record import DecisionSink, TimerSink
+from voiceguard.core.state import CallState
 from voiceguard.decisions import Decision
 from voiceguard.errors import RemoteProtocolError
 from voiceguard.observe.trace import TraceRecorder
@@ -133,11 +134,34 @@ class MediaHandler:
         self._first_model_text: str | None = None
         self._session: ModelSession | None = None
         self._apologised = False
+        self._wind_up: tuple[float, str | None] | None = None
 
     @property
     def core(self) -> BridgeCore:
         """The call's decisions (its guards and their statistics)."""
         return self._core
+
+    def wind_up(self, *, within: float, instructions: str | None = None) -> None:
+        """End the call soon and politely (a server that drains before it stops).
+
+        The bot says goodbye at once (with *instructions*, else the time limit's goodbye,
+        :attr:`~voiceguard.TurnConfig.time_limit_goodbye`), the call hangs up once the goodbye
+        played, and *within* seconds from now at the latest. Before the call's ``start`` it
+        takes effect at the start, with what is left of *within*. Only the first call counts.
+
+        .. versionadded:: 0.2.0
+        """
+        if self._wind_up is None:
+            self._wind_up = (anyio.current_time() + within, instructions)
+            if self._outbox is not None:  # the call runs: now
+                self._apply_wind_up()
+
+    def _apply_wind_up(self) -> None:
+        assert self._wind_up is not None
+        by, instructions = self._wind_up
+        now = anyio.current_time()
+        self._core.wind_up(now, within=max(0.0, by - now), instructions=instructions)
+        self._wake.set()  # the goodbye is due now
 
     async def run(self) -> CallSummary:
         """Run the call to its end and return its summary.
@@ -232,6 +256,8 @@ class MediaHandler:
                     sids = {"call_sid": start.call_sid, "stream_sid": start.stream_sid}
                     self._trace.start(self._start_text, now, **sids)
                 await self._emit(self._core.on_phone(start, now))
+                if self._wind_up is not None:  # asked before the start
+                    self._apply_wind_up()
                 scope.start_soon(self._read_phone, name="phone reader")
                 scope.start_soon(self._read_model, model, name="model reader")
                 scope.start_soon(self._tick, name="ticker")
@@ -374,29 +400,11 @@ class MediaHandler:
         self, peer: Literal["phone", "model"], message: Mapping[str, Any], *, final: bool = False
     ) -> None:
         """Log, trace and measure a message just sent (audio frames: DEBUG at most)."""
-        kind = message.get("type") or message.get("event")
-        trace = self._trace
-        if kind in _FRAME_MESSAGES:
-            if trace is not None:
-                trace.sent(peer, message, anyio.current_time())
-            if logger.isEnabledFor(logging.DEBUG):
-                extra = self._extra(peer=peer, sent=kind)
-                logger.debug("sent %s to the %s", kind, peer, extra=extra)
-            return
-        now = anyio.current_time()
-        if trace is not None:
-            trace.sent(peer, message, now)
-        extra = self._extra(
-            peer=peer,
-            sent=kind,
-            response_id=message.get("response_id"),
-            item_id=message.get("item_id"),
-            t=now,
+        measures = None if final else self._measures
+        state = self._core.state
+        _record_sent(
+            peer, message, trace=self._trace, measures=measures, state=state, extra=self._extra
         )
-        if not final:
-            self._measures.sent(kind, message, now, self._core.state.current_item)
-        level = logging.INFO if kind in _INTERVENTIONS else logging.DEBUG
-        logger.log(level, "sent %s to the %s", kind, peer, extra=extra)
 
     def _runtime_action(self, what: str, **fields: object) -> None:
         if self._trace is not None:
@@ -460,6 +468,39 @@ class MediaHandler:
             reactions=self._measures.reactions,
             unheard_at_truncation=self._measures.unheard_at_truncation,
         )
+
+
+def _record_sent(
+    peer: Literal["phone", "model"],
+    message: Mapping[str, Any],
+    *,
+    trace: TraceRecorder | None,
+    measures: CallMeasures | None,
+    state: CallState,
+    extra: Callable[..., dict[str, object]],
+) -> None:
+    """Log and trace a message just sent, and measure it (unless *measures* is None)."""
+    kind = message.get("type") or message.get("event")
+    if kind in _FRAME_MESSAGES:
+        if trace is not None:
+            trace.sent(peer, message, anyio.current_time())
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("sent %s to the %s", kind, peer, extra=extra(peer=peer, sent=kind))
+        return
+    now = anyio.current_time()
+    if trace is not None:
+        trace.sent(peer, message, now)
+    fields = extra(
+        peer=peer,
+        sent=kind,
+        response_id=message.get("response_id"),
+        item_id=message.get("item_id"),
+        t=now,
+    )
+    if measures is not None:
+        measures.sent(kind, message, now, state.current_item)
+    level = logging.INFO if kind in _INTERVENTIONS else logging.DEBUG
+    logger.log(level, "sent %s to the %s", kind, peer, extra=fields)
 
 
 def _timer_records(trace: TraceRecorder) -> TimerSink:

@@ -11,7 +11,8 @@ runs it under uvicorn:
   call or the server. A stream is a call from Twilio's ``start`` on; before it, it is *pending*
   (its own cap, :attr:`ServerConfig.max_pending_streams`; the one pending longest makes room).
 * ``GET /healthz``: 200 while the server can take another call, 503 when it is full (a media
-  stream past the limit is closed at once with 1013, "try again later").
+  stream past the limit is closed at once with 1013, "try again later") or draining
+  (:mod:`voiceguard.server.drain`: a new media stream is closed with 1012, "service restart").
 * ``GET /metrics``: Prometheus text (calls, malformed messages, model errors, guard decisions),
   from a registry of the app's own; behind a bearer token when one is configured.
 
@@ -45,6 +46,7 @@ from voiceguard.observe.trace import TraceRecorder
 from voiceguard.protocol import StreamStarted, connect_stream_twiml
 from voiceguard.runtime.handler import MediaHandler, ModelConnector
 from voiceguard.server.config import INCOMING_CALL_PATH, MEDIA_STREAM_PATH, ServerConfig
+from voiceguard.server.drain import Drain
 from voiceguard.server.metrics import ServerMetrics
 from voiceguard.server.parameters import check_custom_parameters
 from voiceguard.server.signatures import (
@@ -85,6 +87,7 @@ logger = logging.getLogger("voiceguard.server")
 
 _MAX_FORM_FIELDS: Final = 1000
 _POLICY_VIOLATION: Final = 1008
+_SERVICE_RESTART: Final = 1012
 _TRY_AGAIN_LATER: Final = 1013
 #: Names this module held before the server was split by concern, and the modules that hold
 #: them now (looked up lazily: ``voiceguard.server.serve`` imports this module).
@@ -108,6 +111,8 @@ class _Server:
         self.metrics = ServerMetrics()
         self.calls: set[object] = set()  # streams past Twilio's start
         self.pending: dict[object, anyio.CancelScope] = {}  # streams before it, oldest first
+        self.handlers: dict[object, MediaHandler] = {}  # every stream's, started or not
+        self.drain = Drain(config.drain_timeout)
         self.connect: ModelConnector = connect_model or self._connect_realtime
         token = config.twilio_auth_token
         self.tokens = (
@@ -257,6 +262,12 @@ class _Server:
                 # Closed before the upgrade is accepted: the ASGI server answers 403.
                 await websocket.close(_POLICY_VIOLATION, "invalid or missing X-Twilio-Signature")
                 return
+        if self.drain.draining:
+            self.metrics.refused.labels(MEDIA_STREAM_PATH, "draining").inc()
+            logger.info("media stream refused: the server is draining")
+            await websocket.accept()
+            await websocket.close(_SERVICE_RESTART, "the server is draining; try another")
+            return
         if len(self.calls) >= self.config.max_calls:
             self.metrics.refused.labels(MEDIA_STREAM_PATH, "capacity").inc()
             logger.warning("media stream refused: %d calls running (the limit)", len(self.calls))
@@ -278,6 +289,7 @@ class _Server:
             try:
                 await self._run_call(websocket, key)
             finally:
+                self.handlers.pop(key, None)
                 self.pending.pop(key, None)
                 self.metrics.pending.set(len(self.pending))
                 if key in self.calls:
@@ -308,6 +320,7 @@ class _Server:
                 else None
             )
             handler = MediaHandler(phone, self._admit(key), config=self.config.handler, trace=trace)
+            self.handlers[key] = handler
             summary = await handler.run()
         except Exception:  # one call's failure must never reach another call or the server
             sid = handler.core.state.call_sid if handler is not None else None
@@ -350,8 +363,9 @@ class _Server:
     async def healthz(self, request: Request) -> Response:
         from starlette.responses import JSONResponse  # noqa: PLC0415
 
-        ok = len(self.calls) < self.config.max_calls
-        body: dict[str, object] = {"status": "ok" if ok else "full"}
+        draining = self.drain.draining
+        ok = len(self.calls) < self.config.max_calls and not draining
+        body: dict[str, object] = {"status": "draining" if draining else "ok" if ok else "full"}
         if self.bearer(request):  # the counts only to those who may see the metrics
             body |= {
                 "active_calls": len(self.calls),

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from voiceguard.config import BridgeConfig, HandlerConfig
 from voiceguard.errors import ConfigError
 from voiceguard.server.options import (
+    DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_CALLS,
     DEFAULT_MAX_PENDING_STREAMS,
@@ -46,6 +47,7 @@ _CONFIG_OPTIONS: Final = (
     "start_timeout",
     "model_timeout",
     "request_timeout",
+    "drain_timeout",
     "max_waiting_connections",
     "stream_tokens",
     "stream_token_lifetime",
@@ -88,6 +90,10 @@ class ServerConfig:
         request_timeout: Seconds a connection has to send its whole request head (under
             ``voiceguard serve``, see :mod:`voiceguard.server.edge`) and a webhook its body
             (408 past it). Default 5 s.
+        drain_timeout: Seconds the calls in progress have to end on their own once the server
+            drains (under ``voiceguard serve``, from a SIGTERM; see
+            :mod:`voiceguard.server.drain`); past it each is wound up, a goodbye and the hang-up.
+            Default 900 (15 minutes).
         max_waiting_connections: Connections waiting for their request head at once, under
             ``voiceguard serve``; one more closes the one waiting longest. Default 256.
         stream_tokens: With :attr:`twilio_auth_token`: the TwiML of each call carries a
@@ -124,6 +130,7 @@ class ServerConfig:
     max_calls: int = DEFAULT_MAX_CALLS
     max_pending_streams: int = DEFAULT_MAX_PENDING_STREAMS
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
     max_waiting_connections: int = DEFAULT_MAX_WAITING_CONNECTIONS
     stream_tokens: bool = True
     stream_token_lifetime: float = DEFAULT_STREAM_TOKEN_LIFETIME
@@ -144,6 +151,7 @@ class ServerConfig:
             "max_calls",
             "max_pending_streams",
             "request_timeout",
+            "drain_timeout",
             "max_waiting_connections",
             "stream_token_lifetime",
             "max_message_bytes",
@@ -299,6 +307,7 @@ def config_from_values(values: Mapping[str, object], environ: Mapping[str, str])
         max_calls=values["max_calls"],  # type: ignore[arg-type]
         max_pending_streams=values["max_pending_streams"],  # type: ignore[arg-type]
         request_timeout=values["request_timeout"],  # type: ignore[arg-type]
+        drain_timeout=values["drain_timeout"],  # type: ignore[arg-type]
         max_waiting_connections=values["max_waiting_connections"],  # type: ignore[arg-type]
         stream_tokens=values["stream_tokens"],  # type: ignore[arg-type]
         stream_token_lifetime=values["stream_token_lifetime"],  # type: ignore[arg-type]

@@ -57,6 +57,8 @@ DEFAULT_REQUEST_TIMEOUT: Final = 5.0
 DEFAULT_MAX_WAITING_CONNECTIONS: Final = 256
 #: Seconds a stream token is valid, by default.
 DEFAULT_STREAM_TOKEN_LIFETIME: Final = 60.0
+#: Seconds the calls in progress have to end on their own after a SIGTERM, by default.
+DEFAULT_DRAIN_TIMEOUT: Final = 900.0
 #: The log levels ``--log-level`` allows.
 LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
 
@@ -317,6 +319,15 @@ OPTIONS: Final = (
         "SECONDS",
         "how long a connection may take to send its whole request head (and a webhook its "
         "body); a slower one is closed",
+    ),
+    ServerOption(
+        "drain_timeout",
+        _seconds_parser(0, 86_400),
+        DEFAULT_DRAIN_TIMEOUT,
+        "SECONDS",
+        "after a SIGTERM: /healthz answers 503, new media streams are refused (1012), and the "
+        "calls in progress have this long to end before each is wound up (a goodbye, then the "
+        "hang-up); a second SIGTERM or Ctrl+C stops at once",
     ),
     ServerOption(
         "max_waiting_connections",

@@ -21,10 +21,11 @@ import importlib.util
 import ipaddress
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
@@ -34,6 +35,7 @@ from voiceguard.errors import ConfigError
 from voiceguard.observe.trace import trace_dir_problem
 from voiceguard.server.app import app_from_env, create_app
 from voiceguard.server.config import INCOMING_CALL_PATH, ServerConfig, config_from_values
+from voiceguard.server.drain import drain_on_sigterm
 from voiceguard.server.options import (
     DEFAULT_HOST,
     OPTIONS,
@@ -42,12 +44,37 @@ from voiceguard.server.options import (
     resolve_options,
 )
 
+if TYPE_CHECKING:
+    import starlette.applications
+
 __all__ = ("CallFormatter", "add_serve_command", "is_loopback", "serving")
 
-#: Seconds uvicorn gives running calls to end when it is told to stop.
+logger = logging.getLogger("voiceguard.server")
+
+#: Seconds uvicorn gives the connections left to close when it stops (after the drain, or at
+#: once on Ctrl+C or a second SIGTERM).
 _SHUTDOWN_GRACE: Final = 5
 #: uvicorn's HTTP protocol with the request-head timeout and the cap on waiting connections.
 EDGE_PROTOCOL: Final = "voiceguard.server.edge:EdgeHTTPProtocol"
+
+
+def draining(app: starlette.applications.Starlette) -> starlette.applications.Starlette:
+    """*app* (one :func:`~voiceguard.server.create_app` built), with SIGTERM made a drain.
+
+    For an ASGI server's app factory: uvicorn calls it in its event loop with its own signal
+    handlers installed, and the first SIGTERM then drains the app
+    (:mod:`voiceguard.server.drain`) before uvicorn stops.
+    """
+    server = app.state.voiceguard
+    if not drain_on_sigterm(server.drain, lambda: list(server.handlers.values())):
+        logger.warning("SIGTERM stops the server at once: no drain outside the main thread")
+    return app
+
+
+def draining_app_from_env() -> starlette.applications.Starlette:
+    """:func:`~voiceguard.server.app_from_env` with SIGTERM made a drain (:func:`draining`):
+    the app factory of each worker of ``voiceguard serve --workers N``."""
+    return draining(app_from_env())
 
 
 def _fast_stack() -> str:
@@ -348,13 +375,15 @@ def _serve_command(args: argparse.Namespace) -> int:
         "  Press Ctrl+C to stop.",
         flush=True,
     )
+    # After a drain uvicorn raises the SIGTERM it stopped for once more: let it pass quietly.
+    signal.signal(signal.SIGTERM, lambda sig, frame: None)
     try:
         if workers > 1:
             from uvicorn.supervisors import Multiprocess  # noqa: PLC0415
 
             export_options(values, os.environ)
             uconfig = uvicorn.Config(
-                f"{app_from_env.__module__}:{app_from_env.__name__}",
+                f"{draining_app_from_env.__module__}:{draining_app_from_env.__name__}",
                 factory=True,
                 workers=workers,
                 **common,
@@ -362,7 +391,7 @@ def _serve_command(args: argparse.Namespace) -> int:
             _set_edge_limits(uconfig, config)
             Multiprocess(uconfig, sockets=[sock]).run()
         else:
-            uconfig = uvicorn.Config(create_app(config), **common)
+            uconfig = uvicorn.Config(lambda: draining(create_app(config)), factory=True, **common)
             _set_edge_limits(uconfig, config)
             uvicorn.Server(uconfig).run(sockets=[sock])
     except KeyboardInterrupt:
