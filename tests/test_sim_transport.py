@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import anyio
+import anyio.abc
 import pytest
 
 from voiceguard.protocol import (
@@ -89,6 +92,35 @@ async def test_websocket_round_trip_close_codes_and_rejection() -> None:
             with pytest.raises(TransportClosed, match="HTTP 404"):
                 async with connect_websocket(f"ws://127.0.0.1:{port}/other"):
                     pass
+            tg.cancel_scope.cancel()
+
+
+async def test_a_close_that_comes_with_the_handshake_response_keeps_its_code() -> None:
+    # A server that accepts and closes at once (1013 at capacity, 1012 while draining) may send
+    # the 101 response and the close frame in one write; the client must report the code, not
+    # a dropped connection (1006).
+    from websockets.server import ServerProtocol  # noqa: PLC0415
+
+    async def accept_and_close(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            protocol = ServerProtocol()
+            while not (events := protocol.events_received()):
+                protocol.receive_data(await stream.receive())
+            protocol.send_response(protocol.accept(events[0]))  # type: ignore[arg-type]
+            protocol.send_close(1013, "at capacity")
+            await stream.send(b"".join(protocol.data_to_send()))  # one write
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                await stream.receive()
+
+    with anyio.fail_after(5):
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, accept_and_close)
+            async with connect_websocket(f"ws://127.0.0.1:{port}/media-stream") as ws:
+                with pytest.raises(TransportClosed) as info:
+                    await ws.receive()
+            assert (info.value.code, info.value.reason) == (1013, "at capacity")
             tg.cancel_scope.cancel()
 
 

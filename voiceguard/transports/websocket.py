@@ -435,7 +435,9 @@ async def connect_websocket(
         with anyio.fail_after(timeout):
             await _flush_protocol(stream, protocol)
             response, early = await _read_handshake(stream, protocol)
-        if protocol.handshake_exc is not None or protocol.state is not State.OPEN:
+        # A server may accept and close at once (1013 at capacity, 1012 while draining): its
+        # close frame can come in the same read as the response, and the state is CLOSING.
+        if protocol.handshake_exc is not None or protocol.state is State.CONNECTING:
             status = response.status_code if isinstance(response, Response) else 0
             raise TransportClosed(ABNORMAL_CLOSURE, f"handshake refused (HTTP {status})")
     except BaseException:
@@ -444,6 +446,8 @@ async def connect_websocket(
         raise
     transport = WebSocketTransport(stream, protocol)
     transport._take_frames(early)  # frames that came with the handshake response
+    if protocol.close_rcvd is not None:  # and a close among them: receive() raises its code
+        await transport._after_receive(eof=False)
     try:
         yield transport
     finally:
