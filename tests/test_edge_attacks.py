@@ -157,9 +157,11 @@ async def test_out_of_descriptors_the_log_stays_short_and_the_server_recovers(
 ) -> None:
     """With a descriptor limit below what the flood needs, accept() fails: one log line per
     episode (not one per failure), and once the idle connections time out the server answers."""
+    # On asyncio's loop, which reports each failed accept() (uvloop's libuv closes such
+    # connections itself and says nothing).
     args = [
         "--realtime-url", router.url, "--request-timeout", "1", "--max-waiting-connections",
-        "10000", "--log-level", "info",
+        "10000", "--log-level", "info", "--loop", "asyncio",
     ]  # fmt: skip
     async with ServerProcess.running(args, log_dir=tmp_path, max_open_files=96) as server:
         async with AsyncExitStack() as stack:

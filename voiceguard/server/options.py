@@ -61,6 +61,8 @@ DEFAULT_STREAM_TOKEN_LIFETIME: Final = 60.0
 DEFAULT_DRAIN_TIMEOUT: Final = 900.0
 #: The log levels ``--log-level`` allows.
 LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
+#: The event loops ``--loop`` allows (uvicorn's names).
+EVENT_LOOPS: Final = ("auto", "uvloop", "asyncio")
 
 # --------------------------------------------------------------------------------------------
 # Parsers: text in, a value out, or ValueError saying what is allowed
@@ -162,6 +164,12 @@ def _parse_host(text: str) -> str:
 def _parse_log_level(text: str) -> str:
     if text.lower() not in LOG_LEVELS:
         raise ValueError("one of " + ", ".join(LOG_LEVELS))
+    return text.lower()
+
+
+def _parse_loop(text: str) -> str:
+    if text.lower() not in EVENT_LOOPS:
+        raise ValueError("one of " + ", ".join(EVENT_LOOPS))
     return text.lower()
 
 
@@ -401,6 +409,15 @@ OPTIONS: Final = (
         "instructions for the bot's greeting; empty: wait for the caller to speak first",
     ),
     ServerOption("log_level", _parse_log_level, "info", "LEVEL", "one of " + ", ".join(LOG_LEVELS)),
+    ServerOption(
+        "loop",
+        _parse_loop,
+        "auto",
+        "LOOP",
+        "the event loop: auto (uvloop when installed, else asyncio), uvloop or asyncio; with "
+        "asyncio a failed accept() (out of file descriptors) is logged, uvloop closes such "
+        "connections without a word",
+    ),
     ServerOption(
         "allow_unsigned",
         _parse_bool,

@@ -77,9 +77,12 @@ def draining_app_from_env() -> starlette.applications.Starlette:
     return draining(app_from_env())
 
 
-def _fast_stack() -> str:
+def _fast_stack(loop: str) -> str:
     """The event loop and HTTP parser uvicorn picks (the faster ones when installed)."""
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio (install uvloop: faster)"
+    if loop == "auto":
+        loop = (
+            "uvloop" if importlib.util.find_spec("uvloop") else "asyncio (install uvloop: faster)"
+        )
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     return f"{loop}, HTTP parser {http}"
 
@@ -348,7 +351,12 @@ def _serve_command(args: argparse.Namespace) -> int:
     from voiceguard.server.edge import raise_descriptor_limit  # noqa: PLC0415 - imports uvicorn
 
     raise_descriptor_limit()
+    loop = str(values["loop"])
+    if loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        print("voiceguard serve: --loop uvloop: uvloop is not installed", file=sys.stderr)
+        return 2
     common: dict[str, Any] = {
+        "loop": loop,
         "ws": "websockets-sansio",
         # Base64 audio does not compress: permessage-deflate only costs CPU (a tenth of it).
         "ws_per_message_deflate": False,
@@ -371,7 +379,7 @@ def _serve_command(args: argparse.Namespace) -> int:
         f"  Realtime API: {_display_url(config.realtime_url)}"
         f"{' (beta)' if config.realtime_beta else ''}\n"
         f"  signatures: {checks}\n"
-        f"  event loop: {_fast_stack()}\n"
+        f"  event loop: {_fast_stack(loop)}\n"
         "  Press Ctrl+C to stop.",
         flush=True,
     )
