@@ -211,3 +211,10 @@ def test_the_middleware_guard_winds_up_the_same_way() -> None:
     deadline = guard.next_deadline()
     assert deadline is not None and deadline < 1.0 + 30.0
     assert guard.on_tick(deadline).end_call == "hang-up fallback"
+
+
+@pytest.mark.parametrize("within", [-1.0, float("inf"), float("nan")])
+def test_a_grace_that_is_not_a_finite_number_of_seconds_is_refused(within: float) -> None:
+    guard = CallGuard(GuardConfig(), call_sid="CA1")
+    with pytest.raises(ValueError, match=r"within = .*; allowed: 0 or more seconds"):
+        guard.wind_up(0.0, within=within)

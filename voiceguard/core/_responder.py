@@ -12,6 +12,7 @@ time limit, the hang-up fallback. Nothing here decides about barge-ins.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any, final
 
@@ -213,6 +214,8 @@ class Responder:
 
     def wind_up(self, now: float, *, within: float, instructions: str | None) -> None:
         """The call is to end soon: a goodbye at once, the hang-up by *now + within*."""
+        if not (0 <= within < math.inf):
+            raise ValueError(f"within = {within!r}; allowed: 0 or more seconds, finite")
         if self._wind_up is None and not self.deadlines.ended:
             self._wind_up = instructions or self._config.time_limit_goodbye
             self.deadlines.wind_up(now, within)

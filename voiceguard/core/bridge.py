@@ -222,7 +222,10 @@ class BridgeCore:
         the goodbye played, and by ``now + within`` at the latest. Call :meth:`on_tick` after
         it (the goodbye is due at *now*). Only the first call counts.
 
-        .. versionadded:: 0.3.0
+        Raises:
+            ValueError: If *within* is negative or not a finite number.
+
+        .. versionadded:: 0.2.0
         """
         self.engine.wind_up(now, within=within, instructions=instructions)
 
