@@ -77,6 +77,10 @@ def draining_app_from_env() -> starlette.applications.Starlette:
     return draining(app_from_env())
 
 
+def _stop(sig: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _fast_stack(loop: str) -> str:
     """The event loop and HTTP parser uvicorn picks (the faster ones when installed)."""
     if loop == "auto":
@@ -341,6 +345,14 @@ def _serve_command(args: argparse.Namespace) -> int:
         )
         return 2
     workers = int(values["workers"])  # type: ignore[call-overload]
+    loop = str(values["loop"])
+    if loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        print(
+            "voiceguard serve: --loop uvloop: uvloop is not installed "
+            "(pip install 'voiceguard[server]', or --loop auto)",
+            file=sys.stderr,
+        )
+        return 2
     level = str(values["log_level"])
     try:
         sock = _bind(host, int(values["port"]))  # type: ignore[call-overload]
@@ -351,10 +363,6 @@ def _serve_command(args: argparse.Namespace) -> int:
     from voiceguard.server.edge import raise_descriptor_limit  # noqa: PLC0415 - imports uvicorn
 
     raise_descriptor_limit()
-    loop = str(values["loop"])
-    if loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
-        print("voiceguard serve: --loop uvloop: uvloop is not installed", file=sys.stderr)
-        return 2
     common: dict[str, Any] = {
         "loop": loop,
         "ws": "websockets-sansio",
@@ -383,8 +391,9 @@ def _serve_command(args: argparse.Namespace) -> int:
         "  Press Ctrl+C to stop.",
         flush=True,
     )
-    # After a drain uvicorn raises the SIGTERM it stopped for once more: let it pass quietly.
-    signal.signal(signal.SIGTERM, lambda sig, frame: None)
+    # Outside uvicorn's own handlers (before it starts, and when it raises the SIGTERM it
+    # stopped for once more after a drain) a SIGTERM stops like Ctrl+C: "stopped", status 0.
+    signal.signal(signal.SIGTERM, _stop)
     try:
         if workers > 1:
             from uvicorn.supervisors import Multiprocess  # noqa: PLC0415
