@@ -37,12 +37,12 @@ async def wound_up_call(
     sim: RealtimeSimulator,
     caller: CallerSimulator,
     *,
-    at: float,
+    at: float | None,
     within: float,
     config: HandlerConfig | None = None,
 ) -> tuple[CallSummary, CallRecord, float]:
-    """One call through a MediaHandler, wound up *at* seconds after it began; also returns
-    the time of the wind-up (the call's clock starts at the handler's start)."""
+    """One call through a MediaHandler, wound up *at* seconds after it began (None: before it
+    runs); also returns the time of the wind-up."""
     phone_caller, phone_bot = memory_pair(latency=0.02, names=("caller", "bot"))
 
     @contextlib.asynccontextmanager
@@ -53,18 +53,21 @@ async def wound_up_call(
     handler = MediaHandler(phone_bot, connect, config=config)
     summaries: list[CallSummary] = []
     began = anyio.current_time()
+    if at is None:
+        handler.wind_up(within=within, instructions=GOODBYE)
 
     async def run_handler() -> None:
         summaries.append(await handler.run())
 
-    async def wind_up() -> None:
+    async def wind_up(at: float) -> None:
         await anyio.sleep(at)
         handler.wind_up(within=within, instructions=GOODBYE)
 
     with anyio.fail_after(300):
         async with anyio.create_task_group() as tg:
             tg.start_soon(run_handler)
-            tg.start_soon(wind_up)
+            if at is not None:
+                tg.start_soon(wind_up, at)
             record = await caller.run(phone_caller)
     (summary,) = summaries
     stats = sim.statistics()
@@ -72,7 +75,7 @@ async def wound_up_call(
     assert stats.connections_open == 0
     assert record.protocol_errors == []
     assert summary.timers is not None and summary.timers.pending == 0
-    return summary, record, began + at
+    return summary, record, began + (at or 0.0)
 
 
 def creates(sim: RealtimeSimulator) -> list[dict[str, Any]]:
@@ -164,28 +167,13 @@ async def test_the_answer_that_runs_finishes_first_and_nothing_else_starts() -> 
 
 @pytest.mark.anyio
 async def test_a_wind_up_before_the_start_takes_effect_at_the_start() -> None:
-    phone_caller, phone_bot = memory_pair(latency=0.02, names=("caller", "bot"))
     sim = RealtimeSimulator(
         replies=[Reply(text="Hello!", duration=1.0), Reply(text="Goodbye!", duration=1.0)]
     )
-
-    @contextlib.asynccontextmanager
-    async def connect(start: StreamStarted) -> AsyncIterator[Transport]:
-        async with sim.connect(latency=0.03) as model:
-            yield model
-
-    handler = MediaHandler(phone_bot, connect)
-    handler.wind_up(within=20.0, instructions=GOODBYE)
-    summaries: list[CallSummary] = []
-
-    async def run_handler() -> None:
-        summaries.append(await handler.run())
-
-    with anyio.fail_after(300):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run_handler)
-            record = await CallerSimulator(script=[HangUp(at=100.0)]).run(phone_caller)
-    assert summaries[0].ended_by == "hang-up: goodbye played"
+    summary, record, _ = await wound_up_call(
+        sim, CallerSimulator(script=[HangUp(at=100.0)]), at=None, within=20.0
+    )
+    assert summary.ended_by == "hang-up: goodbye played"
     assert record.ended_at is not None and record.ended_at < 10.0
     assert creates(sim)[-1]["response"]["instructions"] == GOODBYE
 

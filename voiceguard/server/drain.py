@@ -75,11 +75,6 @@ class Drain:
         self._grace = grace
         self.draining = False
 
-    @property
-    def timeout(self) -> float:
-        """Seconds the calls in progress have to end on their own."""
-        return self._timeout
-
     async def run(self, calls: Callable[[], Collection[MediaHandler]]) -> int:
         """Drain: wait for *calls* (the handlers running now, read afresh each time) to end,
         wind up those still running after the timeout, and wait for them.
