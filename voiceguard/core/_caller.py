@@ -20,6 +20,7 @@ from typing import Final, final
 
 from voiceguard.config import TurnConfig
 from voiceguard.core._barge import BargeIns
+from voiceguard.core._deadlines import earliest
 from voiceguard.core._phone import PhoneAudio
 from voiceguard.core._rejudge import TranscriptJudge
 from voiceguard.core._responder import Responder
@@ -167,13 +168,10 @@ class CallerTurns:
 
     def next_deadline(self) -> float | None:
         """When a barge-in is to be confirmed, or the gate wants to judge again."""
-        due = [
-            self._gate.next_deadline(),
-            self.barges.next_deadline(),
-            self.transcripts.next_deadline(),
-        ]
-        times = [d for d in due if d is not None]
-        return min(times) if times else None
+        best = earliest(self._gate.next_deadline(), self.barges.next_deadline())
+        return (
+            earliest(best, self.transcripts.next_deadline()) if self.transcripts.waiting else best
+        )
 
     def on_tick(self, now: float) -> list[TurnAction]:
         """Confirm a barge-in whose time came; judge a deferred segment again."""

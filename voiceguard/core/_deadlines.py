@@ -23,7 +23,17 @@ from typing import final
 from voiceguard.config import TurnConfig
 from voiceguard.decisions import Reason
 
-__all__ = ("CallDeadlines", "CallTimer", "CallTimerStatistics")
+__all__ = ("CallDeadlines", "CallTimer", "CallTimerStatistics", "earliest")
+
+
+def earliest(a: float | None, b: float | None) -> float | None:
+    """The earlier of two deadlines (None: nothing due). The engine asks its deadline after
+    every message, so this is plain comparisons, not ``min`` over a generator."""
+    if a is None:
+        return b
+    if b is None or a <= b:
+        return a
+    return b
 
 
 @final
@@ -196,9 +206,8 @@ class CallDeadlines:
         if self.ended:
             return None
         polite, hard = self._limits()
-        wind_up = (self._wind_up_at, self._wind_up_by)
-        times = (self._fallback_at, self._idle_at(), polite, hard, *wind_up)
-        return min((d for d in times if d is not None), default=None)
+        best = earliest(earliest(self._fallback_at, self._idle_at()), earliest(polite, hard))
+        return earliest(best, earliest(self._wind_up_at, self._wind_up_by))
 
     def due(self, now: float) -> list[tuple[CallTimer, int]]:
         """The timers due at *now*, each once, with the idle prompt's number (1, 2, ...)."""

@@ -20,7 +20,7 @@ from typing_extensions import assert_never
 
 from voiceguard.config import TurnConfig
 from voiceguard.core._answers import RETRY_LABEL, Answers
-from voiceguard.core._deadlines import CallDeadlines, CallTimer
+from voiceguard.core._deadlines import CallDeadlines, CallTimer, earliest
 from voiceguard.core.actions import EndCall, SendToModel, TurnAction
 from voiceguard.core.guards.cancel import CancelArbiter
 from voiceguard.core.guards.create import CreateRequest, ResponseCreateGuard
@@ -161,8 +161,7 @@ class Responder:
 
     def next_deadline(self) -> float | None:
         """When a create counts as lost, or a timer of the call is due."""
-        due = [d for d in (self.lost_at(), self.deadlines.next_deadline()) if d is not None]
-        return min(due) if due else None
+        return earliest(self.lost_at(), self.deadlines.next_deadline())
 
     def on_tick(self, now: float) -> list[TurnAction]:
         """What is due at *now*: a lost create's re-send, the call's timers."""

@@ -41,7 +41,7 @@ from voiceguard.audio import PCMU, AudioFormat
 from voiceguard.config import TurnConfig
 from voiceguard.core._answers import Answers
 from voiceguard.core._caller import CallerTurns
-from voiceguard.core._deadlines import CallDeadlines
+from voiceguard.core._deadlines import CallDeadlines, earliest
 from voiceguard.core._phone import PhoneAudio
 from voiceguard.core._responder import Responder
 from voiceguard.core._segments import Segments
@@ -420,8 +420,8 @@ class TurnEngine:
     def next_deadline(self) -> float | None:
         """When :meth:`on_tick` has work next (a confirmation, a re-judgement, the playout, a
         lost create, the call's own timers)."""
-        parts = (self._phone, self._caller, self._responder)
-        return min((d for p in parts if (d := p.next_deadline()) is not None), default=None)
+        phone, caller = self._phone.next_deadline(), self._caller.next_deadline()
+        return earliest(earliest(phone, caller), self._responder.next_deadline())
 
     def on_tick(self, now: float) -> list[TurnAction]:
         """Do what is due at *now*."""

@@ -5,16 +5,17 @@ is still being opened, so a ``stop`` or a closed socket during the handshake end
 once instead of after the handshake (what arrives meanwhile is kept, up to about 5 s of audio).
 It drops and counts what a call must not act on: media,
 marks and DTMF of another stream (``streamSid`` not the call's), and caller audio arriving faster
-than real time by more than a burst (a flood). What passes is handed, in order, to the call's
-phone reader (:meth:`PhoneInput.next`); once the call runs, each message waits for the reader,
-so a slow call holds the socket back rather than growing a queue.
+than real time by more than a burst (a flood). What passes is kept, in order, for
+:meth:`PhoneInput.next` until the call runs; from :meth:`PhoneInput.deliver` on, the reader hands
+each message straight to the call (no queue, no second task), so a slow call holds the socket
+back rather than growing a queue.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -37,7 +38,17 @@ from voiceguard.transports import Transport, TransportClosed
 
 logger = logging.getLogger("voiceguard.handler")
 
-__all__ = ("PhoneChecks", "PhoneInput", "await_start", "default_apology", "parse_phone_message")
+__all__ = (
+    "PhoneChecks",
+    "PhoneConsumer",
+    "PhoneInput",
+    "await_start",
+    "default_apology",
+    "parse_phone_message",
+)
+
+#: Takes one phone message of a running call (its text and event); False once the call is over.
+PhoneConsumer = Callable[[str, TwilioEvent], Awaitable[bool]]
 
 #: Messages read ahead while the model's session opens (about 5 s of audio).
 _READ_AHEAD: Final = 256
@@ -122,6 +133,7 @@ class PhoneInput:
         )
         self._taken = anyio.Event()
         self._opened = False
+        self._consumer: PhoneConsumer | None = None
         self._began: float | None = None
         self._audio = 0.0  # seconds of caller audio accepted
         #: Why the phone side ended (``"phone closed"``, ``"twilio stop"``), once it did.
@@ -149,23 +161,56 @@ class PhoneInput:
                         self._gone("too many malformed messages")
                         return
                     continue
-                try:
-                    while self._opened and self._send.statistics().current_buffer_used:
-                        self._taken = anyio.Event()
-                        await self._taken.wait()
-                    await self._send.send((text, event))
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    return  # the call is over
+                consumer = self._consumer
+                if consumer is None:
+                    try:
+                        while (
+                            self._opened
+                            and self._consumer is None
+                            and self._send.statistics().current_buffer_used
+                        ):
+                            self._taken = anyio.Event()
+                            await self._taken.wait()
+                        consumer = self._consumer
+                        if consumer is None:
+                            await self._send.send((text, event))
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        return  # the call is over
+                more = consumer is None or await consumer(text, event)
                 if isinstance(event, StreamStopped):
                     self._gone("twilio stop")
                     return
+                if not more:
+                    return  # the call is over
 
     def opened(self) -> None:
         """The model's session is open: no more reading ahead of the call."""
         self._opened = True
 
+    async def deliver(self, consumer: PhoneConsumer) -> None:
+        """Hand the call every message from now on: first what was read ahead, in order, then
+        each new one as it is read (in the reader's task, with no queue between).
+
+        Returns once the read-ahead is delivered, or *consumer* said the call is over.
+        """
+        while True:
+            try:
+                text, event = self._receive.receive_nowait()
+            except anyio.WouldBlock:
+                break
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                return
+            self._taken.set()
+            if not await consumer(text, event):
+                return
+        # No await between the queue found empty and the consumer set: the reader cannot slip
+        # a message in between.
+        self._consumer = consumer
+        self._taken.set()
+
     async def next(self) -> tuple[str, TwilioEvent] | None:
-        """The next message and its event, or None once the phone side ended."""
+        """The next message and its event, or None once the phone side ended (before
+        :meth:`deliver` only)."""
         try:
             message = await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -175,8 +220,9 @@ class PhoneInput:
 
     async def play(self, stream_sid: str, audio: bytes) -> None:
         """Play *audio* (8 kHz mu-law) to the caller and wait until it was heard (its mark came
-        back), the phone ended, or the clip's length and a second passed."""
-        if self.gone is not None:
+        back), the phone ended, or the clip's length and a second passed (before :meth:`deliver`
+        only)."""
+        if self.gone is not None or self._consumer is not None:
             return
         chunk = 50 * FRAME_BYTES  # a second of audio per message
         with anyio.move_on_after(len(audio) / FRAME_BYTES * FRAME_SECONDS + 1.0):

@@ -21,7 +21,6 @@ from contextlib import AbstractAsyncContextManager, suppress
 from typing import Any, Final, Literal, TypeAlias, final
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from typing_extensions import assert_never
 
 from voiceguard.audio import FRAME_BYTES, FRAME_SECONDS
@@ -50,6 +49,7 @@ from voiceguard.runtime._phone_in import (
     default_apology,
     parse_phone_message,
 )
+from voiceguard.runtime._sends import OrderedSends
 from voiceguard.runtime.scope import CallScope
 from voiceguard.runtime.summary import CallMeasures, CallSummary, call_summary, trace_gate
 from voiceguard.transports import NORMAL_CLOSURE, Transport, TransportClosed
@@ -62,7 +62,8 @@ logger = logging.getLogger("voiceguard.handler")
 #: manager yielding a :class:`~voiceguard.transports.base.Transport` to the Realtime API.
 ModelConnector: TypeAlias = Callable[[StreamStarted], AbstractAsyncContextManager[Transport]]
 
-#: Action batches waiting to be sent; a slow peer holds the readers back instead of growing memory.
+#: Action batches waiting while another task sends; past this many, a slow peer holds the
+#: readers back instead of growing memory (see OrderedSends).
 _QUEUE_DEPTH: Final = 64
 #: Messages sent once per audio frame: logged at DEBUG only, never above.
 _FRAME_MESSAGES: Final = frozenset({"media", "mark", "input_audio_buffer.append"})
@@ -127,7 +128,8 @@ class MediaHandler:
         self._sleeping_until = math.inf  # the deadline the ticker sleeps until (-inf: busy)
         self._model: Transport | None = None
         self._scope: CallScope | None = None
-        self._outbox: MemoryObjectSendStream[list[BridgeAction]] | None = None
+        # Actions are carried out by the task whose event caused them, in the order decided.
+        self._sends = OrderedSends(self._carry_out, depth=_QUEUE_DEPTH)
         self._ran = False
         self._start: StreamStarted | None = None
         self._phone_in: PhoneInput | None = None
@@ -153,7 +155,7 @@ class MediaHandler:
         """
         if self._wind_up is None:
             self._wind_up = (anyio.current_time() + within, instructions)
-            if self._outbox is not None:  # the call runs: now
+            if self._sends.open:  # the call runs: now
                 self._apply_wind_up()
 
     def _apply_wind_up(self) -> None:
@@ -244,42 +246,45 @@ class MediaHandler:
             await self._phone_in.play(start.stream_sid, audio)
 
     async def _run_call(self, start: StreamStarted, scope: CallScope, model: Transport) -> None:
-        outbox, inbox = anyio.create_memory_object_stream[list[BridgeAction]](_QUEUE_DEPTH)
-        self._outbox = outbox
-        with outbox, inbox:
-            async with scope:
-                self._scope = scope
-                scope.on_close(self._final_sends)
-                scope.start_soon(self._sender, inbox, name="sender")
-                now = anyio.current_time()
-                if self._trace is not None:
-                    sids = {"call_sid": start.call_sid, "stream_sid": start.stream_sid}
-                    self._trace.start(self._start_text, now, **sids)
-                await self._emit(self._core.on_phone(start, now))
-                if self._wind_up is not None:  # asked before the start
-                    self._apply_wind_up()
-                scope.start_soon(self._read_phone, name="phone reader")
-                scope.start_soon(self._read_model, model, name="model reader")
-                scope.start_soon(self._tick, name="ticker")
+        phone_in = self._phone_in
+        assert phone_in is not None
+        async with scope:
+            self._scope = scope
+            self._sends.start()
+            scope.on_close(self._final_sends)
+            now = anyio.current_time()
+            if self._trace is not None:
+                sids = {"call_sid": start.call_sid, "stream_sid": start.stream_sid}
+                self._trace.start(self._start_text, now, **sids)
+            await self._emit(self._core.on_phone(start, now))
+            if self._wind_up is not None:  # asked before the start
+                self._apply_wind_up()
+            scope.start_soon(self._read_model, model, name="model reader")
+            scope.start_soon(self._tick, name="ticker")
+            # The phone's one reader (PhoneInput.pump) feeds the call from here on, in its task.
+            phone_in.on_gone = lambda: self._end(phone_in.gone or "phone closed")
+            try:
+                await phone_in.deliver(self._phone_message)
+                if phone_in.gone is not None:
+                    self._end(phone_in.gone)
                 await anyio.sleep_forever()
-        self._outbox = None
+            finally:
+                self._sends.stop()
 
     # ------------------------------------------------------------------ the call's tasks
 
-    async def _read_phone(self) -> None:
-        core = self._core
-        phone_in = self._phone_in
-        assert phone_in is not None
-        while (message := await phone_in.next()) is not None:
-            text, event = message
-            now = anyio.current_time()
-            if self._trace is not None:
-                self._trace.received("phone", text, now)
-            await self._emit(core.on_phone(event, now))
-            if isinstance(event, StreamStopped):
-                self._end("twilio stop")
-                return
-        self._end(phone_in.gone or "phone closed")
+    async def _phone_message(self, text: str, event: TwilioEvent) -> bool:
+        """One phone message of the running call; False once the call is over."""
+        if not self._sends.open:
+            return False
+        now = anyio.current_time()
+        if self._trace is not None:
+            self._trace.received("phone", text, now)
+        await self._emit(self._core.on_phone(event, now))
+        if isinstance(event, StreamStopped):
+            self._end("twilio stop")
+            return False
+        return True
 
     async def _read_model(self, model: Transport) -> None:
         core = self._core
@@ -335,12 +340,6 @@ class MediaHandler:
                 await wake.wait()
             self._sleeping_until = -math.inf
 
-    async def _sender(self, inbox: MemoryObjectReceiveStream[list[BridgeAction]]) -> None:
-        async for batch in inbox:
-            for action in batch:
-                if not await self._carry_out(action):
-                    return
-
     async def _carry_out(self, action: BridgeAction) -> bool:
         """Do one action; False when the call is over."""
         match action:
@@ -378,8 +377,7 @@ class MediaHandler:
         deadline = self._core.next_deadline()
         if deadline is not None and deadline < self._sleeping_until:
             self._wake.set()
-        if actions and self._outbox is not None:
-            await self._outbox.send(actions)
+        await self._sends.send(actions)
 
     async def _final_sends(self) -> None:
         """Run under the scope's shielded grace: stop the bot on the phone, cancel what runs."""
@@ -437,6 +435,7 @@ class MediaHandler:
             self._ended_by = reason
             logger.info("call ending: %s", reason, extra=self._extra())
         if self._scope is not None:
+            self._sends.stop()
             self._scope.close()
 
     async def _close_phone(self) -> None:
