@@ -90,6 +90,39 @@ def proc_rss(pid: int) -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
 
 
+def proc_tree(pid: int) -> list[int]:
+    """*pid* and its live descendants (a server's worker processes)."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        for task in Path(f"/proc/{tree[index]}/task").glob("*"):
+            try:
+                tree.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                continue
+        index += 1
+    return tree
+
+
+def _tree_sum(pid: int, read: Any) -> Any:
+    total = 0
+    for member in proc_tree(pid):
+        try:
+            total += read(member)
+        except OSError:  # exited between the listing and the read
+            continue
+    return total
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of *pid* and its live descendants (each with its reaped children)."""
+    return float(_tree_sum(pid, proc_cpu))
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory of *pid* and its live descendants, in bytes."""
+    return int(_tree_sum(pid, proc_rss))
+
+
 # ------------------------------------------------------------------ the model process
 
 
@@ -383,8 +416,15 @@ def run_round(
     *,
     progress: bool,
     profile: Path | None = None,
+    server_command: list[str] | None = None,
+    label: str = "",
 ) -> dict[str, Any]:
-    """One round: a fresh model and server, *calls* concurrent calls of *seconds*."""
+    """One round: a fresh model and server, *calls* concurrent calls of *seconds*.
+
+    *server_command* starts the server (default: ``python -m voiceguard serve``); it is given
+    ``--host``, ``--port 0`` and ``--realtime-url`` and must print uvicorn's ``listening on``
+    line. Its CPU and memory are those of its whole process tree (its workers included).
+    """
     model_out = workdir / f"model-{calls}.json"
     model = Process(_script("--role", "model", "--out", str(model_out)), stdin=True)
     server: Process | None = None
@@ -397,13 +437,11 @@ def run_round(
             VOICEGUARD_MAX_CALLS=str(max(100, 2 * calls)),
         )
         profiling = [] if profile is None else ["-m", "cProfile", "-o", str(profile)]
+        if server_command is None:
+            server_command = [sys.executable, *profiling, "-m", "voiceguard", "serve"]
         server = Process(
             [
-                sys.executable,
-                *profiling,
-                "-m",
-                "voiceguard",
-                "serve",
+                *server_command,
                 "--host",
                 HOST,
                 "--port",
@@ -414,9 +452,9 @@ def run_round(
             env=env,
         )
         server_port = int(server.wait_line(_LISTENING).group(2))
-        time.sleep(0.5)
-        cpu0 = {"server": proc_cpu(server.pid), "model": proc_cpu(model.pid)}
-        rss0 = proc_rss(server.pid)
+        time.sleep(1.0)  # every worker up
+        cpu0 = {"server": tree_cpu(server.pid), "model": proc_cpu(model.pid)}
+        rss0 = tree_rss(server.pid)
         began = time.monotonic()
         share = [calls // callers + (1 if i < calls % callers else 0) for i in range(callers)]
         first = 0
@@ -451,17 +489,17 @@ def run_round(
                 raise RuntimeError(f"the callers of round N={calls} did not finish")
             elapsed = time.monotonic() - began
             if elapsed >= ramp:
-                peak_rss = max(peak_rss, proc_rss(server.pid))
+                peak_rss = max(peak_rss, tree_rss(server.pid))
             if progress:
                 print(
-                    f"\r  N={calls}: {min(elapsed, total):5.1f} s of ~{total:.0f} s",
+                    f"\r  {label}N={calls}: {min(elapsed, total):5.1f} s of ~{total:.0f} s",
                     end="",
                     file=sys.stderr,
                     flush=True,
                 )
             time.sleep(0.5)
         time.sleep(0.5)
-        cpu1 = {"server": proc_cpu(server.pid), "model": proc_cpu(model.pid)}
+        cpu1 = {"server": tree_cpu(server.pid), "model": proc_cpu(model.pid)}
         wall = time.monotonic() - began
     finally:
         if server is not None:
@@ -493,6 +531,7 @@ def run_round(
             "callers": sum(r["cpu"] for r in results),
         },
         memory_per_call=(peak_rss - rss0) / calls,
+        idle_rss=rss0,
         model=json.loads(model_out.read_text()),
         callers=[call for r in results for call in r["calls"]],
     )
@@ -505,6 +544,7 @@ def _measure(
     wall: float,
     cpu: dict[str, float],
     memory_per_call: float,
+    idle_rss: float = float("nan"),
     model: list[dict[str, Any]],
     callers: list[dict[str, Any]],
 ) -> dict[str, Any]:
@@ -564,6 +604,7 @@ def _measure(
             "count": len(reactions),
         },
         "server_memory_per_call_kb": memory_per_call / 1024,
+        "server_idle_rss_mib": idle_rss / 2**20,
         "calls_ended_by_server": sum(1 for c in callers if c["ended"] == "server"),
         "calls_failed": sum(1 for c in callers if c["ended"].startswith("error")),
     }

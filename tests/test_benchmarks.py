@@ -88,6 +88,19 @@ def test_load() -> None:
     assert "largest_calls_p99_under_20ms" in result
 
 
+def test_side_by_side() -> None:
+    """Every bridge of the side-by-side comparison starts, forwards and is measured."""
+    result = _run("side_by_side.py")
+    assert set(result["bridges"]) == {"voiceguard", "guards-off", "naive", "hand-written"}
+    for bridge, sizes in result["bridges"].items():
+        figures = sizes["2"]
+        assert figures["lost"] == 0 and figures["failed"] == 0, bridge
+        assert figures["cpu"] > 0 and figures["idle_mib"] > 10, bridge
+    assert result["failed_rounds"] == []
+    assert {"voiceguard / hand-written", "voiceguard / guards-off"} <= result["cpu_ratios"].keys()
+    assert any(line.startswith("idle RSS") for line in result["verdicts"])
+
+
 def test_memory() -> None:
     result = _run("memory.py")
     assert result["state"]["after_60s_call_kb"] > 0
