@@ -110,6 +110,7 @@ class PhoneInput:
         start: The stream's ``start``: its ``streamSid`` is the only one accepted.
         checks: How a message is parsed and a refused one counted.
         max_audio_burst: Seconds of audio the caller may be ahead of real time.
+        clock: The event loop's clock (:func:`anyio.current_time` or the same, looked up once).
     """
 
     def __init__(
@@ -119,8 +120,10 @@ class PhoneInput:
         *,
         checks: PhoneChecks,
         max_audio_burst: float,
+        clock: Callable[[], float] = anyio.current_time,
     ) -> None:
         self._phone = phone
+        self._clock = clock
         self._stream_sid = start.stream_sid
         self._parse = checks.parse
         self._count_bad = checks.count_bad
@@ -246,7 +249,7 @@ class PhoneInput:
             self._drop("another stream", what)
             return False
         if isinstance(event, MediaReceived):
-            now = anyio.current_time()
+            now = self._clock()
             if self._began is None:
                 self._began = now - FRAME_SECONDS
             seconds = len(event.audio) / FRAME_BYTES * FRAME_SECONDS

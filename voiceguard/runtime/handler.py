@@ -41,6 +41,7 @@ from voiceguard.protocol import (
     parse_realtime_event,
 )
 from voiceguard.protocol.twilio import TwilioEvent
+from voiceguard.runtime._clock import loop_clock
 from voiceguard.runtime._model_session import ModelSession
 from voiceguard.runtime._phone_in import (
     PhoneChecks,
@@ -137,6 +138,7 @@ class MediaHandler:
         self._session: ModelSession | None = None
         self._apologised = False
         self._wind_up: tuple[float, str | None] | None = None
+        self._now = anyio.current_time  # the loop's own clock once the call runs (loop_clock)
 
     @property
     def core(self) -> BridgeCore:
@@ -174,6 +176,7 @@ class MediaHandler:
         if self._ran:
             raise RuntimeError("MediaHandler.run() may be called once; make a handler per call")
         self._ran = True
+        self._now = loop_clock()
         checks = PhoneChecks(self._parse_phone, self._count_bad, self._too_many_bad)
         got = await await_start(self._phone, timeout=self._config.start_timeout, checks=checks)
         start = None
@@ -191,7 +194,11 @@ class MediaHandler:
             call_sid=start.call_sid, stream_sid=start.stream_sid, config=self._config.scope
         )
         phone_in = self._phone_in = PhoneInput(
-            self._phone, start, checks=checks, max_audio_burst=self._config.max_audio_burst
+            self._phone,
+            start,
+            checks=checks,
+            max_audio_burst=self._config.max_audio_burst,
+            clock=self._now,
         )
         async with anyio.create_task_group() as reading:
             # One reader of the phone from here to the end: a stop during the model's handshake
@@ -277,7 +284,7 @@ class MediaHandler:
         """One phone message of the running call; False once the call is over."""
         if not self._sends.open:
             return False
-        now = anyio.current_time()
+        now = self._now()
         if self._trace is not None:
             self._trace.received("phone", text, now)
         await self._emit(self._core.on_phone(event, now))
@@ -313,7 +320,7 @@ class MediaHandler:
                     event.message,
                     extra=self._extra(code=event.code),
                 )
-            now = anyio.current_time()
+            now = self._now()
             if self._trace is not None:
                 self._trace.received("model", text, now)
             if isinstance(event, SpeechStarted):
@@ -324,7 +331,7 @@ class MediaHandler:
         core = self._core
         while True:
             wake = self._wake = anyio.Event()
-            now = anyio.current_time()
+            now = self._now()
             deadline = core.next_deadline()
             if deadline is not None and deadline <= now:
                 if self._trace is not None:
