@@ -1,5 +1,6 @@
-# voiceguard serve in a container: the reference server, one worker per container (scale with
-# replicas, so each Pod's /healthz and /metrics are the whole of it). See docs/deployment.md.
+# voiceguard serve in a container: the reference server, one worker per container by default
+# (scale with replicas; VOICEGUARD_WORKERS=N uses N cores, its workers counting as one server
+# in /healthz and /metrics). See docs/deployment.md.
 #
 #   docker build -t voiceguard .
 #   docker run -p 5050:5050 -e OPENAI_API_KEY -e TWILIO_AUTH_TOKEN \

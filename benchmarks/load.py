@@ -418,12 +418,14 @@ def run_round(
     profile: Path | None = None,
     server_command: list[str] | None = None,
     label: str = "",
+    workers: int = 1,
 ) -> dict[str, Any]:
     """One round: a fresh model and server, *calls* concurrent calls of *seconds*.
 
     *server_command* starts the server (default: ``python -m voiceguard serve``); it is given
-    ``--host``, ``--port 0`` and ``--realtime-url`` and must print uvicorn's ``listening on``
-    line. Its CPU and memory are those of its whole process tree (its workers included).
+    ``--host``, ``--port 0`` and ``--realtime-url`` (and ``--workers`` when *workers* > 1) and
+    must print uvicorn's ``listening on`` line. Its CPU and memory are those of its whole
+    process tree (its workers included).
     """
     model_out = workdir / f"model-{calls}.json"
     model = Process(_script("--role", "model", "--out", str(model_out)), stdin=True)
@@ -448,11 +450,12 @@ def run_round(
                 "0",
                 "--realtime-url",
                 f"ws://{HOST}:{model_port}/v1/realtime?model=gpt-realtime",
+                *([] if workers == 1 else ["--workers", str(workers)]),
             ],
             env=env,
         )
         server_port = int(server.wait_line(_LISTENING).group(2))
-        time.sleep(1.0)  # every worker up
+        time.sleep(1.0 if workers == 1 else 4.0)  # every worker up (each imports the server)
         cpu0 = {"server": tree_cpu(server.pid), "model": proc_cpu(model.pid)}
         rss0 = tree_rss(server.pid)
         began = time.monotonic()
@@ -662,6 +665,9 @@ def main() -> None:
     parser.add_argument(
         "--caller-processes", type=int, default=1, help="processes the callers share (default 1)"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="the server's worker processes (default 1)"
+    )
     parser.add_argument("--plot", type=Path, help="save a PNG plot here (needs matplotlib)")
     parser.add_argument(
         "--profile-server",
@@ -701,6 +707,7 @@ def main() -> None:
                     args.caller_processes,
                     progress=not args.json,
                     profile=profile,
+                    workers=args.workers,
                 )
             except RuntimeError as exc:  # the machine gave out: report the rounds done
                 print(f"  N={calls}: round failed: {exc}", file=sys.stderr, flush=True)
@@ -720,6 +727,7 @@ def main() -> None:
     best = max(ok, key=lambda r: r["calls"]) if ok else None
     cores = os.cpu_count() or 1
     result = {
+        "workers": args.workers,
         "method": (
             "server, model simulator and callers in separate processes on 127.0.0.1; server CPU "
             "from /proc over the round divided by call-seconds; delays on the shared monotonic "

@@ -203,7 +203,7 @@ async def test_workers_serve_calls(router: ModelRouter, tmp_path: Path) -> None:
     )
     args = ["--realtime-url", router.url, "--workers", "2"]
     async with ServerProcess.running(args, log_dir=tmp_path, env={}) as server:
-        assert "(2 workers, up to 100 calls each)" in server.output()
+        assert "(2 workers, up to 100 calls)" in server.output()
 
         async def one(seed: int) -> None:
             caller = CallerSimulator(

@@ -14,6 +14,10 @@ Its modules, one concern each:
   uvicorn).
 * ``voiceguard.server.parameters``: the checks of a call's custom parameters.
 * ``voiceguard.server.metrics``: the Prometheus metrics.
+* ``voiceguard.server.capacity``: the calls of every worker process, counted together.
+* ``voiceguard.server.workers``: the directory the workers share, and their supervisor (imports
+  uvicorn).
+* ``voiceguard.server.drain``: the graceful drain on SIGTERM.
 * ``voiceguard.server.serve``: the ``voiceguard serve`` command, and :func:`serving` for tests.
 """
 

@@ -13,8 +13,14 @@ runs it under uvicorn:
 * ``GET /healthz``: 200 while the server can take another call, 503 when it is full (a media
   stream past the limit is closed at once with 1013, "try again later") or draining
   (:mod:`voiceguard.server.drain`: a new media stream is closed with 1012, "service restart").
-* ``GET /metrics``: Prometheus text (calls, malformed messages, model errors, guard decisions),
-  from a registry of the app's own; behind a bearer token when one is configured.
+* ``GET /metrics``: Prometheus text (calls, malformed messages, model errors, guard decisions,
+  counted as they are made), from a registry of the app's own; behind a bearer token when one is
+  configured.
+
+An app built with a shared directory (``voiceguard serve --workers N`` builds one in each worker)
+counts with the other processes there: ``/metrics`` shows the sums over every worker
+(:mod:`voiceguard.server.metrics`), and the call limit and ``/healthz`` are the whole server's
+(:mod:`voiceguard.server.capacity`).
 
 With a Twilio auth token configured, every webhook and every media stream must carry a valid
 ``X-Twilio-Signature`` (see :func:`~voiceguard.server.validate_twilio_signature`), or it is
@@ -32,6 +38,7 @@ from __future__ import annotations
 import hmac
 import importlib
 import logging
+import os
 from collections.abc import Mapping
 from contextlib import suppress
 from typing import TYPE_CHECKING, Final, final
@@ -47,7 +54,7 @@ from voiceguard.protocol import StreamStarted, connect_stream_twiml
 from voiceguard.runtime.handler import MediaHandler, ModelConnector
 from voiceguard.server.config import INCOMING_CALL_PATH, MEDIA_STREAM_PATH, ServerConfig
 from voiceguard.server.drain import Drain
-from voiceguard.server.metrics import ServerMetrics
+from voiceguard.server.metrics import MULTIPROCESS_ENV, ServerMetrics
 from voiceguard.server.parameters import check_custom_parameters
 from voiceguard.server.signatures import (
     SIGNATURE_HEADER,
@@ -66,6 +73,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.websockets import WebSocket
 
+    from voiceguard.server.capacity import CallCounts, SharedCalls
     from voiceguard.server.options import DEFAULT_REALTIME_URL
     from voiceguard.server.serve import add_serve_command, serving
     from voiceguard.server.signatures import compute_twilio_signature
@@ -106,9 +114,19 @@ class _Server:
     """What the endpoints share: the config, the metrics, the calls running and the streams
     waiting for their ``start``."""
 
-    def __init__(self, config: ServerConfig, connect_model: ModelConnector | None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        connect_model: ModelConnector | None,
+        shared_dir: str | None = None,
+    ) -> None:
         self.config = config
-        self.metrics = ServerMetrics()
+        self.metrics = ServerMetrics(directory=shared_dir)
+        self.shared: SharedCalls | None = None  # the other workers' calls, with a shared_dir
+        if shared_dir is not None:
+            from voiceguard.server.capacity import SharedCalls  # noqa: PLC0415 - fcntl: POSIX
+
+            self.shared = SharedCalls(shared_dir)
         self.calls: set[object] = set()  # streams past Twilio's start
         self.pending: dict[object, anyio.CancelScope] = {}  # streams before it, oldest first
         self.handlers: dict[object, MediaHandler] = {}  # every stream's, started or not
@@ -129,25 +147,48 @@ class _Server:
 
         def admit(start: StreamStarted) -> AbstractAsyncContextManager[Transport]:
             self.pending.pop(key, None)
-            self.metrics.pending.set(len(self.pending))
-            if len(self.calls) >= config.max_calls:
+            self.pending_changed()
+            if not self.take_place():
                 self.metrics.refused.labels(MEDIA_STREAM_PATH, "capacity").inc()
                 raise CallRefused(f"at capacity ({config.max_calls} calls)", close_code=1013)
-            parameters = start.custom_parameters
-            if self.tokens is not None:
-                try:
-                    self.tokens.check(parameters, start.call_sid, start.account_sid)
-                except CallRefused:
-                    self.metrics.refused.labels(MEDIA_STREAM_PATH, "stream token").inc()
-                    raise
-                parameters = {k: v for k, v in parameters.items() if k != STREAM_TOKEN_PARAMETER}
-            check_custom_parameters(parameters, allowed=config.allowed_parameters)
+            try:
+                parameters = start.custom_parameters
+                if self.tokens is not None:
+                    try:
+                        self.tokens.check(parameters, start.call_sid, start.account_sid)
+                    except CallRefused:
+                        self.metrics.refused.labels(MEDIA_STREAM_PATH, "stream token").inc()
+                        raise
+                    parameters = {
+                        k: v for k, v in parameters.items() if k != STREAM_TOKEN_PARAMETER
+                    }
+                check_custom_parameters(parameters, allowed=config.allowed_parameters)
+            except BaseException:
+                if self.shared is not None:
+                    self.shared.release()  # the place taken is free again
+                raise
             self.calls.add(key)
             self.metrics.active.inc()
             self.metrics.started.inc()
             return self.connect(start)
 
         return admit
+
+    def take_place(self) -> bool:
+        """Count a call if the server has room: this app's calls, or with a shared directory
+        every worker's, atomically across them."""
+        if self.shared is None:
+            return len(self.calls) < self.config.max_calls
+        return self.shared.admit(self.config.max_calls)
+
+    def pending_changed(self) -> None:
+        self.metrics.pending.set(len(self.pending))
+        if self.shared is not None:
+            self.shared.set_pending(len(self.pending))
+
+    def counts(self) -> CallCounts | None:
+        """The whole server's calls and waiting streams, with a shared directory."""
+        return self.shared.totals() if self.shared is not None else None
 
     def _connect_realtime(self, start: StreamStarted) -> AbstractAsyncContextManager[Transport]:
         config = self.config
@@ -268,9 +309,11 @@ class _Server:
             await websocket.accept()
             await websocket.close(_SERVICE_RESTART, "the server is draining; try another")
             return
-        if len(self.calls) >= self.config.max_calls:
+        counts = self.counts()
+        running = len(self.calls) if counts is None else counts.calls
+        if running >= self.config.max_calls:
             self.metrics.refused.labels(MEDIA_STREAM_PATH, "capacity").inc()
-            logger.warning("media stream refused: %d calls running (the limit)", len(self.calls))
+            logger.warning("media stream refused: %d calls running (the limit)", running)
             # Accepted, then closed with 1013 "try again later": a close every client
             # understands (an HTTP 503 before the upgrade makes uvicorn log an error).
             await websocket.accept()
@@ -285,16 +328,18 @@ class _Server:
                 oldest = next(iter(self.pending))
                 self.pending.pop(oldest).cancel()
                 self.metrics.refused.labels(MEDIA_STREAM_PATH, "too many pending").inc()
-            self.metrics.pending.set(len(self.pending))
+            self.pending_changed()
             try:
                 await self._run_call(websocket, key)
             finally:
                 self.handlers.pop(key, None)
                 self.pending.pop(key, None)
-                self.metrics.pending.set(len(self.pending))
+                self.pending_changed()
                 if key in self.calls:
                     self.calls.discard(key)
                     self.metrics.active.dec()
+                    if self.shared is not None:
+                        self.shared.release()
         if waiting.cancelled_caught:
             logger.info(
                 "media stream closed before its start: more than %d streams waiting to start",
@@ -319,7 +364,13 @@ class _Server:
                 if self.config.trace_dir is not None
                 else None
             )
-            handler = MediaHandler(phone, self._admit(key), config=self.config.handler, trace=trace)
+            handler = MediaHandler(
+                phone,
+                self._admit(key),
+                config=self.config.handler,
+                trace=trace,
+                on_decision=self.metrics.decided,  # counted as decided, not at the call's end
+            )
             self.handlers[key] = handler
             summary = await handler.run()
         except Exception:  # one call's failure must never reach another call or the server
@@ -364,14 +415,22 @@ class _Server:
         from starlette.responses import JSONResponse  # noqa: PLC0415
 
         draining = self.drain.draining
-        ok = len(self.calls) < self.config.max_calls and not draining
+        counts = self.counts()  # with workers, the whole server's
+        calls = len(self.calls) if counts is None else counts.calls
+        ok = calls < self.config.max_calls and not draining
         body: dict[str, object] = {"status": "draining" if draining else "ok" if ok else "full"}
         if self.bearer(request):  # the counts only to those who may see the metrics
             body |= {
-                "active_calls": len(self.calls),
+                "active_calls": calls,
                 "max_calls": self.config.max_calls,
-                "pending_streams": len(self.pending),
+                "pending_streams": len(self.pending) if counts is None else counts.pending,
             }
+            if self.shared is not None:
+                body["worker"] = {
+                    "pid": self.shared.pid,
+                    "active_calls": len(self.calls),
+                    "pending_streams": len(self.pending),
+                }
         return JSONResponse(body, status_code=200 if ok else 503)
 
     async def metrics_text(self, request: Request) -> Response:
@@ -419,12 +478,15 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
 
 
 def create_app(
-    config: ServerConfig | None = None, *, connect_model: voiceguard.ModelConnector | None = None
+    config: ServerConfig | None = None,
+    *,
+    connect_model: voiceguard.ModelConnector | None = None,
+    shared_dir: str | None = None,
 ) -> starlette.applications.Starlette:
     """Build the reference server's ASGI app.
 
     Each app has its own metrics registry and call counter, so several apps (tests, or one per
-    port) never share state.
+    port) never share state; unless built with a *shared_dir*.
 
     Args:
         config: The server's configuration; None uses the defaults (and no API key).
@@ -432,14 +494,27 @@ def create_app(
             :data:`~voiceguard.ModelConnector`); None connects to
             :attr:`ServerConfig.realtime_url` with
             :func:`~voiceguard.transports.production.connect_realtime`.
+        shared_dir: For one app in each of several processes serving as one server (the
+            workers of ``voiceguard serve --workers N``): the directory they share, which
+            ``PROMETHEUS_MULTIPROC_DIR`` names (prometheus_client's multiprocess mode, set
+            before it is imported). ``/metrics`` then shows the sums over every process, and
+            :attr:`ServerConfig.max_calls` and ``/healthz`` count every process's calls
+            (:mod:`voiceguard.server.capacity`). One such app per process. None: this app
+            alone.
+
+            .. versionadded:: 0.2.0
 
     Returns:
         The Starlette app: mount it, or run it with any ASGI server that speaks WebSockets.
+
+    Raises:
+        ConfigError: If *shared_dir* is not the directory of prometheus_client's
+            multiprocess mode.
     """
     from starlette.applications import Starlette  # noqa: PLC0415 - the server extra
     from starlette.routing import Route, WebSocketRoute  # noqa: PLC0415
 
-    server = _Server(config if config is not None else ServerConfig(), connect_model)
+    server = _Server(config if config is not None else ServerConfig(), connect_model, shared_dir)
     app = Starlette(
         routes=[
             Route(INCOMING_CALL_PATH, server.incoming_call, methods=["POST", "GET"]),
@@ -455,13 +530,21 @@ def create_app(
 def app_from_env() -> starlette.applications.Starlette:
     """Build the app from the environment (:meth:`ServerConfig.from_environ`).
 
-    The factory ``voiceguard serve --workers N`` gives uvicorn
+    The factory of the workers of ``voiceguard serve --workers N``
     (``uvicorn --factory voiceguard.server:app_from_env``): each worker process builds its own.
+    With ``PROMETHEUS_MULTIPROC_DIR`` set (``voiceguard serve`` sets it for its workers), the
+    app shares that directory with the other workers (``shared_dir`` of :func:`create_app`):
+    metrics, the call limit and ``/healthz`` are the whole server's.
 
     Returns:
         The app.
+
+    .. versionchanged:: 0.2.0
+        ``PROMETHEUS_MULTIPROC_DIR`` makes the app count with the other workers.
     """
-    return create_app(ServerConfig.from_environ())
+    return create_app(
+        ServerConfig.from_environ(), shared_dir=os.environ.get(MULTIPROCESS_ENV) or None
+    )
 
 
 def __getattr__(name: str) -> object:

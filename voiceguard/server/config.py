@@ -82,7 +82,8 @@ class ServerConfig:
             ``X-Twilio-Signature``; None checks nothing. Never shown in ``repr``.
         max_calls: Concurrent calls this app takes (a call counts from Twilio's ``start``);
             past it a media stream is closed with 1013 ("try again later") and ``/healthz``
-            answers 503. Default 100.
+            answers 503. Default 100. For apps sharing a directory (the workers of
+            ``voiceguard serve --workers N``), the calls of all of them together.
         max_pending_streams: Media streams accepted but not yet started; they do not count
             against :attr:`max_calls`, and one more closes the one that has waited longest
             (Twilio sends ``start`` at once, so a real call is never the oldest for long).

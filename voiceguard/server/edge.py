@@ -15,7 +15,9 @@ closes such connections:
 
 Failed ``accept()`` calls are logged once per episode with their count
 (:class:`AcceptFailureLog`), not once each. Connections closed here are counted per process
-(:data:`DROPPED`, shown by ``/metrics`` as ``voiceguard_connections_closed_total``).
+(:data:`DROPPED`, shown by ``/metrics`` as ``voiceguard_connections_closed_total``), and passed
+to each of :data:`DROP_SINKS` (with ``--workers N``, a multiprocess counter: every worker's
+``/metrics`` shows the whole server's).
 
 Needs the ``server`` extra (uvicorn); only ``voiceguard serve`` and
 :func:`~voiceguard.server.serving` import this module.
@@ -29,6 +31,7 @@ import asyncio
 import logging
 import resource
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, final
 
@@ -41,6 +44,7 @@ else:
 
 __all__ = (
     "DROPPED",
+    "DROP_SINKS",
     "AcceptFailureLog",
     "EdgeHTTPProtocol",
     "EdgeLimits",
@@ -52,8 +56,10 @@ logger = logging.getLogger("voiceguard.server")
 #: The attribute of uvicorn's ``Config`` that carries the limits to ``EdgeHTTPProtocol``.
 CONFIG_ATTRIBUTE: Final = "voiceguard_edge"
 #: Connections this process closed at its edge, by why (``"no request"``, ``"too many
-#: waiting"``).
+#: waiting"``), and failed ``accept()`` calls (``"accept failed"``).
 DROPPED: Final[Counter[str]] = Counter()
+#: Called with the reason of each connection counted in :data:`DROPPED`, as it is counted.
+DROP_SINKS: Final[list[Callable[[str], None]]] = []
 #: Seconds between two log lines of one kind of trouble (the first is logged at once).
 _LOG_INTERVAL: Final = 10.0
 _ACCEPT_FAILED: Final = "socket.accept() out of system resource"
@@ -133,7 +139,7 @@ class AcceptFailureLog:
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         if context.get("message") == _ACCEPT_FAILED:
             self._failing = True
-            DROPPED["accept failed"] += 1
+            _note_dropped("accept failed")
             exc = context.get("exception")
             self._log.note(
                 loop.time(),
@@ -210,9 +216,15 @@ class _Watch:
 
     def _drop(self, protocol: EdgeHTTPProtocol, why: str, detail: str) -> None:
         self.closed(protocol)
-        DROPPED[why] += 1
+        _note_dropped(why)
         self._log.note(self._loop.time(), detail)
         protocol.transport.close()
+
+
+def _note_dropped(why: str) -> None:
+    DROPPED[why] += 1
+    for sink in DROP_SINKS:
+        sink(why)
 
 
 def _waiting_for_request(protocol: EdgeHTTPProtocol) -> bool:

@@ -45,7 +45,7 @@ DEFAULT_REALTIME_URL: Final = "wss://api.openai.com/v1/realtime?model=gpt-realti
 DEFAULT_HOST: Final = "127.0.0.1"
 #: The TCP port ``voiceguard serve`` listens on by default.
 DEFAULT_PORT: Final = 5050
-#: Concurrent calls an app takes by default.
+#: Concurrent calls a server takes by default (with workers, all of them together).
 DEFAULT_MAX_CALLS: Final = 100
 #: The largest webhook body accepted by default, in bytes.
 DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024
@@ -287,23 +287,24 @@ OPTIONS: Final = (
         _int_parser(1, 64),
         1,
         "N",
-        "uvicorn worker processes, 1 to 64 (calls share no state)",
+        "uvicorn worker processes, 1 to 64; calls share no state, the workers share the metrics "
+        "(any worker's /metrics shows the whole server's), --max-calls and /healthz",
     ),
     ServerOption(
         "max_calls",
         _int_parser(1, 100_000),
         DEFAULT_MAX_CALLS,
         "N",
-        "concurrent calls per worker, 1 to 100000; past it a media stream is refused (close "
-        "1013) and /healthz answers 503",
+        "concurrent calls of the whole server (every worker's together), 1 to 100000; past it a "
+        "media stream is refused (close 1013) and /healthz answers 503",
     ),
     ServerOption(
         "max_pending_streams",
         _int_parser(1, 100_000),
         DEFAULT_MAX_PENDING_STREAMS,
         "N",
-        "media streams accepted but not yet started (no Twilio start), 1 to 100000; they do not "
-        "count against --max-calls; one more closes the one waiting longest",
+        "media streams accepted but not yet started (no Twilio start), per worker, 1 to 100000; "
+        "they do not count against --max-calls; one more closes the one waiting longest",
     ),
     ServerOption(
         "start_timeout",
@@ -342,8 +343,8 @@ OPTIONS: Final = (
         _int_parser(1, 1_000_000),
         DEFAULT_MAX_WAITING_CONNECTIONS,
         "N",
-        "connections waiting for their request head at once; one more closes the one waiting "
-        "longest",
+        "connections waiting for their request head at once, per worker; one more closes the one "
+        "waiting longest",
     ),
     ServerOption(
         "stream_tokens",

@@ -4,7 +4,9 @@ The command reads its options (:mod:`voiceguard.server.options`) from the comman
 environment, refuses to listen on a public address without a Twilio auth token (unless told
 ``--allow-unsigned``), binds the socket itself (so ``--port 0`` prints the port it got), and runs
 :func:`~voiceguard.server.create_app` in one process or, with ``--workers N``, in *N* (each builds
-its own app with :func:`~voiceguard.server.app_from_env`).
+its own app with :func:`~voiceguard.server.app_from_env`). The workers share a directory
+(:mod:`voiceguard.server.workers`): every worker's ``/metrics`` shows the whole server's metrics,
+and ``--max-calls`` and ``/healthz`` are the whole server's.
 
 Needs the ``server`` extra: ``pip install 'voiceguard[server]'``; the module imports none of it,
 so ``voiceguard --help`` works without it.
@@ -376,44 +378,82 @@ def _serve_command(args: argparse.Namespace) -> int:
         "server_header": False,
         "timeout_graceful_shutdown": _SHUTDOWN_GRACE,
     }
-    shown_host = f"[{host}]" if ":" in host else host
-    where = config.public_url or "https://<Host>"
-    checks = "checked" if config.twilio_auth_token else "NOT checked (no TWILIO_AUTH_TOKEN)"
-    print(
-        f"voiceguard serve: listening on http://{shown_host}:{port} "
-        f"({workers} worker{'s' if workers > 1 else ''}, up to {config.max_calls} calls each)\n"
-        f"  Twilio voice webhook: POST {where}{INCOMING_CALL_PATH}\n"
-        f"  media stream: {config.stream_url() if config.public_url else 'wss://<Host>/media-stream'}\n"
-        f"  Realtime API: {_display_url(config.realtime_url)}"
-        f"{' (beta)' if config.realtime_beta else ''}\n"
-        f"  signatures: {checks}\n"
-        f"  event loop: {_fast_stack(loop)}\n"
-        "  Press Ctrl+C to stop.",
-        flush=True,
-    )
+    if workers > 1:
+        return _serve_workers(values, config, sock, common)
+    _banner(config, host, port, workers, loop)
     # Outside uvicorn's own handlers (before it starts, and when it raises the SIGTERM it
     # stopped for once more after a drain) a SIGTERM stops like Ctrl+C: "stopped", status 0.
     signal.signal(signal.SIGTERM, _stop)
     try:
-        if workers > 1:
-            from uvicorn.supervisors import Multiprocess  # noqa: PLC0415
-
-            export_options(values, os.environ)
-            uconfig = uvicorn.Config(
-                f"{draining_app_from_env.__module__}:{draining_app_from_env.__name__}",
-                factory=True,
-                workers=workers,
-                **common,
-            )
-            _set_edge_limits(uconfig, config)
-            Multiprocess(uconfig, sockets=[sock]).run()
-        else:
-            uconfig = uvicorn.Config(lambda: draining(create_app(config)), factory=True, **common)
-            _set_edge_limits(uconfig, config)
-            uvicorn.Server(uconfig).run(sockets=[sock])
+        uconfig = uvicorn.Config(lambda: draining(create_app(config)), factory=True, **common)
+        _set_edge_limits(uconfig, config)
+        uvicorn.Server(uconfig).run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:
         sock.close()
     print("voiceguard serve: stopped", flush=True)
     return 0
+
+
+def _serve_workers(
+    values: dict[str, object], config: ServerConfig, sock: socket.socket, common: dict[str, Any]
+) -> int:
+    """Run the worker processes, sharing one directory (the metrics, the call limit)."""
+    import uvicorn  # noqa: PLC0415 - the server extra
+
+    from voiceguard.server.workers import WorkerSupervisor, shared_directory  # noqa: PLC0415
+
+    workers = int(values["workers"])  # type: ignore[call-overload]
+    host, port, loop = str(values["host"]), sock.getsockname()[1], str(values["loop"])
+    with contextlib.ExitStack() as stack:
+        stack.callback(sock.close)
+        try:
+            directory, kept = stack.enter_context(shared_directory(os.environ))
+        except OSError as exc:
+            print(
+                f"voiceguard serve: cannot prepare the workers' directory: {exc}", file=sys.stderr
+            )
+            return 1
+        shared = f"{directory} (metrics, calls; {'kept' if kept else 'removed'} at the end)"
+        _banner(config, host, port, workers, loop, shared=shared)
+        signal.signal(signal.SIGTERM, _stop)
+        export_options(values, os.environ)
+        uconfig = uvicorn.Config(
+            f"{draining_app_from_env.__module__}:{draining_app_from_env.__name__}",
+            factory=True,
+            workers=workers,
+            **common,
+        )
+        _set_edge_limits(uconfig, config)
+        supervisor = WorkerSupervisor(uconfig, sockets=[sock], directory=directory)
+        try:
+            supervisor.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            supervisor.forget_all()
+    print("voiceguard serve: stopped", flush=True)
+    return 0
+
+
+def _banner(
+    config: ServerConfig, host: str, port: int, workers: int, loop: str, *, shared: str = ""
+) -> None:
+    shown_host = f"[{host}]" if ":" in host else host
+    where = config.public_url or "https://<Host>"
+    checks = "checked" if config.twilio_auth_token else "NOT checked (no TWILIO_AUTH_TOKEN)"
+    stream = config.stream_url() if config.public_url else "wss://<Host>/media-stream"
+    lines = [
+        f"voiceguard serve: listening on http://{shown_host}:{port} "
+        f"({workers} worker{'s' if workers > 1 else ''}, up to {config.max_calls} calls)",
+        f"  Twilio voice webhook: POST {where}{INCOMING_CALL_PATH}",
+        f"  media stream: {stream}",
+        f"  Realtime API: {_display_url(config.realtime_url)}"
+        f"{' (beta)' if config.realtime_beta else ''}",
+        f"  signatures: {checks}",
+        f"  event loop: {_fast_stack(loop)}",
+    ]
+    if shared:
+        lines.append(f"  workers share: {shared}")
+    print("\n".join([*lines, "  Press Ctrl+C to stop."]), flush=True)
