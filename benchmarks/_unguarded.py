@@ -16,6 +16,9 @@ Never use this in a real bridge: it is the counter-example the guards exist for.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
 from voiceguard import (
     BridgeCore,
     CalibrationGate,
@@ -25,9 +28,11 @@ from voiceguard import (
     MediaHandler,
     ResponseCreateGuard,
 )
+from voiceguard.core import turns
 from voiceguard.core.guards.calibration import CalibrationStatistics
 from voiceguard.core.guards.create import CreateRequest, ReleasedCreate
 from voiceguard.decisions import Action, Reason, Verdict
+from voiceguard.errors import StateTransitionError
 
 
 class OpenGate:
@@ -56,6 +61,9 @@ class OpenGate:
     def recheck(self, now: float) -> Decision:
         return self.judge_speech_started(now)
 
+    def caller_quiet(self, seconds: float = 0.2) -> bool:
+        return False  # never waits for a backchannel's end: every barge-in is confirmed
+
     def speech_stopped(self, now: float) -> Decision | None:
         return None
 
@@ -79,7 +87,9 @@ class OpenCancels:
         self, now: float, *, response_id: str | None = None, barge_in: bool = True
     ) -> Decision:
         named = response_id if response_id is not None else self._state.active_response_id
-        self._state.cancel_sent(now=now, response_id=named)
+        # With no response active the cancel goes anyway: the race the arbiter prevents.
+        with suppress(StateTransitionError):
+            self._state.cancel_sent(now=now, response_id=named)
         return Decision(
             action=Action.CANCEL, verdict=Verdict.ALLOW, reason=Reason.OK, response_id=named
         )
@@ -117,21 +127,56 @@ class OpenCreates:
     def withdraw(self, label: str, now: float, **_: object) -> int:
         return 0
 
+    def refuse(
+        self, request: CreateRequest, now: float, *, reason: Reason, **_: object
+    ) -> Decision:
+        return Decision(action=Action.CREATE, verdict=Verdict.SUPPRESS, reason=reason)
+
     def statistics(self) -> object:
         return self._statistics
 
 
-def unguard(core: BridgeCore) -> BridgeCore:
-    """Replace the guards of *core* (a fresh one) by open ones; returns *core*."""
-    engine = core.engine
-    engine.gate = OpenGate()  # type: ignore[assignment]
-    engine.cancels = OpenCancels(core.state)  # type: ignore[assignment]
-    engine.creates = OpenCreates(core.state)  # type: ignore[assignment]
+@contextmanager
+def open_guards() -> Iterator[None]:
+    """Every turn engine built inside this block gets the open guards.
+
+    The engine hands its guards to its parts (the caller's turns, the responder, the barge-in
+    judgement) as it is built, so they must be open from the start: replacing them on a built
+    engine would leave its parts judging with the real ones.
+    """
+    saved = (turns.CalibrationGate, turns.CancelArbiter, turns.ResponseCreateGuard)
+    turns.CalibrationGate = _open_gate  # type: ignore[assignment,misc]
+    turns.CancelArbiter = _open_cancels  # type: ignore[assignment,misc]
+    turns.ResponseCreateGuard = _open_creates  # type: ignore[assignment,misc]
+    try:
+        yield
+    finally:
+        turns.CalibrationGate, turns.CancelArbiter, turns.ResponseCreateGuard = saved
+
+
+def _open_gate(*_: object, **__: object) -> OpenGate:
+    return OpenGate()
+
+
+def _open_cancels(state: CallState, *_: object, **__: object) -> OpenCancels:
+    return OpenCancels(state)
+
+
+def _open_creates(state: CallState, *_: object, **__: object) -> OpenCreates:
+    return OpenCreates(state)
+
+
+def unguarded_core(*args: object, **kwargs: object) -> BridgeCore:
+    """A :class:`~voiceguard.BridgeCore` whose guards allow everything."""
+    with open_guards():
+        core = BridgeCore(*args, **kwargs)  # type: ignore[arg-type]
+    assert isinstance(core.engine.gate, OpenGate)
     return core
 
 
 def unguarded_handler(*args: object, **kwargs: object) -> MediaHandler:
     """A :class:`~voiceguard.MediaHandler` whose bridge runs with the guards off."""
-    handler = MediaHandler(*args, **kwargs)  # type: ignore[arg-type]
-    unguard(handler.core)
+    with open_guards():
+        handler = MediaHandler(*args, **kwargs)  # type: ignore[arg-type]
+    assert isinstance(handler.core.engine.gate, OpenGate)
     return handler

@@ -44,7 +44,7 @@ import _bench
 sys.path.insert(0, str(Path(__file__).resolve().parent / "corpus"))
 
 import corpus
-from _unguarded import unguard
+from _unguarded import unguarded_core
 
 from voiceguard import BridgeCore
 from voiceguard.core.bridge import SendToModel, SendToPhone
@@ -116,9 +116,7 @@ def _parse_append(messages: list[str]) -> None:
 
 def _bridge(start: str, *, guards: bool) -> Callable[[list[str]], None]:
     def run(messages: list[str]) -> None:
-        core = BridgeCore()
-        if not guards:
-            unguard(core)
+        core = BridgeCore() if guards else unguarded_core()
         core.on_phone(parse_twilio_message(start), 0.0)
         now = 0.0
         for text in messages:

@@ -515,6 +515,15 @@ def run_round(
             model.stop()
         for proc, _ in caller_procs:
             proc.stop()
+    if server is not None:
+        server.log.seek(0)
+        log = server.log.read().decode(errors="replace")
+        if "Traceback" in log:
+            # Figures from a server that failed inside a call would measure the failure.
+            first = log.index("Traceback")
+            raise RuntimeError(
+                f"the server of round N={calls} failed:\n{log[first : first + 3000]}"
+            )
     results = []
     for proc, out in caller_procs:
         if not out.exists():

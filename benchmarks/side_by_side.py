@@ -23,7 +23,8 @@ Rounds are interleaved (every bridge at one size, then the next size; the bridge
 at each repeat) so that drifting load on a shared machine hits them alike; each figure is the
 median over ``--repeats``. Reported per bridge and size: server CPU per call-second, forwarding
 delay p50/p99 (caller frame sent -> its append at the model), barge-in reaction p50/p99
-(``speech_started`` sent by the model -> the ``clear`` at the caller), the server's resident
+(``speech_started`` sent by the model -> the ``clear`` at the caller) and how many were
+measured (a bridge that never clears the phone shows none), the server's resident
 memory when idle and per call; and the ratios the targets are stated in.
 
 Targets (at 50 calls unless said): voiceguard CPU <= 0.8x the hand-written bridge and <= 5 ms
@@ -64,6 +65,7 @@ _FIGURES = {
     "fwd_p99": ("forwarding_delay_ms", "p99"),
     "barge_p50": ("barge_in_reaction_ms", "p50"),
     "barge_p99": ("barge_in_reaction_ms", "p99"),
+    "barges": ("barge_in_reaction_ms", "count"),
     "idle_mib": ("server_idle_rss_mib",),
     "kib_per_call": ("server_memory_per_call_kb",),
     "lost": ("frames_not_forwarded",),
@@ -283,6 +285,7 @@ def main() -> None:
             f["fwd_p99"],
             f["barge_p50"],
             f["barge_p99"],
+            int(f["barges"]),
             f["idle_mib"],
             f["kib_per_call"],
             int(f["lost"]),
@@ -299,6 +302,7 @@ def main() -> None:
             "fwd p99 ms",
             "barge p50 ms",
             "barge p99 ms",
+            "barge-ins",
             "idle MiB",
             "KiB/call",
             "frames lost",
