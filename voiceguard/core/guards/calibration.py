@@ -164,12 +164,13 @@ class CalibrationGate:
 
     def _inbound_frame(self, frame: bytes, now: float) -> None:
         """One caller frame: record it, learn every block, watch a suppressed segment."""
-        power = self._line.push_inbound(frame)
-        n = self._line.in_count
+        line = self._line
+        line.push_inbound(frame)
+        n = line.in_count
         if n % BLOCK == 0 and (self._floor.calibrated_since is None or n % (2 * BLOCK) == 0):
             self._echo.update(self._floor.update(now))
         if self._watch.onset is not None:
-            detail = self._watch.frame(power, n)
+            detail = self._watch.frame(line.last_power(), n)
             if detail is not None:
                 self._line.caller_spoke(self._line.in_count - 1)
                 self._late = self._judge.final(Verdict.ALLOW, Reason.OK, detail)
