@@ -50,8 +50,13 @@ async def sample_bot(
     pcm16: bool = False,
     clears: bool = True,
     calls: list[GuardedCall] | None = None,
+    tool_seconds: float | None = None,
 ) -> None:
-    """One call, bridged the way the popular sample does it, with voiceguard around it."""
+    """One call, bridged the way the popular sample does it, with voiceguard around it.
+
+    With *tool_seconds*, the bot answers each function call of a finished response itself, as
+    such bots do: it works that long, sends the ``function_call_output`` and a
+    ``response.create``."""
     call = GuardedCall()
     if calls is not None:
         calls.append(call)
@@ -125,6 +130,17 @@ async def sample_bot(
                         last_item = None
                     elif kind == "input_audio_buffer.committed" and watchdog is not None:
                         ask_again.restart()
+                    elif kind == "response.done" and tool_seconds is not None:
+                        for item in event["response"]["output"]:
+                            if item["type"] == "function_call":
+                                scope.start_soon(answer_tool, item["call_id"])
+
+            async def answer_tool(call_id: str) -> None:
+                assert tool_seconds is not None
+                await anyio.sleep(tool_seconds)
+                output = {"type": "function_call_output", "call_id": call_id, "output": "{}"}
+                await openai.send(json.dumps({"type": "conversation.item.create", "item": output}))
+                await openai.send(json.dumps({"type": "response.create"}))
 
             async with anyio.create_task_group() as tg:
 

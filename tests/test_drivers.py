@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 import trio.testing
 
-from voiceguard import BridgeCore, Decision, GuardConfig, Reason, TurnAction
-from voiceguard.core.actions import Deliver, EndCall, SendToModel, SendToPhone
+from voiceguard import BridgeAction, BridgeCore, Decision, GuardConfig, Reason
+from voiceguard.core.actions import Deliver, EndCall, RunTool, SendToModel, SendToPhone
 from voiceguard.demo import guarded_bridge
 from voiceguard.middleware import CallGuard, GuardStep
 from voiceguard.observe.trace import Trace, TraceRecorder, load_trace
@@ -155,7 +155,7 @@ class Driver:
     def deadline(self) -> float | None:
         raise NotImplementedError
 
-    def carry_out(self, actions: Sequence[TurnAction], now: float) -> None:
+    def carry_out(self, actions: Sequence[BridgeAction], now: float) -> None:
         for action in actions:
             match action:
                 case SendToPhone():
@@ -166,8 +166,8 @@ class Driver:
                         self.outcome.truncates.append(int(action.message["audio_end_ms"]))
                 case Deliver():
                     self.delivered(action.event, now)
-                case EndCall():
-                    pass
+                case EndCall() | RunTool():
+                    pass  # the traces here call no tool
 
     def delivered(self, raw: object, now: float) -> None:
         pass

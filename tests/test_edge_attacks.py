@@ -380,9 +380,11 @@ async def test_the_idle_ladder_never_hangs_up_while_the_bot_talks(router: ModelR
     assert len(creates) == 1, "no idle prompt while the greeting played"
 
 
-async def test_the_idle_ladder_waits_while_a_tool_runs(router: ModelRouter) -> None:
-    """The greeting ends in a call of a tool nobody answers yet: the caller waits for it, and
-    that is not silence (the ladder would have prompted at 1.0 s and hung up at 2.6 s)."""
+async def test_a_tool_the_bridge_does_not_know_is_answered_with_an_error(
+    router: ModelRouter,
+) -> None:
+    """The greeting ends in a call of a tool the server does not have: the model is told at once
+    (nobody would ever answer it, and the caller would wait in silence), and it goes on."""
     router.use(
         RealtimeSimulator(
             replies=[
@@ -390,20 +392,30 @@ async def test_the_idle_ladder_waits_while_a_tool_runs(router: ModelRouter) -> N
                     text="Let me look that up.",
                     duration=0.5,
                     function_call=FunctionCall(name="lookup_order", arguments='{"id": 7}'),
-                )
+                ),
+                Reply(text="Sorry, I cannot look orders up.", duration=0.5),
             ],
             audio_speed=8.0,
         )
     )
-    handler = HandlerConfig(idle=IdleLadderConfig(prompt_delays=(1.0, 0.8), hangup_delay=0.8))
+    handler = HandlerConfig(idle=IdleLadderConfig(prompt_delays=(2.0, 0.8), hangup_delay=0.8))
     async with serving(create_app(_config(router, handler=handler))) as port:
-        caller = CallerSimulator(script=[HangUp(at=4.0)], noise_dbfs=None)
+        caller = CallerSimulator(script=[HangUp(at=2.0)], noise_dbfs=None)
         with anyio.fail_after(15):
             record = await caller.call(f"ws://127.0.0.1:{port}/media-stream")
-    assert record.ended_by == "caller", f"the bot hung up after {record.ended_at} s"
-    log = router.simulator.connections[-1].log
-    creates = [e for e in log if e.direction == "received" and e.type == "response.create"]
-    assert len(creates) == 1, "no idle prompt while the tool ran"
+    assert record.ended_by == "caller"
+    received = [e for e in router.simulator.connections[-1].log if e.direction == "received"]
+    types = [e.type for e in received]
+    outputs = [
+        e.event["item"]["output"]
+        for e in received
+        if e.type == "conversation.item.create"
+        and e.event["item"].get("type") == "function_call_output"
+    ]
+    assert outputs == ['{"error": "no tool named \'lookup_order\'"}']
+    assert types.count("response.create") == 2, types  # the greeting, then after the error
+    assert types.index("response.create", types.index("conversation.item.create")) > 0
+    assert router.simulator.statistics().errors_total == 0
 
 
 # ============================================================================================

@@ -18,8 +18,10 @@ from bots import bot_of
 from voiceguard import Action, Reason, Verdict
 from voiceguard.decisions import Decision
 from voiceguard.middleware import GuardedCall
-from voiceguard.sim import SCENARIOS, RealtimeSimulator, check_bridge, run_scenario
+from voiceguard.sim import SCENARIOS, RealtimeSimulator, Scenario, check_bridge, run_scenario
 from voiceguard.sim.adapters import WebsocketsConnection
+from voiceguard.sim.caller import CallerSimulator, HangUp, Speak
+from voiceguard.sim.realtime import FunctionCall, Reply
 
 
 @pytest.fixture
@@ -101,3 +103,47 @@ async def test_an_append_the_model_would_refuse_never_reaches_it() -> None:
     assert refused[0].detail.startswith("input_audio_buffer.append: field 'audio':")
     assert "conversation.item.truncate: field 'item_id'" in refused[1].detail
     assert call.guard.send_statistics().count(Verdict.SUPPRESS, Reason.MALFORMED) == 2
+
+
+@pytest.mark.anyio
+async def test_a_bot_that_answers_a_slow_tool_itself_gets_one_answer_and_no_refusal() -> None:
+    """The tool scenario through the middleware: the model calls a tool; the bot works on it for
+    3 s while the caller waits in silence, then sends its result and a ``response.create``: it
+    goes once, after the call's response is done, and the model never refuses one."""
+    scenario = Scenario(
+        name="slow-tool",
+        title="a tool that takes 3 s",
+        description="The caller asks; the model calls a tool; the bot answers it 3 s later.",
+        make_simulator=lambda: RealtimeSimulator(
+            replies=[
+                Reply(text="Hello, how can I help?", duration=1.0),
+                Reply(
+                    text="",
+                    duration=0.0,
+                    function_call=FunctionCall(name="lookup_order", arguments='{"order_id": 42}'),
+                ),
+                Reply(text="Your order arrives tomorrow.", duration=1.5),
+            ]
+        ),
+        make_caller=lambda _n: CallerSimulator(
+            script=[Speak(at=2.0, duration=0.8), HangUp(at=9.5)]
+        ),
+    )
+    run = await run_scenario(scenario, bot_of(tool_seconds=3.0))
+    (connection,) = run.connections
+    outputs = [
+        e
+        for e in connection.log
+        if e.direction == "received" and e.type == "conversation.item.create"
+    ]
+    creates = connection.received("response.create")
+    assert len(outputs) == 1
+    # The greeting, the caller's turn (answered by the guard) and the bot's after its tool.
+    assert len(creates) == 3, [e.type for e in connection.log if e.direction == "received"]
+    assert creates[-1].time - outputs[0].time < 0.1
+    assert outputs[0].time - creates[1].time >= 3.0
+    assert connection.errors == [], connection.errors
+    call = run.calls[0]
+    assert call.protocol_errors == []
+    assert call.heard_between(outputs[0].time - call.started_at) >= 1.4, "the answer was heard"
+    assert run.violations() == ()

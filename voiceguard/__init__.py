@@ -24,7 +24,14 @@ from voiceguard.config import (
     config_from_mapping,
     config_to_mapping,
 )
-from voiceguard.core.actions import Deliver, EndCall, SendToModel, SendToPhone, TurnAction
+from voiceguard.core.actions import (
+    Deliver,
+    EndCall,
+    RunTool,
+    SendToModel,
+    SendToPhone,
+    TurnAction,
+)
 from voiceguard.core.bot import BotSide
 from voiceguard.core.bridge import BridgeAction, BridgeCore
 from voiceguard.core.floor import Floor, FloorTrigger, floor_diagram
@@ -58,6 +65,7 @@ from voiceguard.errors import (
     ProtocolError,
     RemoteProtocolError,
     StateTransitionError,
+    ToolError,
     VoiceguardError,
 )
 from voiceguard.middleware import GuardedCall
@@ -73,6 +81,7 @@ from voiceguard.runtime.scope import (
     current_call_scope,
 )
 from voiceguard.runtime.timers import HangupFallback, IdleLadder, MaxCallDuration, ResponseWatchdog
+from voiceguard.tools import Tool, ToolFunction, load_tools, tool
 
 __all__ = (
     "ACKNOWLEDGEMENTS",
@@ -140,12 +149,16 @@ __all__ = (
     "ResponsePhase",
     "ResponseWatchdog",
     "ResponseWatchdogConfig",
+    "RunTool",
     "SendToModel",
     "SendToPhone",
     "StateConfig",
     "StateTransitionError",
     "TimerCallback",
     "TimerSink",
+    "Tool",
+    "ToolError",
+    "ToolFunction",
     "TurnAction",
     "TurnConfig",
     "TurnEngine",
@@ -157,6 +170,8 @@ __all__ = (
     "config_to_mapping",
     "current_call_scope",
     "floor_diagram",
+    "load_tools",
+    "tool",
 )
 
 #: Names removed from the public API, kept importable (with a warning) for one release.

@@ -42,8 +42,9 @@ LAYERS: Final = (
             "voiceguard.decisions",
             "voiceguard.audio",
             "voiceguard.config",
+            "voiceguard.tools",
         ),
-        holds="errors, decisions, audio, config",
+        holds="errors, decisions, audio, config, tool definitions",
     ),
     Layer(
         name="transports",

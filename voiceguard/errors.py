@@ -32,6 +32,7 @@ __all__ = (
     "ProtocolError",
     "RemoteProtocolError",
     "StateTransitionError",
+    "ToolError",
     "VoiceguardError",
 )
 
@@ -54,6 +55,14 @@ class ConfigError(VoiceguardError, ValueError):
         self.value = value
         self.allowed = allowed
         super().__init__(f"{field} = {value!r} is not allowed; allowed: {allowed}")
+
+
+class ToolError(VoiceguardError, ValueError):
+    """A tool cannot be defined or loaded (see :mod:`voiceguard.tools`); the message names the
+    tool, the parameter if any, and what to change.
+
+    .. versionadded:: 0.2.0
+    """
 
 
 class ProtocolError(VoiceguardError):

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, final
 
@@ -29,7 +30,8 @@ from voiceguard.config.timers import (
     ResponseWatchdogConfig,
 )
 from voiceguard.decisions import CreatePolicy
-from voiceguard.errors import ConfigError
+from voiceguard.errors import ConfigError, ToolError
+from voiceguard.tools import Tool, check_tools
 
 __all__ = ("BridgeConfig", "GuardConfig", "HandlerConfig", "TurnConfig")
 
@@ -473,6 +475,10 @@ class HandlerConfig:
             2 s.
         max_bad_messages: Malformed messages (from both peers together) a call tolerates; past
             this the call ends. Each one is logged and counted. Default 100.
+        tools: The tools the model may call (:mod:`voiceguard.tools`): offered in the session
+            beside ``end_call``; each call runs inside the call's scope within the tool's
+            timeout, and its result goes to the model with one guarded ``response.create``.
+            Default none.
     """
 
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
@@ -486,6 +492,7 @@ class HandlerConfig:
     apology: bool | bytes = field(default=True, repr=False)
     max_audio_burst: float = 2.0
     max_bad_messages: int = 100
+    tools: tuple[Tool, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         for name, kind in (
@@ -525,6 +532,15 @@ class HandlerConfig:
         check_number(
             self, "max_bad_messages", self.max_bad_messages, low=0, high=1_000_000, integer=True
         )
+        tools: object = self.tools
+        if not isinstance(tools, tuple):
+            if not isinstance(tools, (list, Sequence)) or isinstance(tools, str):
+                raise ConfigError(f"{type(self).__name__}.tools", tools, "a sequence of Tools")
+            object.__setattr__(self, "tools", tuple(tools))
+        try:
+            check_tools(self.tools)
+        except ToolError as exc:
+            raise ConfigError(f"{type(self).__name__}.tools", self.tools, str(exc)) from None
 
     def turns(self) -> TurnConfig:
         """The turn engine's configuration of the handler's calls (the bridge and its timers)."""

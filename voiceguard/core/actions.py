@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias, final
+from typing import TYPE_CHECKING, Any, TypeAlias, final
 
-__all__ = ("Deliver", "EndCall", "SendToModel", "SendToPhone", "TurnAction")
+if TYPE_CHECKING:
+    from voiceguard.tools import Tool
+
+__all__ = ("Deliver", "EndCall", "RunTool", "SendToModel", "SendToPhone", "TurnAction")
 
 
 @final
@@ -72,3 +75,22 @@ class EndCall:
 
 #: What the turn engine asks its driver to do.
 TurnAction: TypeAlias = SendToModel | SendToPhone | Deliver | EndCall
+
+
+@final
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunTool:
+    """Run a tool the model called (the reference bridge only), then hand its result to
+    :meth:`BridgeCore.tool_result() <voiceguard.BridgeCore.tool_result>`.
+
+    Attributes:
+        tool: The tool.
+        call_id: The function call's ``call_id``.
+        arguments: The model's arguments, parsed (a JSON object).
+
+    .. versionadded:: 0.2.0
+    """
+
+    tool: Tool
+    call_id: str
+    arguments: Mapping[str, Any]

@@ -8,6 +8,12 @@ everything else to the :class:`~voiceguard.core.turns.TurnEngine`, which holds t
 barge-in and turn policy (the same engine the middleware drives for an existing bot) and paces
 the model's audio to the phone with a mark per chunk.
 
+With tools (:mod:`voiceguard.tools`) it also answers the model's function calls: once the
+response that made them is done, it asks for each to run
+(:class:`~voiceguard.core.actions.RunTool`), and when the last result is in
+(:meth:`BridgeCore.tool_result`) it sends the results and one guarded ``response.create``. A
+call cut off by a barge-in (``incomplete``) is not run.
+
 It does no I/O and never reads a clock. Feed it every message of both peers
 (:meth:`BridgeCore.on_phone`, :meth:`BridgeCore.on_model`) and wake it at
 :meth:`BridgeCore.next_deadline` (:meth:`BridgeCore.on_tick`); each returns the
@@ -17,11 +23,19 @@ and a test can drive it with literal timestamps.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final, TypeAlias, final
 
 from voiceguard._deprecated import warn_deprecated
 from voiceguard.config import BridgeConfig, TurnConfig
-from voiceguard.core.actions import Deliver, EndCall, SendToModel, SendToPhone, TurnAction
+from voiceguard.core.actions import (
+    Deliver,
+    EndCall,
+    RunTool,
+    SendToModel,
+    SendToPhone,
+    TurnAction,
+)
 from voiceguard.core.guards.calibration import CalibrationGate
 from voiceguard.core.guards.cancel import CancelArbiter
 from voiceguard.core.guards.create import CreateRequest, ResponseCreateGuard
@@ -32,9 +46,13 @@ from voiceguard.core.turns import TurnEngine
 from voiceguard.decisions import CreatePolicy
 from voiceguard.protocol.realtime import (
     RealtimeServerEvent,
+    ResponseDone,
     end_call_tool,
+    function_arguments,
+    function_call_output,
     input_audio_append,
     session_update,
+    tool_error_output,
 )
 from voiceguard.protocol.twilio import (
     MarkPlayed,
@@ -43,19 +61,21 @@ from voiceguard.protocol.twilio import (
     StreamStopped,
     TwilioEvent,
 )
+from voiceguard.tools import Tool, check_tools
 
 __all__ = (
     "BridgeAction",
     "BridgeCore",
     "Deliver",
     "EndCall",
+    "RunTool",
     "SendToModel",
     "SendToPhone",
 )
 
-#: What :class:`BridgeCore` asks its runtime to do (it never asks for a
-#: :class:`~voiceguard.core.actions.Deliver`: no bot sits in between).
-BridgeAction: TypeAlias = TurnAction
+#: What :class:`BridgeCore` asks its runtime to do: the turn engine's actions (never a
+#: :class:`~voiceguard.core.actions.Deliver`: no bot sits in between) and the tools to run.
+BridgeAction: TypeAlias = TurnAction | RunTool
 
 
 @final
@@ -74,12 +94,17 @@ class BridgeCore:
             :meth:`HandlerConfig.turns() <voiceguard.HandlerConfig.turns>`); by default
             :meth:`BridgeConfig.turns() <voiceguard.BridgeConfig.turns>` (a watchdog and a
             hang-up fallback, no idle ladder, no time limit).
+        tools: The tools the model may call (offered in the session beside ``end_call``).
+
+    Raises:
+        ToolError: If *tools* holds something else than :class:`~voiceguard.tools.Tool`, or
+            two of the same name.
 
     Attributes:
         engine: The call's :class:`~voiceguard.core.turns.TurnEngine`.
     """
 
-    __slots__ = ("_config", "engine")
+    __slots__ = ("_answered", "_config", "_running", "_tools", "engine")
 
     def __init__(
         self,
@@ -89,8 +114,12 @@ class BridgeCore:
         on_decision: DecisionSink | None = None,
         on_timer: TimerSink | None = None,
         turns: TurnConfig | None = None,
+        tools: Sequence[Tool] = (),
     ) -> None:
         self._config = config if config is not None else BridgeConfig()
+        self._tools = {t.name: t for t in check_tools(tools)}
+        self._running: set[str] = set()  # the call ids of the tools running
+        self._answered: list[TurnAction] = []  # results waiting for the last one
         self.engine = TurnEngine(
             turns if turns is not None else self._config.turns(),
             state=state,
@@ -163,7 +192,7 @@ class BridgeCore:
                 forward: BridgeAction = SendToModel(message=input_audio_append(event.payload))
                 return [forward, *engine.caller_audio(event.audio, now)]
             case MarkPlayed():
-                return engine.mark_played(event.name, now) or []
+                return [*(engine.mark_played(event.name, now) or ())]
             case StreamStarted():
                 engine.stream_started(call_sid=event.call_sid, stream_sid=event.stream_sid, now=now)
                 return self._start(now)
@@ -180,7 +209,7 @@ class BridgeCore:
                 message=session_update(
                     instructions=cfg.instructions,
                     voice=cfg.voice,
-                    tools=[end_call_tool()],
+                    tools=[end_call_tool(), *(t.definition() for t in self._tools.values())],
                     prefix_padding_ms=cfg.calibration.prefix_padding_ms,
                     silence_duration_ms=cfg.silence_duration_ms,
                     input_transcription_model=cfg.input_transcription_model,
@@ -199,7 +228,68 @@ class BridgeCore:
 
     def on_model(self, event: RealtimeServerEvent, now: float) -> list[BridgeAction]:
         """Take one event from the Realtime API; return what to do."""
-        return self.engine.model_event(event, now)
+        out: list[BridgeAction] = [*self.engine.model_event(event, now)]
+        if isinstance(event, ResponseDone):
+            out += self._function_calls(event, now)
+        return out
+
+    @property
+    def tools_running(self) -> int:
+        """How many of the model's function calls are running now."""
+        return len(self._running)
+
+    def tool_result(self, call_id: str, output: str, now: float) -> list[BridgeAction]:
+        """A tool asked for by :class:`~voiceguard.core.actions.RunTool` finished with *output*
+        (its result, or an error, as a string for the model). When it is the last of its
+        response's calls, the results go to the model with one ``response.create``.
+
+        A result for a call not running (the call ended, or it came twice) is ignored.
+
+        .. versionadded:: 0.2.0
+        """
+        if call_id not in self._running:
+            return []
+        self._running.discard(call_id)
+        self._answered.append(SendToModel(message=function_call_output(call_id, output)))
+        return self._answer(now) if not self._running else []
+
+    def _function_calls(self, event: ResponseDone, now: float) -> list[BridgeAction]:
+        """The function calls of a finished response: the tools to run, or answers at once."""
+        out: list[BridgeAction] = []
+        hangup = self.engine.config.hangup_tools
+        for item in event.output:
+            if item.item_type != "function_call" or item.name in hangup or not item.call_id:
+                continue
+            if not (
+                item.status == "completed" or (item.status is None and event.status == "completed")
+            ):
+                continue  # cut off (a barge-in): the caller moved on
+            tool = self._tools.get(item.name or "")
+            arguments = function_arguments(item.arguments)
+            if tool is None or arguments is None:
+                problem = (
+                    f"no tool named {item.name!r}"
+                    if tool is None
+                    else "the arguments are not a JSON object"
+                )
+                error = function_call_output(item.call_id, tool_error_output(problem))
+                self._answered.append(SendToModel(message=error))
+                continue
+            self._running.add(item.call_id)
+            out.append(RunTool(tool=tool, call_id=item.call_id, arguments=arguments))
+        if not self._running:
+            out += self._answer(now)
+        return out
+
+    def _answer(self, now: float) -> list[BridgeAction]:
+        """Every call of the response answered: the results, then the model goes on."""
+        results, self._answered = self._answered, []
+        engine = self.engine
+        engine.tool_finished()  # the caller no longer waits for a tool (the idle ladder runs)
+        if not results:
+            return []
+        request = CreateRequest(policy=CreatePolicy.DEFER, label="tool_result")
+        return [*results, *engine.create(request, now)[1]]
 
     # ------------------------------------------------------------------ time and the end
 
@@ -210,11 +300,11 @@ class BridgeCore:
 
     def on_tick(self, now: float) -> list[BridgeAction]:
         """Do what is due at *now*."""
-        return self.engine.on_tick(now)
+        return [*self.engine.on_tick(now)]
 
     def close(self, now: float) -> list[BridgeAction]:
         """The call ends: the final sends (stop the bot on the phone, cancel what runs)."""
-        return self.engine.close(now)
+        return [*self.engine.close(now)]
 
     def wind_up(self, now: float, *, within: float, instructions: str | None = None) -> None:
         """End the call soon (its server drains): the bot says goodbye at once (with
@@ -244,7 +334,7 @@ class BridgeCore:
     def on_idle_hangup(self, now: float) -> list[BridgeAction]:
         """Deprecated: ends the call (the idle ladder is a deadline of the engine)."""
         _deprecated("on_idle_hangup")
-        return self.engine.end_call("caller silent")
+        return [*self.engine.end_call("caller silent")]
 
     def on_max_duration(self, now: float) -> list[BridgeAction]:
         """Deprecated: the time limits are deadlines of the engine (:meth:`on_tick`)."""
@@ -254,12 +344,12 @@ class BridgeCore:
     def on_max_duration_hard(self, now: float) -> list[BridgeAction]:
         """Deprecated: ends the call (the time limits are deadlines of the engine)."""
         _deprecated("on_max_duration_hard")
-        return self.engine.end_call("maximum call duration")
+        return [*self.engine.end_call("maximum call duration")]
 
     def on_hangup_fallback(self, now: float) -> list[BridgeAction]:
         """Deprecated: ends the call (the fallback is a deadline of the engine)."""
         _deprecated("on_hangup_fallback")
-        return self.engine.end_call("hang-up fallback")
+        return [*self.engine.end_call("hang-up fallback")]
 
 
 def _deprecated(name: str) -> None:

@@ -39,7 +39,7 @@ from typing import Any
 from voiceguard.config import BridgeConfig
 from voiceguard.core.bridge import BridgeAction, BridgeCore, SendToModel, SendToPhone
 from voiceguard.decisions import Decision
-from voiceguard.errors import ConfigError, RemoteProtocolError
+from voiceguard.errors import ConfigError, RemoteProtocolError, ToolError
 from voiceguard.observe._decisions import (
     DecisionDifference,
     ReplayResult,
@@ -61,6 +61,7 @@ from voiceguard.observe.trace import (
     load_trace,
 )
 from voiceguard.protocol import parse_realtime_event, parse_twilio_message
+from voiceguard.tools import Tool
 
 __all__ = (
     "DecisionDifference",
@@ -87,6 +88,8 @@ def _feed(core: BridgeCore, record: Mapping[str, Any], where: str) -> list[Bridg
         except RemoteProtocolError as exc:
             raise TraceError(f"{where}: the recorded message does not parse: {exc}") from None
         return core.on_model(event, t)
+    if kind == "tool":
+        return core.tool_result(str(record["call_id"]), str(record["output"]), t)
     if kind == "tick":
         return core.on_tick(t)
     if kind == "close":
@@ -148,7 +151,7 @@ def replay(trace: Trace, *, config: BridgeConfig | None = None) -> ReplayResult:
     def sink(decision: Decision) -> None:
         replayed.append(TraceDecision.from_record(decision_record(decision, now[0])))
 
-    core = BridgeCore(config=used, on_decision=sink)
+    core = BridgeCore(config=used, on_decision=sink, tools=_recorded_tools(trace))
     sent: list[tuple[float, str]] = []
     lines = trace.lines or tuple(range(2, len(trace.records) + 2))
     for record, number in zip(trace.records, lines, strict=True):
@@ -182,6 +185,29 @@ def replay(trace: Trace, *, config: BridgeConfig | None = None) -> ReplayResult:
             "echo_confidence": stats.echo_confidence,
         },
     )
+
+
+def _recorded_tools(trace: Trace) -> list[Tool]:
+    """The tools the call offered, as the replayed bridge offers them (never run: their results
+    come from the trace)."""
+    tools = []
+    for definition in trace.tools:
+        try:
+            tools.append(
+                Tool(
+                    name=str(definition.get("name")),
+                    function=_not_run,
+                    description=str(definition.get("description", "")),
+                    parameters=definition.get("parameters") or {"type": "object"},
+                )
+            )
+        except ToolError as exc:
+            raise TraceError(f"{trace.path}:1: a recorded tool is invalid: {exc}") from None
+    return tools
+
+
+def _not_run(**_: object) -> None:
+    raise AssertionError("a replayed tool is never run: its result is in the trace")
 
 
 def _recorded_decisions_text(trace: Trace) -> str:

@@ -50,6 +50,7 @@ from voiceguard.audio import ulaw_energy_dbfs
 from voiceguard.config import BridgeConfig, config_from_mapping, config_to_mapping
 from voiceguard.decisions import Decision
 from voiceguard.errors import ConfigError, VoiceguardError
+from voiceguard.tools import Tool
 
 __all__ = (
     "TRACE_FORMAT",
@@ -82,7 +83,7 @@ _GUARD_OF_ACTION: Final = {
     "TIMER": "call_scope",
 }
 _KINDS: Final = frozenset(
-    {"header", "in", "out", "tick", "timer", "close", "decision", "bad", "end"}
+    {"header", "in", "out", "tick", "timer", "close", "decision", "bad", "end", "tool"}
 )
 _REALTIME_AUDIO_DELTAS: Final = frozenset({"response.output_audio.delta", "response.audio.delta"})
 _UNSAFE_NAME: Final = re.compile(r"[^A-Za-z0-9_.-]")
@@ -244,6 +245,7 @@ class TraceRecorder:
         "_now",
         "_registered",
         "_secrets",
+        "_tools",
         "error",
         "path",
     )
@@ -265,6 +267,7 @@ class TraceRecorder:
         self._json_forms: tuple[str, ...] = ()
         self._audio: AudioMode = audio
         self._config = config if config is not None else BridgeConfig()
+        self._tools: list[dict[str, Any]] = []
         self._file: IO[str] | None = None
         self._now = 0.0
         #: The file written, once it was opened.
@@ -280,6 +283,13 @@ class TraceRecorder:
     def set_config(self, config: BridgeConfig) -> None:
         """Set the configuration written in the header (before the first record)."""
         self._config = config
+
+    def set_tools(self, tools: Sequence[Tool]) -> None:
+        """Set the tools the model was offered, written in the header (before the first record).
+
+        .. versionadded:: 0.2.0
+        """
+        self._tools = [tool.definition() for tool in tools]
 
     # ------------------------------------------------------------------ records
 
@@ -312,6 +322,7 @@ class TraceRecorder:
                         timespec="seconds"
                     ),
                     "config": bridge_config_to_mapping(self._config),
+                    **({"tools": self._tools} if self._tools else {}),
                 }
             )
         self.received("phone", text, now)
@@ -374,6 +385,14 @@ class TraceRecorder:
             return
         body = dict(message) if self._audio == "full" else _redact(message)
         self._write({"k": "out", "peer": peer, "t": now, "msg": body})
+
+    def tool_result(self, call_id: str, output: str, now: float) -> None:
+        """A tool's result (or error) as it was handed to the bridge.
+
+        .. versionadded:: 0.2.0
+        """
+        self._now = now
+        self._write({"k": "tool", "t": now, "call_id": call_id, "output": output})
 
     def action(self, what: str, now: float, **fields: object) -> None:
         """One of the bridge's other requests to the runtime, such as ``hang_up``."""
@@ -482,6 +501,12 @@ class Trace:
                 f"{self.path}:1: the recorded configuration is invalid: {exc}"
             ) from None
 
+    @property
+    def tools(self) -> tuple[Mapping[str, Any], ...]:
+        """The tools the model was offered (as ``session.tools`` lists them), from the header."""
+        tools = self.header.get("tools", ())
+        return tuple(t for t in tools if isinstance(t, Mapping)) if isinstance(tools, list) else ()
+
     def of_kind(self, *kinds: str) -> Iterator[Mapping[str, Any]]:
         """The records of the given kinds, in order."""
         return (record for record in self.records if record["k"] in kinds)
@@ -512,11 +537,12 @@ def _check_record(record: object, number: int, path: Path) -> Mapping[str, Any]:
         )
     if kind == "in" and not isinstance(record.get("msg"), dict) and "text" not in record:
         raise TraceError(f"{where}: in record: field 'msg' is missing or not an object")
-    if kind == "decision":
-        for name in ("guard", "action", "verdict", "reason"):
+    strings = {"decision": ("guard", "action", "verdict", "reason"), "tool": ("call_id", "output")}
+    if kind in strings:
+        for name in strings[kind]:
             if not isinstance(record.get(name), str):
                 raise TraceError(
-                    f"{where}: decision record: field {name!r} is {record.get(name)!r}; "
+                    f"{where}: {kind} record: field {name!r} is {record.get(name)!r}; "
                     "expected a string"
                 )
     if kind == "timer" and not isinstance(record.get("name"), str):

@@ -81,6 +81,7 @@ from voiceguard.protocol.realtime import (
     TranscriptDone,
     TurnDetection,
     end_call_tool,
+    function_arguments,
     function_call_output,
     input_audio_append,
     input_audio_clear,
@@ -91,6 +92,7 @@ from voiceguard.protocol.realtime import (
     response_cancel,
     response_create,
     session_update,
+    tool_error_output,
 )
 from voiceguard.protocol.twilio import (
     MULAW_ENCODING,
@@ -191,6 +193,7 @@ __all__ = (
     "connect_stream_twiml",
     "dumps",
     "end_call_tool",
+    "function_arguments",
     "function_call_output",
     "input_audio_append",
     "input_audio_clear",
@@ -206,4 +209,5 @@ __all__ = (
     "response_cancel",
     "response_create",
     "session_update",
+    "tool_error_output",
 )

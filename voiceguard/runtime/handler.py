@@ -25,7 +25,7 @@ from typing_extensions import assert_never
 
 from voiceguard.audio import FRAME_BYTES, FRAME_SECONDS
 from voiceguard.config import HandlerConfig
-from voiceguard.core.actions import Deliver, EndCall, SendToModel, SendToPhone
+from voiceguard.core.actions import Deliver, EndCall, RunTool, SendToModel, SendToPhone
 from voiceguard.core.bridge import BridgeAction, BridgeCore
 from voiceguard.core.record import DecisionSink, TimerSink
 from voiceguard.core.state import CallState
@@ -51,6 +51,7 @@ from voiceguard.runtime._phone_in import (
     parse_phone_message,
 )
 from voiceguard.runtime._sends import OrderedSends
+from voiceguard.runtime._tools import answer_tool
 from voiceguard.runtime.scope import CallScope
 from voiceguard.runtime.summary import CallMeasures, CallSummary, call_summary, trace_gate
 from voiceguard.transports import NORMAL_CLOSURE, Transport, TransportClosed
@@ -116,11 +117,13 @@ class MediaHandler:
         self._measures = CallMeasures()
         if trace is not None:
             trace.set_config(self._config.bridge)
+            trace.set_tools(self._config.tools)
         self._core = BridgeCore(
             config=self._config.bridge,
             on_decision=_decisions_to(trace, on_decision),
             on_timer=_timer_records(trace) if trace is not None else None,
             turns=self._config.turns(),
+            tools=self._config.tools,
         )
         self._bad: Counter[str] = Counter()
         self._model_errors: Counter[str] = Counter()
@@ -146,11 +149,9 @@ class MediaHandler:
         return self._core
 
     def wind_up(self, *, within: float, instructions: str | None = None) -> None:
-        """End the call soon and politely (a server that drains before it stops).
-
-        The bot says goodbye at once (with *instructions*, else the time limit's goodbye,
-        :attr:`~voiceguard.TurnConfig.time_limit_goodbye`), the call hangs up once the goodbye
-        played, and *within* seconds from now at the latest. Before the call's ``start`` it
+        """End the call soon and politely (a server that drains before it stops): a goodbye at
+        once (*instructions*, else :attr:`~voiceguard.TurnConfig.time_limit_goodbye`), the
+        hang-up once it played, by *within* seconds from now at the latest. Before ``start`` it
         takes effect at the start, with what is left of *within*. Only the first call counts.
 
         .. versionadded:: 0.2.0
@@ -371,11 +372,18 @@ class MediaHandler:
                 self._runtime_action("hang_up", reason=action.reason)
                 self._end(f"hang-up: {action.reason}")
                 return False
+            case RunTool():  # in the call's scope: it ends with the call
+                assert self._scope is not None
+                self._scope.start_soon(self._answer, action, name=f"tool {action.tool.name}")
             case Deliver():
                 pass  # no bot sits between the reference bridge and the model
             case _:
                 assert_never(action)
         return True
+
+    async def _answer(self, action: RunTool) -> None:
+        trace, extra = self._trace, self._extra()
+        await answer_tool(action, self._core, self._emit, clock=self._now, trace=trace, extra=extra)
 
     async def _emit(self, actions: list[BridgeAction]) -> None:
         # The ticker is woken only when the core's next deadline moved before the one it sleeps
@@ -448,17 +456,13 @@ class MediaHandler:
     async def _close_phone(self) -> None:
         refused = self._session.refused if self._session is not None else None
         code = refused.close_code if refused is not None else NORMAL_CLOSURE
-        with anyio.move_on_after(self._config.scope.shutdown_grace):
-            with suppress(TransportClosed):
-                await self._phone.aclose(code, self._ended_by[:100])
+        with anyio.move_on_after(self._config.scope.shutdown_grace), suppress(TransportClosed):
+            await self._phone.aclose(code, self._ended_by[:100])
 
     def _extra(self, **fields: object) -> dict[str, object]:
         start = self._start  # names the call even before the core has seen its start
-        return {
-            "call_sid": start.call_sid if start is not None else None,
-            "stream_sid": start.stream_sid if start is not None else None,
-            **fields,
-        }
+        sids = (start.call_sid, start.stream_sid) if start is not None else (None, None)
+        return {"call_sid": sids[0], "stream_sid": sids[1], **fields}
 
     def _summary(
         self, start: StreamStarted | None, duration: float, scope: CallScope | None

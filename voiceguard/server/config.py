@@ -46,6 +46,7 @@ _CONFIG_OPTIONS: Final = (
     "max_pending_streams",
     "start_timeout",
     "model_timeout",
+    "tools",
     "request_timeout",
     "drain_timeout",
     "max_waiting_connections",
@@ -298,6 +299,7 @@ def config_from_values(values: Mapping[str, object], environ: Mapping[str, str])
         bridge=bridge,
         start_timeout=values["start_timeout"],  # type: ignore[arg-type]
         model_timeout=values["model_timeout"],  # type: ignore[arg-type]
+        tools=values["tools"],  # type: ignore[arg-type]
     )
     return ServerConfig(
         realtime_url=values["realtime_url"],  # type: ignore[arg-type]

@@ -17,8 +17,9 @@ from typing import Any, Final, final
 from urllib.parse import urlsplit
 
 from voiceguard.config import BridgeConfig, HandlerConfig
-from voiceguard.errors import ConfigError
+from voiceguard.errors import ConfigError, ToolError
 from voiceguard.server.parameters import is_parameter_name
+from voiceguard.tools import Tool, load_tools
 from voiceguard.transports import DEFAULT_MAX_PHONE_MESSAGE_BYTES
 
 __all__ = (
@@ -103,6 +104,25 @@ def _parse_public_url(text: str) -> str:
     ):
         raise ValueError(allowed)
     return text.rstrip("/")
+
+
+class _Tools(tuple[Tool, ...]):
+    """The tools of ``--tools``, with the text they came from (the workers load them again)."""
+
+    spec = ""
+
+
+def _parse_tools(text: str) -> tuple[Tool, ...]:
+    if not text.strip():
+        raise ValueError("package.module:attribute naming a voiceguard.Tool, a function or a list")
+    spec = text.strip()
+    try:
+        tools = _Tools(load_tools(spec))
+    except ToolError as exc:
+        problem = str(exc).removeprefix(f"tools {spec!r}: ")
+        raise ValueError(f"package.module:attribute of Tools or functions ({problem})") from None
+    tools.spec = spec
+    return tools
 
 
 def _int_parser(low: int, high: int, note: str = "") -> Callable[[str], int]:
@@ -409,6 +429,15 @@ OPTIONS: Final = (
         "TEXT",
         "instructions for the bot's greeting; empty: wait for the caller to speak first",
     ),
+    ServerOption(
+        "tools",
+        _parse_tools,
+        (),
+        "MODULE:NAME",
+        "the tools the model may call: a voiceguard.Tool, a function, or a list of them, "
+        "imported from package.module:attribute (the current directory is searched too); "
+        "each runs when the model calls it, its result is spoken (default: only end_call)",
+    ),
     ServerOption("log_level", _parse_log_level, "info", "LEVEL", "one of " + ", ".join(LOG_LEVELS)),
     ServerOption(
         "loop",
@@ -493,5 +522,10 @@ def export_options(values: Mapping[str, object], environ: MutableMapping[str, st
             environ[option.env] = "true" if value else "false"
         elif isinstance(value, frozenset):
             environ[option.env] = ",".join(sorted(value))
+        elif isinstance(value, tuple):
+            if isinstance(value, _Tools):
+                environ[option.env] = value.spec
+            else:
+                environ.pop(option.env, None)  # no tools
         else:
             environ[option.env] = str(value)

@@ -23,6 +23,7 @@ from voiceguard.protocol._common import UnknownEvent
 from voiceguard.protocol.realtime._builders import (
     END_CALL_TOOL_NAME,
     end_call_tool,
+    function_arguments,
     function_call_output,
     input_audio_append,
     input_audio_clear,
@@ -32,6 +33,7 @@ from voiceguard.protocol.realtime._builders import (
     response_cancel,
     response_create,
     session_update,
+    tool_error_output,
 )
 from voiceguard.protocol.realtime._events import (
     InputAudioCleared,
@@ -117,6 +119,7 @@ __all__ = (
     "TurnDetection",
     "UnknownEvent",
     "end_call_tool",
+    "function_arguments",
     "function_call_output",
     "input_audio_append",
     "input_audio_clear",
@@ -127,4 +130,5 @@ __all__ = (
     "response_cancel",
     "response_create",
     "session_update",
+    "tool_error_output",
 )

@@ -6,6 +6,7 @@ raise :class:`~voiceguard.errors.LocalProtocolError` on arguments the protocol d
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
 
@@ -16,6 +17,7 @@ from voiceguard.protocol._common import quote
 __all__ = (
     "END_CALL_TOOL_NAME",
     "end_call_tool",
+    "function_arguments",
     "function_call_output",
     "input_audio_append",
     "input_audio_clear",
@@ -25,6 +27,7 @@ __all__ = (
     "response_cancel",
     "response_create",
     "session_update",
+    "tool_error_output",
 )
 
 #: Name of the function tool built by :func:`end_call_tool`.
@@ -276,6 +279,28 @@ def end_call_tool(
         "description": _check_str("end_call_tool", "description", description),
         "parameters": {"type": "object", "properties": {}, "required": []},
     }
+
+
+def tool_error_output(problem: str) -> str:
+    """The output of a function call that failed, for :func:`function_call_output`:
+    ``{"error": problem}`` as JSON text (the model reads it and can tell the caller).
+
+    .. versionadded:: 0.2.0
+    """
+    return json.dumps({"error": problem})
+
+
+def function_arguments(text: str | None) -> dict[str, Any] | None:
+    """A function call's ``arguments`` (JSON text) as an object, or None when they are not a JSON
+    object (cut off, or not an object at all); absent arguments are an empty object.
+
+    .. versionadded:: 0.2.0
+    """
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def response_create(
