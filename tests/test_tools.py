@@ -23,7 +23,7 @@ import pytest
 from server_harness import API_KEY, ModelRouter
 from trio.testing import MockClock
 
-from voiceguard import BridgeCore, HandlerConfig, RunTool, SendToModel, Tool, tool
+from voiceguard import BridgeCore, HandlerConfig, RunTool, SendToModel, Tool, load_tools, tool
 from voiceguard.config import IdleLadderConfig
 from voiceguard.errors import ConfigError, ToolError
 from voiceguard.observe.replay import replay
@@ -33,7 +33,6 @@ from voiceguard.runtime._tools import run_tool
 from voiceguard.server import ServerConfig, create_app, serving
 from voiceguard.sim.caller import CallerSimulator, HangUp, Speak
 from voiceguard.sim.realtime import FunctionCall, RealtimeSimulator, Reply
-from voiceguard.tools import load_tools
 
 # ------------------------------------------------------------------ schemas
 

@@ -70,6 +70,7 @@ from voiceguard.errors import (
 )
 from voiceguard.middleware import GuardedCall
 from voiceguard.observe.metrics import CallMetrics, call_metrics
+from voiceguard.runtime._tools import load_tools
 from voiceguard.runtime.handler import CallSummary, MediaHandler, ModelConnector
 from voiceguard.runtime.scope import (
     CallIdentity,
@@ -81,7 +82,7 @@ from voiceguard.runtime.scope import (
     current_call_scope,
 )
 from voiceguard.runtime.timers import HangupFallback, IdleLadder, MaxCallDuration, ResponseWatchdog
-from voiceguard.tools import Tool, ToolFunction, load_tools, tool
+from voiceguard.tools import Tool, ToolFunction, tool
 
 __all__ = (
     "ACKNOWLEDGEMENTS",

@@ -4,12 +4,12 @@ A :class:`~voiceguard.Tool` is a function with the JSON schema of its arguments,
 API takes it in ``session.tools``. Make one from a function with :func:`~voiceguard.tool` (the
 schema comes from its type hints, its description from its docstring), give the tools to
 :class:`~voiceguard.HandlerConfig` (``HandlerConfig(tools=[...])``) or to ``voiceguard serve
---tools package.module:attribute``, and the handler answers the model's function calls: it runs
-the function inside the call's scope with the tool's timeout, sends its result as the
-``function_call_output`` and then one guarded ``response.create``, so the model speaks the
-answer. While a tool runs the caller's silence is not idleness (the idle ladder waits). A tool
-that raises or runs out of time gives the model an error result (logged), and never ends the
-call.
+--tools package.module:attribute`` (:func:`~voiceguard.load_tools`), and the handler answers the
+model's function calls: it runs the function inside the call's scope with the tool's timeout,
+sends its result as the ``function_call_output`` and then one guarded ``response.create``, so
+the model speaks the answer. While a tool runs the caller's silence is not idleness (the idle
+ladder waits). A tool that raises or runs out of time gives the model an error result (logged),
+and never ends the call.
 
 Example:
     >>> async def weather(city: str, unit: Literal["C", "F"] = "C") -> dict[str, object]:
@@ -30,12 +30,9 @@ Example:
 from __future__ import annotations
 
 import enum
-import importlib
 import inspect
 import math
-import os
 import re
-import sys
 import types
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -44,7 +41,7 @@ from typing import Any, Final, Literal, final
 
 from voiceguard.errors import ToolError
 
-__all__ = ("Tool", "ToolFunction", "load_tools", "tool")
+__all__ = ("Tool", "ToolFunction", "tool")
 
 #: A tool's function: called with the model's arguments as keyword arguments; sync functions
 #: run in a worker thread. Returns a string (sent as is) or anything JSON can encode.
@@ -146,43 +143,6 @@ def tool(
         parameters=parameters if parameters is not None else _schema(function, label, doc),
         timeout=timeout,
     )
-
-
-def load_tools(spec: str) -> tuple[Tool, ...]:
-    """Import ``package.module:attribute``: a :class:`~voiceguard.Tool`, a function, or a sequence
-    of them (functions become tools with :func:`~voiceguard.tool`). The module is looked up on the
-    Python path and in the current directory.
-
-    Raises:
-        ToolError: If the module or attribute cannot be found, or it holds something else; the
-            message says what to give.
-    """
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ToolError(f"tools {spec!r}: give package.module:attribute")
-    here = os.getcwd()
-    if here not in sys.path and "" not in sys.path:
-        sys.path.insert(0, here)  # as uvicorn finds an app: the current directory too
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ToolError(f"tools {spec!r}: cannot import {module_name}: {exc}") from None
-    try:
-        value = getattr(module, attribute)
-    except AttributeError:
-        raise ToolError(f"tools {spec!r}: {module_name} has no {attribute!r}") from None
-    items = value if isinstance(value, Sequence) and not isinstance(value, str) else (value,)
-    tools = []
-    for item in items:
-        if isinstance(item, Tool):
-            tools.append(item)
-        elif callable(item):
-            tools.append(tool(item))
-        else:
-            raise ToolError(
-                f"tools {spec!r}: {type(item).__name__} is neither a Tool nor a function"
-            )
-    return check_tools(tools)
 
 
 def check_tools(tools: Sequence[Tool]) -> tuple[Tool, ...]:

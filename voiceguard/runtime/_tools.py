@@ -8,30 +8,71 @@ from __future__ import annotations
 
 import enum
 import functools
+import importlib
 import inspect
 import json
 import logging
+import os
+import sys
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.to_thread
 
+from voiceguard.errors import ToolError
 from voiceguard.protocol.realtime import tool_error_output
-from voiceguard.tools import Tool
+from voiceguard.tools import Tool, check_tools, tool
 
 if TYPE_CHECKING:
     from voiceguard.core.actions import RunTool
     from voiceguard.core.bridge import BridgeAction, BridgeCore
     from voiceguard.observe.trace import TraceRecorder
 
-__all__ = ("answer_tool", "run_tool")
+__all__ = ("answer_tool", "load_tools", "run_tool")
 
 logger = logging.getLogger("voiceguard.handler")
 
 #: At most this much of an exception's text reaches the model.
 _DETAIL: Final = 200
+
+
+def load_tools(spec: str) -> tuple[Tool, ...]:
+    """Import ``package.module:attribute``: a :class:`~voiceguard.Tool`, a function, or a sequence
+    of them (functions become tools with :func:`~voiceguard.tool`). The module is looked up on the
+    Python path and in the current directory.
+
+    Raises:
+        ToolError: If the module or attribute cannot be found, or it holds something else; the
+            message says what to give.
+    """
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ToolError(f"tools {spec!r}: give package.module:attribute")
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)  # as uvicorn finds an app: the current directory too
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ToolError(f"tools {spec!r}: cannot import {module_name}: {exc}") from None
+    try:
+        value = getattr(module, attribute)
+    except AttributeError:
+        raise ToolError(f"tools {spec!r}: {module_name} has no {attribute!r}") from None
+    items = value if isinstance(value, Sequence) and not isinstance(value, str) else (value,)
+    tools = []
+    for item in items:
+        if isinstance(item, Tool):
+            tools.append(item)
+        elif callable(item):
+            tools.append(tool(item))
+        else:
+            raise ToolError(
+                f"tools {spec!r}: {type(item).__name__} is neither a Tool nor a function"
+            )
+    return check_tools(tools)
 
 
 async def answer_tool(

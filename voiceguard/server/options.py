@@ -18,8 +18,9 @@ from urllib.parse import urlsplit
 
 from voiceguard.config import BridgeConfig, HandlerConfig
 from voiceguard.errors import ConfigError, ToolError
+from voiceguard.runtime._tools import load_tools
 from voiceguard.server.parameters import is_parameter_name
-from voiceguard.tools import Tool, load_tools
+from voiceguard.tools import Tool
 from voiceguard.transports import DEFAULT_MAX_PHONE_MESSAGE_BYTES
 
 __all__ = (
