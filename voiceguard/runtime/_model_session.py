@@ -5,24 +5,46 @@ the model's first event (``session.created``), both within the handler's ``model
 a stop or a closed socket on the phone meanwhile ends the wait at once. Then it runs the call
 over the connection. When the call cannot go on, it ends it with the reason (the connector
 refused the start; the model could not be reached, closed before its session, or stayed
-silent) and says whether the model failed, so the caller can be told (the apology).
+silent, or refused the session: an ``error`` where ``session.created`` belongs) and says
+whether the model failed, so the caller can be told (the apology). A refusal is logged as one
+ERROR line that says what to change.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import final
+from typing import Final, final
 
 import anyio
 
 from voiceguard.errors import CallRefused, RemoteProtocolError
-from voiceguard.protocol import StreamStarted
+from voiceguard.protocol import RealtimeError, StreamStarted, parse_realtime_event
 from voiceguard.runtime._phone_in import PhoneInput
 from voiceguard.transports import Transport, TransportClosed
 
-__all__ = ("ModelSession",)
+__all__ = ("ModelSession", "log_model_error")
+
+logger = logging.getLogger("voiceguard.handler")
+
+#: What to change when the model refuses a session with this error code.
+_ADVICE: Final[Mapping[str, str]] = {
+    "beta_api_shape_disabled": (
+        "the endpoint no longer speaks the retired Realtime beta protocol, and voiceguard speaks "
+        "the GA one: connect to a GA endpoint (wss://api.openai.com/v1/realtime?model=...) "
+        "without the OpenAI-Beta header"
+    ),
+    "invalid_api_key": "check the API key (OPENAI_API_KEY for voiceguard serve)",
+    "model_not_found": "check the model named in the Realtime URL (?model=...)",
+}
+
+
+def log_model_error(error: RealtimeError, extra: Mapping[str, object]) -> None:
+    """Log a model's ``error`` in a running call (WARNING: the call goes on)."""
+    what = error.code or error.error_type
+    logger.warning("model error %s: %s", what, error.message, extra=extra)
 
 
 @final
@@ -35,6 +57,7 @@ class ModelSession:
         timeout: Seconds for the handshake and the first event together.
         end: Ends the call with a reason (the first reason given wins).
         count_bad: Counts a malformed message: ``count_bad(peer, what)``.
+        extra: The call's identity for log records (``extra(**more)``).
 
     Attributes:
         failed: The model could not be reached, closed before its session or stayed silent.
@@ -49,12 +72,14 @@ class ModelSession:
         timeout: float,
         end: Callable[[str], None],
         count_bad: Callable[[str, str], None],
+        extra: Callable[..., Mapping[str, object]] = lambda **fields: fields,
     ) -> None:
         self._connect = connect
         self._phone_in = phone_in
         self._timeout = timeout
         self._end = end
         self._count_bad = count_bad
+        self._extra = extra
         self._opened = False
         self.failed = False
         self.refused: CallRefused | None = None
@@ -112,6 +137,29 @@ class ModelSession:
             phone_in.on_gone = None
         if connecting.cancelled_caught:
             self._no_session()
+
+    def refusal(self, first: str) -> str | None:
+        """If the model's first message *first* is an ``error`` (where ``session.created``
+        belongs), the session is refused: one ERROR line says what to change, the call ends
+        (with the apology), and the error's code is returned; else None."""
+        try:
+            error = parse_realtime_event(first)
+        except RemoteProtocolError:
+            return None  # counted as malformed where the call reads it
+        if not isinstance(error, RealtimeError):
+            return None
+        what = error.code or error.error_type
+        advice = _ADVICE.get(error.code or "", "check the Realtime URL and the API key")
+        logger.error(
+            "the model refused the session: %s: %s -- %s",
+            what,
+            error.message,
+            advice,
+            extra=self._extra(code=error.code),
+        )
+        self.failed = True
+        self._end(f"model refused the session ({what})")
+        return what
 
     def _watch_phone(self, scope: anyio.CancelScope) -> None:
         self._phone_in.on_gone = scope.cancel

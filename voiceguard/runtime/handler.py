@@ -42,7 +42,7 @@ from voiceguard.protocol import (
 )
 from voiceguard.protocol.twilio import TwilioEvent
 from voiceguard.runtime._clock import loop_clock
-from voiceguard.runtime._model_session import ModelSession
+from voiceguard.runtime._model_session import ModelSession, log_model_error
 from voiceguard.runtime._phone_in import (
     PhoneChecks,
     PhoneInput,
@@ -230,9 +230,13 @@ class MediaHandler:
             timeout=self._config.model_timeout,
             end=self._end,
             count_bad=self._count_bad,
+            extra=self._extra,
         )
 
         async def run(model: Transport, first: str) -> None:
+            if (refused := session.refusal(first)) is not None:  # the apology follows
+                self._model_errors[refused] += 1
+                return
             self._first_model_text = first
             self._model = model
             await self._run_call(start, scope, model)
@@ -315,12 +319,7 @@ class MediaHandler:
                 continue
             if isinstance(event, RealtimeError):
                 self._model_errors[event.code or event.error_type] += 1
-                logger.warning(
-                    "model error %s: %s",
-                    event.code or event.error_type,
-                    event.message,
-                    extra=self._extra(code=event.code),
-                )
+                log_model_error(event, self._extra(code=event.code))
             now = self._now()
             if self._trace is not None:
                 self._trace.received("model", text, now)

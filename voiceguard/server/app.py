@@ -192,9 +192,7 @@ class _Server:
 
     def _connect_realtime(self, start: StreamStarted) -> AbstractAsyncContextManager[Transport]:
         config = self.config
-        return connect_realtime(
-            config.realtime_url, api_key=config.api_key, beta=config.realtime_beta
-        )
+        return connect_realtime(config.realtime_url, api_key=config.api_key)  # GA
 
     def host_refused(self, headers: Mapping[str, str]) -> bool:
         """Whether the request's ``Host`` is not one :attr:`ServerConfig.allowed_hosts` allows

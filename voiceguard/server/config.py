@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Final, final
 from urllib.parse import urlsplit
 
+from voiceguard._deprecated import warn_deprecated
 from voiceguard.config import BridgeConfig, HandlerConfig
 from voiceguard.errors import ConfigError
 from voiceguard.server.options import (
@@ -38,6 +39,12 @@ INCOMING_CALL_PATH: Final = "/incoming-call"
 MEDIA_STREAM_PATH: Final = "/media-stream"
 #: The options that are fields of :class:`ServerConfig` (the others only matter to
 #: ``voiceguard serve``: where to listen, how many workers, the log level).
+#: Why ``realtime_beta`` does nothing any more.
+RETIRED_BETA: Final = (
+    "OpenAI retired the Realtime beta protocol on 2026-05-12 (a beta session is refused with "
+    "beta_api_shape_disabled); the server speaks the GA protocol and sends no OpenAI-Beta header"
+)
+
 _CONFIG_OPTIONS: Final = (
     "realtime_url",
     "realtime_beta",
@@ -74,7 +81,10 @@ class ServerConfig:
         realtime_url: The Realtime API's ``ws://`` or ``wss://`` URL.
         api_key: Sent to the Realtime API as ``Authorization: Bearer``; never logged or shown
             in ``repr``. None sends no key.
-        realtime_beta: Send ``OpenAI-Beta: realtime=v1`` (the beta protocol). Default off (GA).
+        realtime_beta: Deprecated and ignored (a warning when True): OpenAI retired the Realtime
+            beta protocol on 2026-05-12 (such a session is refused with
+            ``beta_api_shape_disabled``), and the server speaks the GA protocol with no
+            ``OpenAI-Beta`` header. Goes away in the next release.
         public_url: The ``http(s)://`` URL Twilio reaches this server at, perhaps with a path
             prefix; the media stream URL in the TwiML and the URLs signatures are checked against
             are built from it. None falls back to the request's ``Host`` header, which is right
@@ -189,6 +199,8 @@ class ServerConfig:
         for flag in ("realtime_beta", "trace_audio", "stream_tokens"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{owner}.{flag}", getattr(self, flag), "True or False")
+        if self.realtime_beta:
+            warn_deprecated(f"{owner}.realtime_beta", RETIRED_BETA, stacklevel=3)
         trace_dir: object = self.trace_dir  # checked at run time: callers may not be typed
         if trace_dir is not None and not (isinstance(trace_dir, str) and trace_dir):
             raise ConfigError(f"{owner}.trace_dir", trace_dir, "a directory path or None")

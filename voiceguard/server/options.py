@@ -292,7 +292,8 @@ OPTIONS: Final = (
         _parse_bool,
         False,
         "BOOL",
-        "send OpenAI-Beta: realtime=v1 (the beta protocol)",
+        "deprecated and ignored: OpenAI retired the Realtime beta protocol on 2026-05-12 and the "
+        "server speaks the GA one (the option goes away in the next release)",
         is_flag=True,
     ),
     ServerOption(

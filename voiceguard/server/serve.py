@@ -36,7 +36,12 @@ from voiceguard._redact import SecretFilter
 from voiceguard.errors import ConfigError
 from voiceguard.observe.trace import trace_dir_problem
 from voiceguard.server.app import app_from_env, create_app
-from voiceguard.server.config import INCOMING_CALL_PATH, ServerConfig, config_from_values
+from voiceguard.server.config import (
+    INCOMING_CALL_PATH,
+    RETIRED_BETA,
+    ServerConfig,
+    config_from_values,
+)
 from voiceguard.server.drain import drain_on_sigterm
 from voiceguard.server.options import (
     DEFAULT_HOST,
@@ -449,11 +454,12 @@ def _banner(
         f"({workers} worker{'s' if workers > 1 else ''}, up to {config.max_calls} calls)",
         f"  Twilio voice webhook: POST {where}{INCOMING_CALL_PATH}",
         f"  media stream: {stream}",
-        f"  Realtime API: {_display_url(config.realtime_url)}"
-        f"{' (beta)' if config.realtime_beta else ''}",
+        f"  Realtime API: {_display_url(config.realtime_url)}",
         f"  signatures: {checks}",
         f"  event loop: {_fast_stack(loop)}",
     ]
     if shared:
         lines.append(f"  workers share: {shared}")
+    if config.realtime_beta:
+        lines.append(f"  --realtime-beta is deprecated and ignored: {RETIRED_BETA}")
     print("\n".join([*lines, "  Press Ctrl+C to stop."]), flush=True)

@@ -344,7 +344,9 @@ async def connect_realtime(
             ``ws://`` URL of a local simulator.
         api_key: Sent as ``Authorization: Bearer <api_key>``; None sends no ``Authorization``.
             Never logged.
-        beta: Add ``OpenAI-Beta: realtime=v1`` (the beta protocol); off for GA.
+        beta: Add ``OpenAI-Beta: realtime=v1`` (the beta protocol); off for GA. OpenAI retired
+            the beta protocol on 2026-05-12 (it refuses such a session with
+            ``beta_api_shape_disabled``); only for other servers that still speak it.
         headers: More request headers.
         max_message_bytes: The largest message accepted from the server; a bigger one closes
             the connection with 1009.
