@@ -255,11 +255,17 @@ class BridgeCore:
 
     def _function_calls(self, event: ResponseDone, now: float) -> list[BridgeAction]:
         """The function calls of a finished response: the tools to run, or answers at once."""
-        out: list[BridgeAction] = []
         hangup = self.engine.config.hangup_tools
-        for item in event.output:
-            if item.item_type != "function_call" or item.name in hangup or not item.call_id:
-                continue
+        calls = [
+            item
+            for item in event.output
+            if item.item_type == "function_call" and item.name not in hangup and item.call_id
+        ]
+        if not calls:
+            return []
+        out: list[BridgeAction] = []
+        for item in calls:
+            assert item.call_id is not None
             if not (
                 item.status == "completed" or (item.status is None and event.status == "completed")
             ):
