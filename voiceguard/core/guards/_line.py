@@ -46,10 +46,10 @@ _TINY: Final = 10.0 ** (SILENCE_DBFS / 10.0)
 _RAW_RING: Final = 128  # raw mu-law frames kept for the spectral check (2.56 s); a power of two
 _RAW_MASK: Final = _RAW_RING - 1
 _SPECTRUM_FRAMES: Final = 8  # at most this many of the latest speech frames are analysed
-#: A bot frame this many frames ahead of the caller's or more has its energy written at once: the
-#: recycling of the caller frames of the next block (half a ring ahead of each) cannot reach a
-#: slot nearer than this.
-_AHEAD: Final = RING // 2 - 2 * BLOCK
+
+
+def _codes(frame: bytes) -> npt.NDArray[np.uint8]:
+    return np.frombuffer(frame, dtype=np.uint8)
 
 
 def frames_of(seconds: float) -> int:
@@ -73,16 +73,18 @@ class LineHistory:
     the bot audio handed to the phone while that caller frame arrived (silence when none was).
     Absolute frame numbers index both rings modulo :data:`RING`.
 
-    The frames' energies are computed a block of :data:`BLOCK` caller frames at a time, both
-    directions in one pass of numpy (rather than one pass per 20 ms frame), and whenever
-    :attr:`in_db`, :attr:`out_db`, :attr:`last_bot_frame` or :meth:`last_power` is read before a
-    block is complete: a reader always sees every frame pushed, with the values frame-by-frame
-    computing gives.
+    The caller's frame energies are computed a block of :data:`BLOCK` frames at a time (one pass
+    of numpy over the block rather than one per 20 ms frame), and whenever :attr:`in_db` or
+    :meth:`last_power` is read before a block is complete: a reader always sees every frame
+    pushed, with the values frame-by-frame computing gives. The bot's frames are computed as
+    they come (a suppressed segment's watch reads them every frame).
 
     Attributes:
+        out_db: Bot frame energies (dBFS) on the caller's frame clock, a ring of :data:`RING`.
         in_count: Caller frames seen.
         out_count: Bot frames seen.
         out_cursor: The frame the next bot frame goes to, at the earliest.
+        last_bot_frame: The latest frame the bot's audio was louder than :data:`BOT_ACTIVE_DBFS`.
         caller_from: The first frame of the latest speech the gate judged to be the caller's, or
             ``None``.
         caller_to: The frame that speech ended at, or ``None`` while it goes on.
@@ -90,33 +92,28 @@ class LineHistory:
 
     __slots__ = (
         "_in_db",
-        "_last_bot_frame",
         "_last_power",
-        "_out_db",
-        "_out_frames",
         "_out_rest",
-        "_out_slots",
         "_pending",
         "_raw",
         "caller_from",
         "caller_to",
         "in_count",
+        "last_bot_frame",
         "out_count",
         "out_cursor",
+        "out_db",
     )
 
     def __init__(self) -> None:
         self._in_db: npt.NDArray[np.float64] = np.full(RING, SILENCE_DBFS)
         self._pending = 0  # caller frames pushed whose energy is not computed yet
         self._last_power = 0.0
-        self._out_db: npt.NDArray[np.float64] = np.full(RING, SILENCE_DBFS)
-        # Bot frames pushed whose energy is not computed yet, and the slot each goes to.
-        self._out_frames: list[bytes] = []
-        self._out_slots: list[int] = []
+        self.out_db: npt.NDArray[np.float64] = np.full(RING, SILENCE_DBFS)
         self.in_count = 0
         self.out_count = 0
         self.out_cursor = 0
-        self._last_bot_frame = -(10**9)
+        self.last_bot_frame = -(10**9)
         self.caller_from: int | None = None
         self.caller_to: int | None = None
         self._out_rest = b""
@@ -125,32 +122,15 @@ class LineHistory:
     @property
     def in_db(self) -> npt.NDArray[np.float64]:
         """Caller frame energies (dBFS), a ring of :data:`RING` frames (read-only use)."""
-        if self._pending or self._out_frames:
+        if self._pending:
             self._energies()
         return self._in_db
-
-    @property
-    def out_db(self) -> npt.NDArray[np.float64]:
-        """Bot frame energies (dBFS) on the caller's frame clock, a ring of :data:`RING` frames
-        (read-only use)."""
-        if self._pending or self._out_frames:
-            self._energies()
-        return self._out_db
-
-    @property
-    def last_bot_frame(self) -> int:
-        """The latest frame the bot's audio was louder than :data:`BOT_ACTIVE_DBFS`."""
-        if self._out_frames:
-            self._energies()
-        return self._last_bot_frame
 
     def push_inbound(self, frame: bytes) -> None:
         """Record one caller frame of :data:`~voiceguard.audio.FRAME_BYTES` mu-law bytes."""
         n = self.in_count
         self._raw[n & _RAW_MASK] = frame
-        # Recycle the slot half a ring ahead. No bot frame waiting for its energy can go there
-        # (see _bot_frame), so recycling before that energy is written changes nothing.
-        self._out_db[(n + RING // 2) & MASK] = SILENCE_DBFS
+        self.out_db[(n + RING // 2) & MASK] = SILENCE_DBFS  # recycle the slot ahead
         self.in_count = n + 1
         self._pending += 1
         if self._pending == BLOCK:
@@ -162,6 +142,27 @@ class LineHistory:
             self._energies()
         return self._last_power
 
+    def _energies(self) -> None:
+        """The energies of the caller frames pushed since the last time."""
+        count, end = self._pending, self.in_count
+        self._pending = 0
+        ring, raw = self._in_db, self._raw
+        if count == 1:  # read between blocks (a watched segment reads every frame)
+            power = float(_SUM(_POWER.take(_codes(raw[(end - 1) & _RAW_MASK])))) * _INV_FRAME
+            ring[(end - 1) & MASK] = 10.0 * math.log10(power) if power > _TINY else SILENCE_DBFS
+            self._last_power = power
+            return
+        joined = b"".join([raw[i & _RAW_MASK] for i in range(end - count, end)])
+        codes = np.frombuffer(joined, dtype=np.uint8).reshape(count, FRAME_BYTES)
+        n = end - count
+        log10 = math.log10
+        power = 0.0
+        for total in _SUM(_POWER.take(codes), axis=1).tolist():
+            power = total * _INV_FRAME
+            ring[n & MASK] = 10.0 * log10(power) if power > _TINY else SILENCE_DBFS
+            n += 1
+        self._last_power = power
+
     def push_outbound(self, audio: bytes | bytearray | memoryview) -> None:
         """Record the bot's audio as it is handed to the phone (any length; see the gate).
 
@@ -169,7 +170,15 @@ class LineHistory:
             TypeError: If *audio* is not bytes-like.
         """
         if type(audio) is bytes and len(audio) == FRAME_BYTES and not self._out_rest:
-            self._bot_frame(audio)  # the hot path: one whole frame
+            # The hot path: one whole frame.
+            power = float(_SUM(_POWER.take(_codes(audio)))) * _INV_FRAME
+            slot = max(self.out_cursor, self.in_count)
+            db = 10.0 * math.log10(power) if power > _TINY else SILENCE_DBFS
+            self.out_db[slot & MASK] = db
+            if db > BOT_ACTIVE_DBFS:
+                self.last_bot_frame = slot
+            self.out_count += 1
+            self.out_cursor = slot + 1
             return
         if not isinstance(audio, (bytes, bytearray, memoryview)):
             raise TypeError(
@@ -179,50 +188,20 @@ class LineHistory:
         data = self._out_rest + bytes(audio)
         whole = len(data) - len(data) % FRAME_BYTES
         self._out_rest = data[whole:]
-        for start in range(0, whole, FRAME_BYTES):
-            self._bot_frame(data[start : start + FRAME_BYTES])
-
-    def _bot_frame(self, frame: bytes) -> None:
+        if not whole:
+            return
+        codes = np.frombuffer(data, dtype=np.uint8, count=whole).reshape(-1, FRAME_BYTES)
         slot = max(self.out_cursor, self.in_count)
-        self._out_frames.append(frame)
-        self._out_slots.append(slot)
-        self.out_count += 1
-        self.out_cursor = slot + 1
-        if slot - self.in_count >= _AHEAD:
-            # So far ahead that the recycling of the coming caller frames could reach its slot:
-            # written now, before that recycling, as frame by frame.
-            self._energies()
-
-    def _energies(self) -> None:
-        """The energies of the frames pushed since the last time, both ways, in one pass."""
-        count, end = self._pending, self.in_count
-        out_frames = self._out_frames
-        raw = self._raw
-        frames = [raw[i & _RAW_MASK] for i in range(end - count, end)]
-        frames += out_frames
-        if len(frames) == 1:
-            totals: list[float] = [float(_SUM(_POWER.take(np.frombuffer(frames[0], np.uint8))))]
-        else:
-            codes = np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(-1, FRAME_BYTES)
-            totals = _SUM(_POWER.take(codes), axis=1).tolist()
         log10 = math.log10
-        ring = self._in_db
-        n = end - count
-        for total in totals[:count]:
-            power = total * _INV_FRAME
-            ring[n & MASK] = 10.0 * log10(power) if power > _TINY else SILENCE_DBFS
-            self._last_power = power
-            n += 1
-        ring = self._out_db
-        for slot, total in zip(self._out_slots, totals[count:], strict=True):
+        for total in _SUM(_POWER.take(codes), axis=1).tolist():
             power = total * _INV_FRAME
             db = 10.0 * log10(power) if power > _TINY else SILENCE_DBFS
-            ring[slot & MASK] = db
+            self.out_db[slot & MASK] = db
             if db > BOT_ACTIVE_DBFS:
-                self._last_bot_frame = slot
-        self._pending = 0
-        self._out_frames = []
-        self._out_slots = []
+                self.last_bot_frame = slot
+            slot += 1
+        self.out_count += whole // FRAME_BYTES
+        self.out_cursor = slot
 
     def quietest_db(self) -> float:
         """The quietest caller frame of the history (dBFS): an upper bound of the noise floor
