@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from voiceguard.audio import FRAME_BYTES, SILENCE_DBFS, decode_ulaw
+from voiceguard.core.guards._echo_path import row_medians
 from voiceguard.core.guards._line import BOT_ACTIVE_DBFS, MASK, RING, LineHistory
 
 _POWER = (decode_ulaw(bytes(range(256))).astype(np.float64) / 32768.0) ** 2
@@ -110,3 +111,19 @@ def test_the_latest_caller_frames_power_is_there_before_its_block_is_complete() 
     power = float(_POWER.take(np.frombuffer(loud, dtype=np.uint8)).sum()) * (1.0 / FRAME_BYTES)
     assert line.last_power() == power
     assert line.in_db[1] == _db(loud)
+
+
+def test_row_medians_are_numpys_nanmedian() -> None:
+    """The same values (a zero may come out with the other sign, which compares equal)."""
+    rng = np.random.default_rng(11)
+    for _case in range(400):
+        rows, cols = int(rng.integers(1, 45)), int(rng.integers(1, 120))
+        values = np.round(rng.normal(-30.0, 15.0, size=(rows, cols)), int(rng.integers(0, 4)))
+        values[rng.random((rows, cols)) < rng.random()] = np.nan
+        values = values[np.count_nonzero(~np.isnan(values), axis=1) > 0]
+        if values.size == 0:
+            continue
+        expected = np.nanmedian(values, axis=1)
+        assert np.array_equal(row_medians(values), expected)
+    only_nan = np.array([[np.nan, np.nan], [1.0, np.nan]])
+    assert np.isnan(row_medians(only_nan)[0]) and row_medians(only_nan)[1] == 1.0

@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from voiceguard.audio import SILENCE_DBFS
 from voiceguard.config import CalibrationConfig
-from voiceguard.core.guards._echo_path import EchoPath
+from voiceguard.core.guards._echo_path import EchoPath, row_medians
 from voiceguard.core.guards._line import BOT_ACTIVE_DBFS, RING, LineHistory, frames_of, window
 from voiceguard.core.guards._spectrum import noise_like
 
@@ -111,7 +111,7 @@ class EchoListen:
         if bounded.any():
             # The median over the bot's loud frames: an echo that a canceller lets through only
             # at loud syllables still counts at its loud syllables.
-            proven[bounded] = np.maximum(proven[bounded], np.nanmedian(loss[bounded], axis=1))
+            proven[bounded] = np.maximum(proven[bounded], row_medians(loss[bounded]))
         return lagged[:, history:], proven, inbound[history:]
 
     def echo_prediction(self, onset: int, n: int, floor: float) -> npt.NDArray[np.float64]:
