@@ -131,15 +131,11 @@ async def test_a_bot_that_answers_a_slow_tool_itself_gets_one_answer_and_no_refu
     )
     run = await run_scenario(scenario, bot_of(tool_seconds=3.0))
     (connection,) = run.connections
-    outputs = [
-        e
-        for e in connection.log
-        if e.direction == "received" and e.type == "conversation.item.create"
-    ]
+    outputs = connection.received("conversation.item.create")
     creates = connection.received("response.create")
     assert len(outputs) == 1
     # The greeting, the caller's turn (answered by the guard) and the bot's after its tool.
-    assert len(creates) == 3, [e.type for e in connection.log if e.direction == "received"]
+    assert len(creates) == 3, [e.type for e in connection.received()]
     assert creates[-1].time - outputs[0].time < 0.1
     assert outputs[0].time - creates[1].time >= 3.0
     assert connection.errors == [], connection.errors

@@ -439,16 +439,11 @@ async def test_a_slow_tool_through_the_reference_server(
             record = await caller.call(f"ws://127.0.0.1:{port}/media-stream")
     assert record.ended_by == "caller", f"the bot hung up after {record.ended_at} s"
     assert record.protocol_errors == []
-    received = [e for e in simulator.connections[-1].log if e.direction == "received"]
-    creates = [e for e in received if e.type == "response.create"]
-    outputs = [
-        e
-        for e in received
-        if e.type == "conversation.item.create"
-        and e.event["item"].get("type") == "function_call_output"
-    ]
+    connection = simulator.connections[-1]
+    creates = connection.received("response.create")
+    outputs = connection.received("conversation.item.create")
     # The greeting, the caller's turn, the tool's result: no idle prompt while it ran.
-    assert len(creates) == 3, [e.type for e in received]
+    assert len(creates) == 3, [e.type for e in connection.received()]
     assert len(outputs) == 1
     assert json.loads(outputs[0].event["item"]["output"]) == {"order": 42, "delivery": "tomorrow"}
     assert outputs[0].time < creates[2].time

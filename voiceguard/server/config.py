@@ -37,14 +37,13 @@ logger = logging.getLogger("voiceguard.server")
 INCOMING_CALL_PATH: Final = "/incoming-call"
 #: Where Twilio opens the media stream.
 MEDIA_STREAM_PATH: Final = "/media-stream"
-#: The options that are fields of :class:`ServerConfig` (the others only matter to
-#: ``voiceguard serve``: where to listen, how many workers, the log level).
 #: Why ``realtime_beta`` does nothing any more.
 RETIRED_BETA: Final = (
     "OpenAI retired the Realtime beta protocol on 2026-05-12 (a beta session is refused with "
     "beta_api_shape_disabled); the server speaks the GA protocol and sends no OpenAI-Beta header"
 )
-
+#: The options that are fields of :class:`ServerConfig` (the others only matter to
+#: ``voiceguard serve``: where to listen, how many workers, the log level).
 _CONFIG_OPTIONS: Final = (
     "realtime_url",
     "realtime_beta",
