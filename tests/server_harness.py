@@ -29,12 +29,13 @@ import httpx
 
 from voiceguard.cli import build_parser
 from voiceguard.demo.measures import cut_by_another_call
+from voiceguard.protocol import model_provider
 from voiceguard.sim._call.dial import play_plan
 from voiceguard.sim._call.plan import plan_calls
 from voiceguard.sim._call.report import build_report, render
 from voiceguard.sim.caller import CallRecord
 from voiceguard.sim.measures import false_barge_ins, truncations_beyond_heard
-from voiceguard.sim.realtime import RealtimeSimulator
+from voiceguard.sim.realtime import RealtimeSimulator, handshake_refusal
 from voiceguard.sim.scenarios import Scenario, ScenarioRun
 from voiceguard.transports.websocket import (
     HandshakeRejected,
@@ -53,25 +54,29 @@ _STOP_TIMEOUT: Final = 5.0
 class ModelRouter:
     """A Realtime endpoint on 127.0.0.1 that serves each connection with :attr:`simulator`."""
 
-    def __init__(self) -> None:
-        self.simulator = RealtimeSimulator()
+    def __init__(self, provider: str = "openai") -> None:
+        self.provider = model_provider(provider)
+        self.simulator = RealtimeSimulator(provider=provider)
         self.port = 0
         self.requests: list[WebSocketRequest] = []
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/v1/realtime?model=gpt-realtime"
+        """The provider's endpoint shape, on this router (Azure: a deployment in ``?model=``)."""
+        model = {"openai": "gpt-realtime", "azure": "my-realtime", "xai": "grok-voice-latest"}
+        path = self.provider.paths[0]
+        return f"ws://127.0.0.1:{self.port}{path}?model={model[self.provider.name]}"
 
     def use(self, simulator: RealtimeSimulator) -> RealtimeSimulator:
+        assert simulator.provider == self.provider, "a simulator of the router's provider"
         self.simulator = simulator
         return simulator
 
     def _accept(self, request: WebSocketRequest) -> None:
         self.requests.append(request)
-        if not request.path.startswith("/v1/realtime"):
-            raise HandshakeRejected(404, "Not found\n")
-        if not request.headers.get("authorization", "").startswith("Bearer "):
-            raise HandshakeRejected(401, "Missing bearer authentication in header\n")
+        refusal = handshake_refusal(self.provider, request.path, request.headers)
+        if refusal is not None:
+            raise HandshakeRejected(*refusal)
 
     async def _handle(self, transport: WebSocketTransport) -> None:
         request = transport.request
@@ -80,8 +85,8 @@ class ModelRouter:
 
     @classmethod
     @asynccontextmanager
-    async def running(cls) -> AsyncIterator[ModelRouter]:
-        router = cls()
+    async def running(cls, provider: str = "openai") -> AsyncIterator[ModelRouter]:
+        router = cls(provider)
         async with anyio.create_task_group() as tg:
             router.port = await tg.start(
                 lambda task_status: serve_websocket(
@@ -185,7 +190,7 @@ class ServerProcess:
         environ = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("VOICEGUARD_", "TWILIO_", "OPENAI_"))
+            if not key.startswith(("VOICEGUARD_", "TWILIO_", "OPENAI_", "AZURE_", "XAI_"))
         }
         environ["OPENAI_API_KEY"] = API_KEY
         environ["PYTHONUNBUFFERED"] = "1"
@@ -223,7 +228,7 @@ async def play_scenario(scenario: Scenario, media_url: str, router: ModelRouter)
     """Play *scenario* in real time, its model behind *router*, its callers to *media_url* as
     ``voiceguard call URL --scenario NAME --check`` plays them (the command's own parser, plan,
     calls and report); what the command judged from the caller's side must hold too."""
-    simulator = router.use(scenario.make_simulator())
+    simulator = router.use(scenario.simulator_for(router.provider.name))
     args = build_parser().parse_args(["call", media_url, "--scenario", scenario.name, "--check"])
     plan = plan_calls(args)
     started = anyio.current_time()

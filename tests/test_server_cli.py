@@ -25,6 +25,7 @@ from voiceguard.cli import build_parser, main
 from voiceguard.config import HandlerConfig
 from voiceguard.errors import ConfigError
 from voiceguard.server import DEFAULT_REALTIME_URL, ServerConfig, create_app
+from voiceguard.server.config import config_from_values
 from voiceguard.server.options import OPTIONS, resolve_options
 from voiceguard.sim.caller import CallerSimulator, HangUp, Speak
 from voiceguard.sim.realtime import RealtimeSimulator, Reply
@@ -47,7 +48,8 @@ def test_a_flag_wins_over_its_environment_variable() -> None:
     values = resolve_options(parse(["--max-calls", "3"]), env)
     assert values["max_calls"] == 3
     assert values["public_url"] == "https://a.example.com"
-    assert values["realtime_url"] == DEFAULT_REALTIME_URL
+    assert values["realtime_url"] is None  # the provider's, filled in by the config
+    assert config_from_values(values, env).model_url == DEFAULT_REALTIME_URL
     assert resolve_options(parse([]), env)["max_calls"] == 7
     assert (
         resolve_options(parse(["--no-realtime-beta"]), {"VOICEGUARD_REALTIME_BETA": "yes"})[

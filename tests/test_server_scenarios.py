@@ -8,8 +8,10 @@ architecture page's invariants, checked from the outside: zero protocol errors a
 no cancel or create the server refuses), no call hung up by another call's timer (3), no
 interruption of the bot while the caller was silent (4: echo and noise are not barge-ins), no
 truncate past what the caller had heard (5), nothing of an interrupted answer heard after its clear
-(6), nothing left open. This is the slowest test module (10-20 s calls played in real time, one
-after the other): about two minutes.
+(6), nothing left open. The library runs once per model provider (OpenAI, Azure OpenAI, xAI:
+the server started with ``--model-provider``, the simulator speaking that provider's dialect:
+its path, its key header, its session shape). This is the slowest test module (10-20 s calls
+played in real time, one after the other): about two minutes per provider.
 """
 
 from __future__ import annotations
@@ -17,8 +19,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from server_harness import ModelRouter, ServerProcess, check_scenario_run, play_scenario
+from server_harness import (
+    API_KEY,
+    ModelRouter,
+    ServerProcess,
+    check_scenario_run,
+    play_scenario,
+)
 
+from voiceguard.protocol import PCMU, PROVIDERS, SessionUpdated, parse_realtime_event
 from voiceguard.sim import SCENARIOS
 
 pytestmark = pytest.mark.anyio
@@ -30,9 +39,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="module")
-async def router() -> AsyncIterator[ModelRouter]:
-    async with ModelRouter.running() as running:
+@pytest.fixture(scope="module", params=sorted(PROVIDERS))
+async def router(request: pytest.FixtureRequest) -> AsyncIterator[ModelRouter]:
+    async with ModelRouter.running(request.param) as running:
         yield running
 
 
@@ -40,8 +49,11 @@ async def router() -> AsyncIterator[ModelRouter]:
 async def server(
     router: ModelRouter, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[ServerProcess]:
-    args = ["--realtime-url", router.url]
-    async with ServerProcess.running(args, log_dir=tmp_path_factory.mktemp("serve")) as running:
+    provider = router.provider
+    args = ["--model-provider", provider.name, "--realtime-url", router.url]
+    env = {provider.key_variable: API_KEY}
+    log_dir = tmp_path_factory.mktemp(f"serve-{provider.name}")
+    async with ServerProcess.running(args, log_dir=log_dir, env=env) as running:
         yield running
 
 
@@ -50,3 +62,20 @@ async def test_every_scenario_through_the_reference_server(
     name: str, server: ServerProcess, router: ModelRouter
 ) -> None:
     check_scenario_run(await play_scenario(SCENARIOS[name], server.media_url, router))
+    for request in router.requests:  # each connection signed in as the provider takes it
+        headers = request.headers
+        if router.provider.key_header == "api-key":
+            assert headers.get("api-key") == API_KEY
+            assert "authorization" not in headers
+        else:
+            assert headers.get("authorization") == f"Bearer {API_KEY}"
+    for connection in router.simulator.connections:
+        assert connection.provider == router.provider.name
+        # The session took voiceguard's turn control in the provider's shape: the server
+        # reports speech and never cancels or creates a response by itself.
+        updated = parse_realtime_event(connection.sent("session.updated")[-1].event)
+        assert isinstance(updated, SessionUpdated)
+        assert updated.turn_detection is not None
+        assert not updated.turn_detection.create_response
+        assert not updated.turn_detection.interrupt_response
+        assert updated.input_format == updated.output_format == PCMU

@@ -75,3 +75,43 @@ def test_it_serves_until_interrupted() -> None:
             process.communicate()
     assert process.returncode == 0, err
     assert "Traceback" not in err
+
+
+@pytest.mark.realtime
+def test_it_speaks_a_providers_dialect() -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "voiceguard",
+            "simulate-model",
+            "--port",
+            "0",
+            "--provider",
+            "azure",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        match = re.search(r"ws://127\.0\.0\.1:(\d+)/openai/v1/realtime \(Azure OpenAI;", first)
+        assert match, first
+        url = f"ws://127.0.0.1:{match.group(1)}/openai/v1/realtime?model=my-deployment"
+        assert "--model-provider azure" in process.stdout.readline()
+
+        async def talk() -> None:
+            with anyio.fail_after(5):
+                async with connect_websocket(url, headers={"api-key": "k"}) as ws:
+                    assert isinstance(parse_realtime_event(await ws.receive()), SessionCreated)
+
+        anyio.run(talk)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err

@@ -112,15 +112,17 @@ def _simulate_model(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        simulator = scenario.make_simulator()
+        simulator = scenario.simulator_for(args.provider)
         what = f"scenario {scenario.name}'s model side"
     else:
         simulator = RealtimeSimulator(
             beta=True if args.beta else None,
             seed=0 if args.seed is None else args.seed,
             audio_speed=4.0 if args.audio_speed is None else args.audio_speed,
+            provider=args.provider,
         )
         what = "default replies"
+    provider = simulator.provider
 
     async def serve() -> None:
         async with simulator.running(host=args.host, port=args.port) as address:
@@ -129,11 +131,15 @@ def _simulate_model(args: argparse.Namespace) -> int:
                 if args.beta
                 else "GA event names; beta for clients sending OpenAI-Beta: realtime=v1"
             )
+            root = f"ws://{address.host}:{address.port}"
+            path = provider.paths[0]
             print(
-                f"RealtimeSimulator listening on ws://{address.host}:{address.port}/v1/realtime "
-                f"({what}; {mode})\n"
+                f"RealtimeSimulator listening on {root}{path} "
+                f"({provider.title}; {what}; {mode})\n"
+                f"  voiceguard serve --model-provider {provider.name} "
+                f"--realtime-url '{root}{path}?model=...'\n"
                 f'  openai SDK: AsyncOpenAI(api_key="any", '
-                f'websocket_base_url="{address.base_url}")\n'
+                f'websocket_base_url="{root}{path.removesuffix("/realtime")}")\n'
                 "  Press Ctrl+C to stop.",
                 flush=True,
             )
@@ -206,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_port,
         default=8765,
         help="TCP port, 0 to 65535; 0 picks a free one (default: 8765)",
+    )
+    simulate.add_argument(
+        "--provider",
+        choices=("openai", "azure", "xai"),
+        default="openai",
+        help="speak this provider's dialect: its path (Azure: /openai/v1/realtime), the key it "
+        "takes (Azure: api-key too) and its session shape (xAI's) (default: openai)",
     )
     simulate.add_argument(
         "--beta",

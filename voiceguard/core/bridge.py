@@ -45,6 +45,8 @@ from voiceguard.core.state import CallState
 from voiceguard.core.turns import TurnEngine
 from voiceguard.decisions import CreatePolicy
 from voiceguard.protocol.realtime import (
+    PROVIDERS,
+    ModelProvider,
     RealtimeServerEvent,
     ResponseDone,
     end_call_tool,
@@ -95,6 +97,7 @@ class BridgeCore:
             :meth:`BridgeConfig.turns() <voiceguard.BridgeConfig.turns>` (a watchdog and a
             hang-up fallback, no idle ladder, no time limit).
         tools: The tools the model may call (offered in the session beside ``end_call``).
+        provider: Who serves the model (the shape of the session update); None: OpenAI.
 
     Raises:
         ToolError: If *tools* holds something else than :class:`~voiceguard.tools.Tool`, or
@@ -104,7 +107,7 @@ class BridgeCore:
         engine: The call's :class:`~voiceguard.core.turns.TurnEngine`.
     """
 
-    __slots__ = ("_answered", "_config", "_running", "_tools", "engine")
+    __slots__ = ("_answered", "_config", "_provider", "_running", "_tools", "engine")
 
     def __init__(
         self,
@@ -115,8 +118,10 @@ class BridgeCore:
         on_timer: TimerSink | None = None,
         turns: TurnConfig | None = None,
         tools: Sequence[Tool] = (),
+        provider: ModelProvider | None = None,
     ) -> None:
         self._config = config if config is not None else BridgeConfig()
+        self._provider = provider if provider is not None else PROVIDERS["openai"]
         self._tools = {t.name: t for t in check_tools(tools)}
         self._running: set[str] = set()  # the call ids of the tools running
         self._answered: list[TurnAction] = []  # results waiting for the last one
@@ -204,18 +209,17 @@ class BridgeCore:
 
     def _start(self, now: float) -> list[BridgeAction]:
         cfg = self._config
-        actions: list[BridgeAction] = [
-            SendToModel(
-                message=session_update(
-                    instructions=cfg.instructions,
-                    voice=cfg.voice,
-                    tools=[end_call_tool(), *(t.definition() for t in self._tools.values())],
-                    prefix_padding_ms=cfg.calibration.prefix_padding_ms,
-                    silence_duration_ms=cfg.silence_duration_ms,
-                    input_transcription_model=cfg.input_transcription_model,
-                )
-            )
-        ]
+        update = session_update(
+            instructions=cfg.instructions,
+            voice=cfg.voice,
+            tools=[end_call_tool(), *(t.definition() for t in self._tools.values())],
+            prefix_padding_ms=cfg.calibration.prefix_padding_ms,
+            silence_duration_ms=cfg.silence_duration_ms,
+            input_transcription_model=cfg.input_transcription_model,
+        )
+        if self._provider.session_shape != "ga":
+            update = self._provider.adapt_session_update(update)
+        actions: list[BridgeAction] = [SendToModel(message=update)]
         if cfg.greeting is not None:
             greeting = CreateRequest(
                 greeting=True,

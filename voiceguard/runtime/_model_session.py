@@ -36,7 +36,10 @@ _ADVICE: Final[Mapping[str, str]] = {
         "the GA one: connect to a GA endpoint (wss://api.openai.com/v1/realtime?model=...) "
         "without the OpenAI-Beta header"
     ),
-    "invalid_api_key": "check the API key (OPENAI_API_KEY for voiceguard serve)",
+    "invalid_api_key": (
+        "check the API key (for voiceguard serve: OPENAI_API_KEY, AZURE_OPENAI_API_KEY or "
+        "XAI_API_KEY, by --model-provider)"
+    ),
     "model_not_found": "check the model named in the Realtime URL (?model=...)",
 }
 

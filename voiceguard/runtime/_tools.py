@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import enum
 import functools
-import importlib
 import inspect
 import json
 import logging
-import os
-import sys
 import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -23,6 +20,7 @@ import anyio.to_thread
 
 from voiceguard.errors import ToolError
 from voiceguard.protocol.realtime import tool_error_output
+from voiceguard.runtime._imports import import_attribute
 from voiceguard.tools import Tool, check_tools, tool
 
 if TYPE_CHECKING:
@@ -47,20 +45,10 @@ def load_tools(spec: str) -> tuple[Tool, ...]:
         ToolError: If the module or attribute cannot be found, or it holds something else; the
             message says what to give.
     """
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ToolError(f"tools {spec!r}: give package.module:attribute")
-    here = os.getcwd()
-    if here not in sys.path and "" not in sys.path:
-        sys.path.insert(0, here)  # as uvicorn finds an app: the current directory too
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ToolError(f"tools {spec!r}: cannot import {module_name}: {exc}") from None
-    try:
-        value = getattr(module, attribute)
-    except AttributeError:
-        raise ToolError(f"tools {spec!r}: {module_name} has no {attribute!r}") from None
+        value = import_attribute(spec)
+    except LookupError as exc:
+        raise ToolError(f"tools {spec!r}: {exc}") from None
     items = value if isinstance(value, Sequence) and not isinstance(value, str) else (value,)
     tools = []
     for item in items:

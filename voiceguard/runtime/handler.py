@@ -33,6 +33,7 @@ from voiceguard.decisions import Decision
 from voiceguard.errors import RemoteProtocolError
 from voiceguard.observe.trace import TraceRecorder
 from voiceguard.protocol import (
+    ModelProvider,
     RealtimeError,
     SpeechStarted,
     StreamStarted,
@@ -95,6 +96,7 @@ class MediaHandler:
             as for :class:`~voiceguard.middleware.GuardedCall`'s. None calls nothing.
 
             .. versionadded:: 0.2.0
+        provider: Who serves the model (the session update's shape); None: OpenAI.
 
     Call :meth:`run` once; it returns when the call is over. One call's failure stays in its own
     :meth:`run`: the caller (the server) logs it and goes on with the other calls.
@@ -108,6 +110,7 @@ class MediaHandler:
         config: HandlerConfig | None = None,
         trace: TraceRecorder | None = None,
         on_decision: DecisionSink | None = None,
+        provider: ModelProvider | None = None,
     ) -> None:
         self._phone = phone
         self._connect_model = connect_model
@@ -124,6 +127,7 @@ class MediaHandler:
             on_timer=_timer_records(trace) if trace is not None else None,
             turns=self._config.turns(),
             tools=self._config.tools,
+            provider=provider,
         )
         self._bad: Counter[str] = Counter()
         self._model_errors: Counter[str] = Counter()
@@ -202,8 +206,7 @@ class MediaHandler:
             clock=self._now,
         )
         async with anyio.create_task_group() as reading:
-            # One reader of the phone from here to the end: a stop during the model's handshake
-            # ends the call at once.
+            # One reader of the phone from here on: a stop during the handshake ends the call.
             reading.start_soon(phone_in.pump, name="phone pump")
             try:
                 await self._call_model(start, scope)
@@ -385,9 +388,8 @@ class MediaHandler:
         await answer_tool(action, self._core, self._emit, clock=self._now, trace=trace, extra=extra)
 
     async def _emit(self, actions: list[BridgeAction]) -> None:
-        # The ticker is woken only when the core's next deadline moved before the one it sleeps
-        # until: most messages (every caller frame) leave it unchanged, and a wake-up per frame
-        # was a good part of a call's CPU.
+        # The ticker wakes only when the core's next deadline moved before the one it sleeps
+        # until: most messages (every caller frame) leave it as it was (a wake-up per frame cost).
         deadline = self._core.next_deadline()
         if deadline is not None and deadline < self._sleeping_until:
             self._wake.set()

@@ -39,8 +39,8 @@ import hmac
 import importlib
 import logging
 import os
-from collections.abc import Mapping
-from contextlib import suppress
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Final, final
 from urllib.parse import parse_qsl, urlsplit
 
@@ -51,6 +51,7 @@ from voiceguard._redact import add_secrets
 from voiceguard.errors import CallRefused, LocalProtocolError
 from voiceguard.observe.trace import TraceRecorder
 from voiceguard.protocol import StreamStarted, connect_stream_twiml
+from voiceguard.runtime._model_token import bearer_token
 from voiceguard.runtime.handler import MediaHandler, ModelConnector
 from voiceguard.server.config import INCOMING_CALL_PATH, MEDIA_STREAM_PATH, ServerConfig
 from voiceguard.server.drain import Drain
@@ -190,9 +191,14 @@ class _Server:
         """The whole server's calls and waiting streams, with a shared directory."""
         return self.shared.totals() if self.shared is not None else None
 
-    def _connect_realtime(self, start: StreamStarted) -> AbstractAsyncContextManager[Transport]:
+    @asynccontextmanager
+    async def _connect_realtime(self, start: StreamStarted) -> AsyncIterator[Transport]:
         config = self.config
-        return connect_realtime(config.realtime_url, api_key=config.api_key)  # GA
+        provider = config.provider
+        token = None if config.model_token is None else await bearer_token(config.model_token)
+        headers = provider.headers(api_key=config.api_key, token=token)
+        async with connect_realtime(config.model_url, api_key=None, headers=dict(headers)) as model:
+            yield model
 
     def host_refused(self, headers: Mapping[str, str]) -> bool:
         """Whether the request's ``Host`` is not one :attr:`ServerConfig.allowed_hosts` allows
@@ -368,6 +374,7 @@ class _Server:
                 config=self.config.handler,
                 trace=trace,
                 on_decision=self.metrics.decided,  # counted as decided, not at the call's end
+                provider=self.config.provider,
             )
             self.handlers[key] = handler
             summary = await handler.run()
@@ -490,7 +497,8 @@ def create_app(
         config: The server's configuration; None uses the defaults (and no API key).
         connect_model: Opens the model connection of a call (a
             :data:`~voiceguard.ModelConnector`); None connects to
-            :attr:`ServerConfig.realtime_url` with
+            :attr:`ServerConfig.realtime_url`, signed in as its
+            :attr:`~ServerConfig.model_provider` takes it, with
             :func:`~voiceguard.transports.production.connect_realtime`.
         shared_dir: For one app in each of several processes serving as one server (the
             workers of ``voiceguard serve --workers N``): the directory they share, which

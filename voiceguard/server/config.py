@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, final
 from urllib.parse import urlsplit
@@ -15,13 +15,14 @@ from urllib.parse import urlsplit
 from voiceguard._deprecated import warn_deprecated
 from voiceguard.config import BridgeConfig, HandlerConfig
 from voiceguard.errors import ConfigError
+from voiceguard.protocol import PROVIDERS, ModelProvider
+from voiceguard.runtime._model_token import load_token_source
 from voiceguard.server.options import (
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_CALLS,
     DEFAULT_MAX_PENDING_STREAMS,
     DEFAULT_MAX_WAITING_CONNECTIONS,
-    DEFAULT_REALTIME_URL,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_STREAM_TOKEN_LIFETIME,
     OPTIONS_BY_NAME,
@@ -45,7 +46,9 @@ RETIRED_BETA: Final = (
 #: The options that are fields of :class:`ServerConfig` (the others only matter to
 #: ``voiceguard serve``: where to listen, how many workers, the log level).
 _CONFIG_OPTIONS: Final = (
+    "model_provider",
     "realtime_url",
+    "model_token",
     "realtime_beta",
     "public_url",
     "max_calls",
@@ -77,9 +80,19 @@ class ServerConfig:
     """Configuration of the reference server (:func:`create_app`).
 
     Attributes:
-        realtime_url: The Realtime API's ``ws://`` or ``wss://`` URL.
-        api_key: Sent to the Realtime API as ``Authorization: Bearer``; never logged or shown
-            in ``repr``. None sends no key.
+        model_provider: Who serves the model: ``"openai"``, ``"azure"`` or ``"xai"`` (see
+            :data:`~voiceguard.protocol.PROVIDERS`): the URL's shape, the key's header, and the
+            session shape the server sends.
+        realtime_url: The Realtime API's ``ws://`` or ``wss://`` URL, the model (Azure: the
+            deployment) in its query string; None takes the provider's
+            (:attr:`~voiceguard.protocol.ModelProvider.default_url`; Azure has none: each
+            resource has its own host). Checked against the provider's URL shape.
+        api_key: The provider's key, sent as it takes it (``Authorization: Bearer`` for OpenAI
+            and xAI, ``api-key`` for Azure); never logged or shown in ``repr``. None sends no
+            key.
+        model_token: A function that returns a bearer token (plain or async), called for each
+            call's model connection and sent as ``Authorization: Bearer`` instead of the key:
+            e.g. a Microsoft Entra ID token provider for Azure. None uses the key.
         realtime_beta: Deprecated and ignored (a warning when True): OpenAI retired the Realtime
             beta protocol on 2026-05-12 (such a session is refused with
             ``beta_api_shape_disabled``), and the server speaks the GA protocol with no
@@ -133,8 +146,10 @@ class ServerConfig:
             (every call's parameters are still checked by :func:`check_custom_parameters`).
     """
 
-    realtime_url: str = DEFAULT_REALTIME_URL
+    model_provider: str = "openai"
+    realtime_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
+    model_token: Callable[[], str | Awaitable[str]] | None = field(default=None, repr=False)
     realtime_beta: bool = False
     public_url: str | None = None
     twilio_auth_token: str | None = field(default=None, repr=False)
@@ -156,8 +171,8 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
+        self._check_model(owner)
         for name in (
-            "realtime_url",
             "public_url",
             "max_calls",
             "max_pending_streams",
@@ -221,6 +236,40 @@ class ServerConfig:
             raise ConfigError(f"{owner}.handler", self.handler, "a HandlerConfig")
         if self.public_url is not None:
             object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
+
+    def _check_model(self, owner: str) -> None:
+        name: object = self.model_provider
+        if not isinstance(name, str) or name not in PROVIDERS:
+            raise ConfigError(f"{owner}.model_provider", name, "one of " + ", ".join(PROVIDERS))
+        provider = PROVIDERS[name]
+        url: object = self.realtime_url
+        if url is None:
+            if provider.default_url is None:
+                raise ConfigError(
+                    f"{owner}.realtime_url",
+                    None,
+                    f"{provider.title} has no default endpoint: give yours, e.g. "
+                    + provider.url_example,
+                )
+            object.__setattr__(self, "realtime_url", provider.default_url)
+        else:
+            problem = provider.url_problem(url) if isinstance(url, str) else "a ws:// URL"
+            if problem is not None:
+                raise ConfigError(f"{owner}.realtime_url", url, problem)
+        token = self.model_token
+        if token is not None and not callable(token):
+            raise ConfigError(f"{owner}.model_token", token, "a function that returns a token")
+
+    @property
+    def provider(self) -> ModelProvider:
+        """The :class:`~voiceguard.protocol.ModelProvider` of :attr:`model_provider`."""
+        return PROVIDERS[self.model_provider]
+
+    @property
+    def model_url(self) -> str:
+        """The endpoint the calls connect to (:attr:`realtime_url`, or the provider's)."""
+        assert self.realtime_url is not None  # filled in when the config was made
+        return self.realtime_url
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -290,7 +339,8 @@ def config_from_values(values: Mapping[str, object], environ: Mapping[str, str])
     Args:
         values: Option values by name (what :func:`~voiceguard.server.options.resolve_options`
             returns); every name of the config's options must be there.
-        environ: Where the secrets are read from: ``OPENAI_API_KEY``, ``TWILIO_AUTH_TOKEN``
+        environ: Where the secrets are read from: the provider's key (``OPENAI_API_KEY``,
+            ``AZURE_OPENAI_API_KEY`` or ``XAI_API_KEY``), ``TWILIO_AUTH_TOKEN``
             and ``VOICEGUARD_METRICS_TOKEN``.
 
     Returns:
@@ -300,6 +350,10 @@ def config_from_values(values: Mapping[str, object], environ: Mapping[str, str])
         ConfigError: When a value is not allowed.
     """
     greeting = values["greeting"]
+    provider = PROVIDERS[str(values["model_provider"])]
+    token_spec = values["model_token"]
+    if token_spec is not None and not isinstance(token_spec, str):
+        raise ConfigError("model_token", token_spec, "package.module:function")
     bridge = BridgeConfig(
         instructions=values["instructions"] or None,  # type: ignore[arg-type]
         voice=values["voice"] or None,  # type: ignore[arg-type]
@@ -313,8 +367,10 @@ def config_from_values(values: Mapping[str, object], environ: Mapping[str, str])
         tools=values["tools"],  # type: ignore[arg-type]
     )
     return ServerConfig(
+        model_provider=provider.name,
         realtime_url=values["realtime_url"],  # type: ignore[arg-type]
-        api_key=environ.get("OPENAI_API_KEY") or None,
+        api_key=environ.get(provider.key_variable) or None,
+        model_token=None if token_spec is None else load_token_source(token_spec),
         realtime_beta=values["realtime_beta"],  # type: ignore[arg-type]
         public_url=values["public_url"],  # type: ignore[arg-type]
         twilio_auth_token=environ.get("TWILIO_AUTH_TOKEN") or None,

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from voiceguard.config import BridgeConfig, HandlerConfig
 from voiceguard.errors import ConfigError, ToolError
+from voiceguard.protocol import PROVIDERS, model_provider
+from voiceguard.runtime._model_token import load_token_source
 from voiceguard.runtime._tools import load_tools
 from voiceguard.server.parameters import is_parameter_name
 from voiceguard.tools import Tool
@@ -124,6 +126,26 @@ def _parse_tools(text: str) -> tuple[Tool, ...]:
         raise ValueError(f"package.module:attribute of Tools or functions ({problem})") from None
     tools.spec = spec
     return tools
+
+
+def _parse_provider(text: str) -> str:
+    try:
+        return model_provider(text).name
+    except ValueError:
+        raise ValueError("one of " + ", ".join(PROVIDERS)) from None
+
+
+def _parse_token_spec(text: str) -> str:
+    spec = text.strip()
+    if not spec:
+        raise ValueError("package.module:function that returns a bearer token")
+    try:
+        load_token_source(spec)
+    except ConfigError as exc:
+        raise ValueError(
+            f"package.module:function that returns a bearer token ({exc.allowed})"
+        ) from None
+    return spec
 
 
 def _int_parser(low: int, high: int, note: str = "") -> Callable[[str], int]:
@@ -281,11 +303,33 @@ OPTIONS: Final = (
         "TCP port, 0 to 65535; 0 picks a free one",
     ),
     ServerOption(
+        "model_provider",
+        _parse_provider,
+        "openai",
+        "NAME",
+        "who serves the model: "
+        + ", ".join(PROVIDERS)
+        + " (its key from "
+        + ", ".join(p.key_variable for p in PROVIDERS.values())
+        + "; each provider's differences are on its page of the docs)",
+    ),
+    ServerOption(
         "realtime_url",
         _parse_ws_url,
-        DEFAULT_REALTIME_URL,
+        None,
         "URL",
-        "the Realtime API's ws:// or wss:// URL (the model is in its query string)",
+        "the Realtime API's ws:// or wss:// URL, the model (Azure: the deployment) in its query "
+        f"string (default: the provider's, {DEFAULT_REALTIME_URL} for openai; azure needs one, "
+        "e.g. " + PROVIDERS["azure"].url_example + ")",
+    ),
+    ServerOption(
+        "model_token",
+        _parse_token_spec,
+        None,
+        "MODULE:NAME",
+        "a function that returns a bearer token for the model (sync or async), called for each "
+        "call's connection, e.g. a Microsoft Entra ID token for Azure; sent as Authorization: "
+        "Bearer instead of the key",
     ),
     ServerOption(
         "realtime_beta",

@@ -229,7 +229,8 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
             "Run the reference server (uvicorn): POST /incoming-call answers TwiML that connects "
             "the call to wss://<public host>/media-stream; each media stream is bridged to the "
             "Realtime API with every guard on; GET /healthz and GET /metrics (Prometheus) for "
-            "operations. OPENAI_API_KEY is sent as Authorization: Bearer; with "
+            "operations. The model provider's key (OPENAI_API_KEY, AZURE_OPENAI_API_KEY or "
+            "XAI_API_KEY, by --model-provider) is sent as the provider takes it; with "
             "TWILIO_AUTH_TOKEN set, requests without a valid X-Twilio-Signature are refused. "
             "Every option can also be set by the environment variable named in its help; the "
             "option wins. Needs: pip install 'voiceguard[server]'."
@@ -316,10 +317,12 @@ def _serve_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"voiceguard serve: {exc}", file=sys.stderr)
         return 2
-    if not config.api_key:
+    if not config.api_key and config.model_token is None:
+        provider = config.provider
+        other = " or give --model-token" if provider.name == "azure" else ""
         print(
-            "voiceguard serve: OPENAI_API_KEY is not set: set it to your OpenAI API key "
-            "(any non-empty value for a local simulator)",
+            f"voiceguard serve: {provider.key_variable} is not set: set it to your "
+            f"{provider.title} API key{other} (any non-empty value for a local simulator)",
             file=sys.stderr,
         )
         return 2
@@ -454,7 +457,7 @@ def _banner(
         f"({workers} worker{'s' if workers > 1 else ''}, up to {config.max_calls} calls)",
         f"  Twilio voice webhook: POST {where}{INCOMING_CALL_PATH}",
         f"  media stream: {stream}",
-        f"  Realtime API: {_display_url(config.realtime_url)}",
+        f"  Realtime API: {_display_url(config.model_url)} ({config.provider.title})",
         f"  signatures: {checks}",
         f"  event loop: {_fast_stack(loop)}",
     ]

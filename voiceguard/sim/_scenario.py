@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, final
 
+from voiceguard.protocol import model_provider
 from voiceguard.sim.caller import CallerSimulator
 from voiceguard.sim.realtime import RealtimeSimulator
 
@@ -70,3 +71,14 @@ class Scenario:
     model_latency: float = 0.0251
     between_calls: float = 0.5
     expectations: tuple[Expectation, ...] = ()
+
+    def simulator_for(self, provider: str) -> RealtimeSimulator:
+        """A fresh simulator of the scenario's model speaking *provider*'s dialect
+        (``"openai"``, ``"azure"`` or ``"xai"``): the same script, another provider.
+
+        Raises:
+            ValueError: For a provider there is not.
+        """
+        simulator = self.make_simulator()
+        simulator.provider = model_provider(provider)
+        return simulator

@@ -31,11 +31,12 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Final, TypeAlias, final
+from typing import TypeAlias, final
 
 import anyio
 import anyio.abc
 
+from voiceguard.protocol import ModelProvider, model_provider
 from voiceguard.sim._realtime.connection import Connection
 from voiceguard.sim._realtime.records import (
     ConnectionRecord,
@@ -59,12 +60,40 @@ __all__ = (
     "Reply",
     "ReplySource",
     "SimulatorAddress",
+    "handshake_refusal",
 )
+
+
+def handshake_refusal(
+    provider: ModelProvider, path: str, headers: Mapping[str, str]
+) -> tuple[int, str] | None:
+    """How *provider*'s endpoint would refuse a WebSocket handshake, or None if it accepts it.
+
+    Args:
+        provider: The provider whose endpoint is simulated.
+        path: The request path, with its query string.
+        headers: The request headers (lower-case names).
+
+    Returns:
+        The HTTP status and body of the refusal: 404 for a path the provider does not serve,
+        401 without a key it takes.
+    """
+    route = path.split("?", 1)[0].rstrip("/")
+    paths = (*provider.paths, "/realtime") if provider.name == "openai" else provider.paths
+    if route not in paths:
+        return 404, f"Not found: {route}\n"
+    auth = headers.get("authorization", "")
+    has_key = auth.lower().startswith("bearer ") and len(auth) > len("bearer ")
+    if provider.key_header == "api-key" and headers.get("api-key", "").strip():
+        has_key = True
+    protocols = headers.get("sec-websocket-protocol", "")
+    if not has_key and "openai-insecure-api-key." not in protocols:
+        return 401, "Missing bearer authentication in header\n"
+    return None
+
 
 #: What the model says on a connection, as replies in order or a function of the response number.
 ReplySource: TypeAlias = Sequence[Reply] | Callable[[int], Reply]
-#: Paths the WebSocket server accepts (the SDK appends ``/realtime`` to its base URL).
-REALTIME_PATHS: Final = ("/v1/realtime", "/realtime")
 
 
 @final
@@ -94,6 +123,11 @@ class RealtimeSimulator:
         faults: Tampering with server events (delay, duplicate, drop); see :class:`EventFault`.
         model: The model name reported in the session.
         voice: The default voice reported in the session.
+        provider: Whose dialect to speak (:data:`~voiceguard.protocol.PROVIDERS`):
+            ``"openai"`` (the default), ``"azure"`` (the same protocol; served on Azure's path
+            ``/openai/v1/realtime`` with an ``api-key`` header or a bearer token) or ``"xai"``
+            (xAI's session shape: ``voice`` and ``turn_detection`` at the session's top level,
+            OpenAI-only fields ignored, ``conversation.created`` before ``session.created``).
 
     Raises:
         ValueError: On an option out of range.
@@ -119,6 +153,7 @@ class RealtimeSimulator:
         faults: Sequence[EventFault] = (),
         model: str = "gpt-realtime",
         voice: str = "marin",
+        provider: str = "openai",
     ) -> None:
         if not (math.isfinite(audio_speed) and audio_speed > 0):
             raise ValueError(f"audio_speed = {audio_speed!r}; allowed: a finite number > 0")
@@ -128,6 +163,7 @@ class RealtimeSimulator:
         for name, value in (("first_audio_delay", first_audio_delay), ("latency", latency)):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} = {value!r}; allowed: a finite number of seconds >= 0")
+        self.provider = model_provider(provider)
         self.replies = replies
         self.default_reply = default_reply if default_reply is not None else Reply()
         self.beta = beta
@@ -193,7 +229,9 @@ class RealtimeSimulator:
         beta = self.beta
         if beta is None:
             beta = "realtime=v1" in (headers or {}).get("openai-beta", "")
-        record = ConnectionRecord(index=len(self._records), path=path, beta=beta)
+        record = ConnectionRecord(
+            index=len(self._records), path=path, beta=beta, provider=self.provider.name
+        )
         self._records.append(record)
         try:
             await Connection(self, self._counters, self._reply, transport, record).run()
@@ -233,9 +271,10 @@ class RealtimeSimulator:
     ) -> None:
         """Listen for WebSocket clients until cancelled (needs ``voiceguard[sim]``).
 
-        Accepts ``/v1/realtime`` and ``/realtime`` (any query string) with any
-        ``Authorization: Bearer`` key; refuses other paths (404) and requests without a bearer
-        key (401), as the real service would.
+        Accepts the provider's path (``/v1/realtime``, and ``/realtime`` as the ``openai`` SDK
+        asks; Azure: ``/openai/v1/realtime``; any query string) with any key the provider takes
+        (``Authorization: Bearer``; Azure also ``api-key``); refuses other paths (404) and
+        requests without a key (401), as the real service would (:func:`handshake_refusal`).
 
         Args:
             host: The address to listen on.
@@ -250,14 +289,9 @@ class RealtimeSimulator:
         )
 
         def accept(request: WebSocketRequest) -> None:
-            route = request.path.split("?", 1)[0].rstrip("/")
-            if route not in REALTIME_PATHS:
-                raise HandshakeRejected(404, f"Not found: {route}\n")
-            auth = request.headers.get("authorization", "")
-            protocols = request.headers.get("sec-websocket-protocol", "")
-            has_key = auth.lower().startswith("bearer ") and len(auth) > len("bearer ")
-            if not has_key and "openai-insecure-api-key." not in protocols:
-                raise HandshakeRejected(401, "Missing bearer authentication in header\n")
+            refusal = handshake_refusal(self.provider, request.path, request.headers)
+            if refusal is not None:
+                raise HandshakeRejected(*refusal)
 
         async def handler(transport: WebSocketTransport) -> None:
             request = transport.request

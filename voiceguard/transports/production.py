@@ -371,7 +371,8 @@ async def connect_realtime(
     if beta:
         sent.append(("OpenAI-Beta", "realtime=v1"))
     sent.extend((headers or {}).items())
-    logger = RedactingLogger(_WEBSOCKETS_LOG, (api_key or "",))
+    credentials = [v for k, v in sent if k.lower() in ("authorization", "api-key")]
+    logger = RedactingLogger(_WEBSOCKETS_LOG, (api_key or "", *credentials))
     try:
         connection = await connect(
             url,

@@ -55,6 +55,7 @@ from voiceguard.protocol.realtime._events import (
     SpeechStopped,
 )
 from voiceguard.protocol.realtime._parser import RealtimeServerEvent, parse_realtime_event
+from voiceguard.protocol.realtime._providers import PROVIDERS, ModelProvider, model_provider
 from voiceguard.protocol.realtime._responses import (
     AudioDelta,
     AudioDone,
@@ -79,6 +80,7 @@ __all__ = (
     "PCM24K",
     "PCMA",
     "PCMU",
+    "PROVIDERS",
     "AudioDelta",
     "AudioDone",
     "AudioEncoding",
@@ -97,6 +99,7 @@ __all__ = (
     "ItemDeleted",
     "ItemDone",
     "ItemTruncated",
+    "ModelProvider",
     "OutputAudioBufferCleared",
     "OutputAudioBufferStarted",
     "OutputAudioBufferStopped",
@@ -126,6 +129,7 @@ __all__ = (
     "input_audio_commit",
     "item_delete",
     "item_truncate",
+    "model_provider",
     "parse_realtime_event",
     "response_cancel",
     "response_create",

@@ -132,7 +132,7 @@ def _audio_format(f: Fields, key: str) -> AudioFormat | None:
 
 def _turn_detection(f: Fields, key: str) -> TurnDetection | None:
     td = f.opt_obj(key)
-    if td is None:
+    if td is None or ("type" in td.data and td.data["type"] is None):  # xAI: {"type": null}
         return None
     return TurnDetection(
         type=td.req_str("type"),

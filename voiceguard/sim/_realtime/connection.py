@@ -119,6 +119,9 @@ class Connection:
         transport = self._transport
         outbox = self._outbox
         responses = self._responses
+        if self._context.xai:  # xAI: the conversation first (its docs' first message)
+            conversation = {"id": self._context.new_id("conv_"), "object": "realtime.conversation"}
+            outbox.emit({"type": "conversation.created", "conversation": conversation})
         outbox.emit({"type": "session.created", "session": copy_json(self._session.data)})
         try:
             while True:

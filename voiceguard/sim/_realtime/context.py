@@ -49,10 +49,22 @@ class Context:
         record: This connection's record.
         reply: The reply for a response number.
         beta: Whether the connection speaks beta names.
+        xai: Whether the connection speaks xAI's session shape (voice and turn detection at the
+            session's top level, ``modalities``, no ``session.type``).
         dropping: Set when a reply's scripted fault drops the connection: nothing more runs.
     """
 
-    __slots__ = ("_rng", "_seq", "beta", "counters", "dropping", "record", "reply", "settings")
+    __slots__ = (
+        "_rng",
+        "_seq",
+        "beta",
+        "counters",
+        "dropping",
+        "record",
+        "reply",
+        "settings",
+        "xai",
+    )
 
     def __init__(
         self,
@@ -66,6 +78,7 @@ class Context:
         self.record = record
         self.reply = reply
         self.beta = record.beta
+        self.xai = record.provider == "xai"
         self.dropping = False
         self._rng = random.Random(settings.seed * 1_000_003 + record.index)
         self._seq = itertools.count()

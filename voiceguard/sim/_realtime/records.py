@@ -63,18 +63,21 @@ class ConnectionRecord:
         index: The connection's number, from 0.
         path: The request path (``/v1/realtime?model=...``), or ``"memory"``.
         beta: Whether the connection spoke beta event names.
+        provider: The provider whose dialect the connection spoke: ``"openai"``, ``"azure"`` or
+            ``"xai"`` (see :data:`~voiceguard.protocol.PROVIDERS`).
         log: Every event received and sent, in order.
         errors: Every ``error`` event sent.
         open: True while the connection is open.
         dropped: True if the simulator dropped the socket (a scripted fault).
     """
 
-    __slots__ = ("beta", "dropped", "errors", "index", "log", "open", "path")
+    __slots__ = ("beta", "dropped", "errors", "index", "log", "open", "path", "provider")
 
-    def __init__(self, *, index: int, path: str, beta: bool) -> None:
+    def __init__(self, *, index: int, path: str, beta: bool, provider: str = "openai") -> None:
         self.index = index
         self.path = path
         self.beta = beta
+        self.provider = provider
         self.log: list[LoggedEvent] = []
         self.errors: list[EmittedError] = []
         self.open = True

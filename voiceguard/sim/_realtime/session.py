@@ -20,6 +20,26 @@ _FORMATS: Final[Mapping[str, AudioFormat]] = {
     "pcm16": PCM24K,
 }
 _MERGED_OBJECTS: Final = frozenset({"audio", "input", "output"})
+#: The ``audio/pcm`` rates xAI takes (its docs: configurable from 8 to 48 kHz).
+_XAI_PCM_RATES: Final = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+#: Fields of OpenAI's GA session that xAI's session does not have: ignored, not refused (what
+#: clients that send them observe); a GA-shaped update so leaves turn detection as it was.
+_XAI_IGNORED: Final = ("type", "model", "output_modalities")
+
+
+def _xai_update(update: Mapping[str, Any]) -> dict[str, Any]:
+    """An update as xAI applies it: OpenAI-only fields and the GA places of ``voice`` and
+    ``turn_detection`` (under ``session.audio``) have no effect."""
+    kept = {k: v for k, v in update.items() if k not in _XAI_IGNORED}
+    audio = kept.get("audio")
+    if isinstance(audio, Mapping):
+        audio = {k: dict(v) if isinstance(v, Mapping) else v for k, v in audio.items()}
+        for direction, key in (("input", "turn_detection"), ("output", "voice")):
+            part = audio.get(direction)
+            if isinstance(part, dict):
+                part.pop(key, None)
+        kept["audio"] = audio
+    return kept
 
 
 def copy_json(value: Any) -> Any:
@@ -78,6 +98,22 @@ class Session:
         context = self._context
         settings = context.settings
         td = _turn_detection_defaults("server_vad")
+        if context.xai:
+            td.update(threshold=0.85, prefix_padding_ms=333)  # xAI's documented defaults
+            return {
+                "id": context.new_id("sess_"),
+                "object": "realtime.session",
+                "model": settings.model,
+                "modalities": ["audio"],
+                "instructions": "",
+                "voice": settings.voice,
+                "turn_detection": td,
+                "tools": [],
+                "audio": {
+                    "input": {"format": {"type": "audio/pcm", "rate": 24000}},
+                    "output": {"format": {"type": "audio/pcm", "rate": 24000}},
+                },
+            }
         if context.beta:
             return {
                 "id": context.new_id("sess_"),
@@ -129,11 +165,13 @@ class Session:
     @property
     def turn_detection(self) -> Mapping[str, Any] | None:
         """The turn detection settings; None when turn detection is off."""
-        if self._context.beta:
+        if self._context.beta or self._context.xai:
             td = self.data.get("turn_detection")
         else:
             td = self.data["audio"]["input"].get("turn_detection")
-        return td if isinstance(td, Mapping) else None
+        if not isinstance(td, Mapping) or td.get("type") is None:  # xAI: {"type": null}
+            return None
+        return td
 
     def format(self, direction: Literal["input", "output"]) -> AudioFormat:
         """The input or output audio format."""
@@ -146,7 +184,7 @@ class Session:
 
     def text_only(self, overrides: Mapping[str, Any] | None) -> bool:
         """Whether a response with these overrides has text output only."""
-        key = "modalities" if self._context.beta else "output_modalities"
+        key = "modalities" if self._context.beta or self._context.xai else "output_modalities"
         modalities = (overrides or {}).get(key, self.data.get(key))
         return isinstance(modalities, list) and "audio" not in modalities
 
@@ -154,7 +192,7 @@ class Session:
     def voice(self) -> Any:
         """The output voice."""
         voice = self._context.settings.voice
-        if self._context.beta:
+        if self._context.beta or self._context.xai:
             return self.data.get("voice", voice)
         return self.data["audio"]["output"].get("voice", voice)
 
@@ -168,7 +206,9 @@ class Session:
             ClientEventError: If the update or the session it gives is invalid.
         """
         update = event.session
-        if not self._context.beta:
+        if self._context.xai:
+            update = _xai_update(update)
+        elif not self._context.beta:
             kind = update.get("type")
             if kind is None:
                 raise ClientEventError(
@@ -192,7 +232,7 @@ class Session:
         if new_td is not None:
             filled = _turn_detection_defaults(new_td.get("type"))
             filled.update(new_td)
-            if self._context.beta:
+            if self._context.beta or self._context.xai:
                 self.data["turn_detection"] = filled
             else:
                 self.data["audio"]["input"]["turn_detection"] = filled
@@ -219,6 +259,7 @@ class Session:
             audio = session.get("audio")
             if not isinstance(audio, Mapping):
                 raise bad("session.audio", audio, ("an object",))
+            rates = _XAI_PCM_RATES if self._context.xai else (24000,)
             for direction in ("input", "output"):
                 part = audio.get(direction)
                 fmt = part.get("format") if isinstance(part, Mapping) else None
@@ -231,11 +272,18 @@ class Session:
                     )
                 if kind == "audio/pcm" and isinstance(fmt, Mapping):
                     rate = fmt.get("rate", 24000)
-                    if rate != 24000:
-                        raise bad(f"session.audio.{direction}.format.rate", rate, ("24000",))
-            inp = audio.get("input")
-            td = inp.get("turn_detection") if isinstance(inp, Mapping) else None
-            td_param = "session.audio.input.turn_detection"
+                    if rate not in rates:
+                        allowed = tuple(str(r) for r in rates)
+                        raise bad(f"session.audio.{direction}.format.rate", rate, allowed)
+            if self._context.xai:
+                td = session.get("turn_detection")
+                td_param = "session.turn_detection"
+                if isinstance(td, Mapping) and td.get("type") is None:
+                    td = None  # {"type": null}: manual turns
+            else:
+                inp = audio.get("input")
+                td = inp.get("turn_detection") if isinstance(inp, Mapping) else None
+                td_param = "session.audio.input.turn_detection"
         if td is not None:
             if not isinstance(td, Mapping) or td.get("type") not in _VAD_TYPES:
                 kind = td.get("type") if isinstance(td, Mapping) else td
