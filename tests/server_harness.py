@@ -224,12 +224,15 @@ def _limit_files(limit: int) -> Callable[[], None]:
     return limit_files
 
 
-async def play_scenario(scenario: Scenario, media_url: str, router: ModelRouter) -> ScenarioRun:
+async def play_scenario(
+    scenario: Scenario, media_url: str, router: ModelRouter, *, phone: str = "twilio"
+) -> ScenarioRun:
     """Play *scenario* in real time, its model behind *router*, its callers to *media_url* as
     ``voiceguard call URL --scenario NAME --check`` plays them (the command's own parser, plan,
     calls and report); what the command judged from the caller's side must hold too."""
     simulator = router.use(scenario.simulator_for(router.provider.name))
-    args = build_parser().parse_args(["call", media_url, "--scenario", scenario.name, "--check"])
+    argv = ["call", media_url, "--scenario", scenario.name, "--check", "--phone", phone]
+    args = build_parser().parse_args(argv)
     plan = plan_calls(args)
     started = anyio.current_time()
     records: list[CallRecord] = []

@@ -56,6 +56,20 @@ def test_json_of_one_scenario_shows_the_naive_failure_and_a_clean_guarded_bridge
     assert "[2/2]" in result.stderr
 
 
+@pytest.mark.parametrize("phone", ["telnyx", "plivo"])
+def test_the_demo_runs_with_another_phone_provider(phone: str) -> None:
+    """Both bridges take the provider's media streams; the guarded one stays clean."""
+    result = _demo(
+        "--json", "--phone", phone, "--scenario", SHORT, "--scenario", "echo-in-first-seconds"
+    )
+    assert result.returncode == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    guarded, naive = data["bridges"]["guarded"], data["bridges"]["naive"]
+    assert guarded["problems"] == 0
+    assert guarded["calls_ended_cleanly"] == guarded["calls"] == 2
+    assert naive["model_errors_by_code"].get("response_cancel_not_active", 0) >= 1
+
+
 def test_full_default_run_prints_the_table_and_exits_by_the_guarded_result() -> None:
     # The one full default run (every scenario, both bridges at once): about 17 s of wall time
     # on a 2-core machine, under the 40 s budget for a single test.

@@ -43,6 +43,7 @@ from voiceguard.protocol import (
 
 #: The peer-independent helpers (a private module: looked up by name, not imported from).
 _COMMON = importlib.import_module("voiceguard.protocol._common")
+_PHONES = importlib.import_module("voiceguard.protocol._phones")
 
 FULL_TURN_CONTROL = {
     "type": "server_vad",
@@ -454,7 +455,11 @@ def test_all_is_a_sorted_tuple_of_real_names(module: Any) -> None:
 
 def test_package_exports_everything_public() -> None:
     expected = (
-        set(realtime.__all__) | set(client.__all__) | set(twilio.__all__) | set(_COMMON.__all__)
+        set(realtime.__all__)
+        | set(client.__all__)
+        | set(twilio.__all__)
+        | set(_COMMON.__all__)
+        | set(_PHONES.__all__)
     )
     assert set(protocol.__all__) == expected
     assert protocol.UnknownEvent is realtime.UnknownEvent is twilio.UnknownEvent

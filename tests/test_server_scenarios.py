@@ -10,13 +10,16 @@ interruption of the bot while the caller was silent (4: echo and noise are not b
 truncate past what the caller had heard (5), nothing of an interrupted answer heard after its clear
 (6), nothing left open. The library runs once per model provider (OpenAI, Azure OpenAI, xAI:
 the server started with ``--model-provider``, the simulator speaking that provider's dialect:
-its path, its key header, its session shape). This is the slowest test module (10-20 s calls
-played in real time, one after the other): about two minutes per provider.
+its path, its key header, its session shape) and once per phone provider (Telnyx, Plivo: the
+server started with ``--phone``, the callers speaking that provider's media streams). This is
+the slowest test module (10-20 s calls played in real time, one after the other): about two
+minutes per pair.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Final
 
 import pytest
 from server_harness import (
@@ -27,7 +30,7 @@ from server_harness import (
     play_scenario,
 )
 
-from voiceguard.protocol import PCMU, PROVIDERS, SessionUpdated, parse_realtime_event
+from voiceguard.protocol import PCMU, PHONES, PROVIDERS, SessionUpdated, parse_realtime_event
 from voiceguard.sim import SCENARIOS
 
 pytestmark = pytest.mark.anyio
@@ -39,29 +42,42 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="module", params=sorted(PROVIDERS))
-async def router(request: pytest.FixtureRequest) -> AsyncIterator[ModelRouter]:
-    async with ModelRouter.running(request.param) as running:
+#: The model providers, each with Twilio; the other phone providers, each with OpenAI.
+SIDES: Final = (
+    *((provider, "twilio") for provider in sorted(PROVIDERS)),
+    *(("openai", phone) for phone in sorted(PHONES) if phone != "twilio"),
+)
+
+
+@pytest.fixture(scope="module", params=SIDES, ids="-".join)
+def sides(request: pytest.FixtureRequest) -> tuple[str, str]:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+async def router(sides: tuple[str, str]) -> AsyncIterator[ModelRouter]:
+    async with ModelRouter.running(sides[0]) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 async def server(
-    router: ModelRouter, tmp_path_factory: pytest.TempPathFactory
+    router: ModelRouter, sides: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[ServerProcess]:
     provider = router.provider
-    args = ["--model-provider", provider.name, "--realtime-url", router.url]
+    args = ["--model-provider", provider.name, "--realtime-url", router.url, "--phone", sides[1]]
     env = {provider.key_variable: API_KEY}
-    log_dir = tmp_path_factory.mktemp(f"serve-{provider.name}")
+    log_dir = tmp_path_factory.mktemp(f"serve-{provider.name}-{sides[1]}")
     async with ServerProcess.running(args, log_dir=log_dir, env=env) as running:
         yield running
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 async def test_every_scenario_through_the_reference_server(
-    name: str, server: ServerProcess, router: ModelRouter
+    name: str, server: ServerProcess, router: ModelRouter, sides: tuple[str, str]
 ) -> None:
-    check_scenario_run(await play_scenario(SCENARIOS[name], server.media_url, router))
+    run = await play_scenario(SCENARIOS[name], server.media_url, router, phone=sides[1])
+    check_scenario_run(run)
     for request in router.requests:  # each connection signed in as the provider takes it
         headers = request.headers
         if router.provider.key_header == "api-key":

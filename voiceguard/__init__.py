@@ -70,6 +70,7 @@ from voiceguard.errors import (
 )
 from voiceguard.middleware import GuardedCall
 from voiceguard.observe.metrics import CallMetrics, call_metrics
+from voiceguard.protocol._dialect import DialectTransport
 from voiceguard.runtime._tools import load_tools
 from voiceguard.runtime.handler import CallSummary, MediaHandler, ModelConnector
 from voiceguard.runtime.scope import (
@@ -120,6 +121,7 @@ __all__ = (
     "DecisionCounts",
     "DecisionSink",
     "Deliver",
+    "DialectTransport",
     "EndCall",
     "Floor",
     "FloorTrigger",

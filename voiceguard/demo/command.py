@@ -126,6 +126,7 @@ def _demo_command(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 progress=progress,
                 trace_dir=args.trace,
+                phone=args.phone,
             )
             tg.cancel_scope.cancel()
         return report
@@ -193,6 +194,12 @@ def add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         choices=list(SCENARIOS),
         metavar="NAME",
         help="play only this scenario (repeatable); one of: " + ", ".join(SCENARIOS),
+    )
+    demo.add_argument(
+        "--phone",
+        choices=("twilio", "telnyx", "plivo"),
+        default="twilio",
+        help="whose media streams the callers speak; both bridges take them (default: twilio)",
     )
     demo.add_argument(
         "--json", action="store_true", help="print the results as JSON (progress stays on stderr)"

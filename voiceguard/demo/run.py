@@ -32,7 +32,8 @@ from voiceguard.demo.bridges import NaiveBridge
 from voiceguard.demo.measures import BRIDGES, RunOutcome
 from voiceguard.demo.report import DemoReport
 from voiceguard.demo.runs import CALL_PARAMETER, DEMO_HOST, CallRouter, DemoRun
-from voiceguard.protocol import StreamStarted
+from voiceguard.protocol import PHONES, PhoneDialect, StreamStarted, phone_dialect
+from voiceguard.protocol._dialect import DialectTransport
 from voiceguard.sim.caller import CallRecord
 from voiceguard.sim.scenarios import SCENARIOS, ScenarioRun
 from voiceguard.transports import NORMAL_CLOSURE, Transport, TransportClosed
@@ -78,14 +79,17 @@ _Asgi = Callable[
 ]
 
 
-def _start_key(text: object) -> str | None:
-    """The routing key in Twilio's ``start`` message, or None for any other message."""
+def _start_key(text: object, dialect: PhoneDialect = PHONES["twilio"]) -> str | None:
+    """The routing key in the ``start`` message (in *dialect*'s words), or None for any other
+    message."""
     if not isinstance(text, str) or '"start"' not in text:
         return None
     try:
         data = json.loads(text)
     except ValueError:
         return None
+    if isinstance(data, dict) and not dialect.is_twilio:
+        data = dialect.from_phone(data)
     if not isinstance(data, dict) or data.get("event") != "start":
         return None
     start = data.get("start")
@@ -101,7 +105,7 @@ class _Tap:
 
     __slots__ = ("_calls", "_inner", "key")
 
-    def __init__(self, inner: WebSocketTransport, calls: CallRouter) -> None:
+    def __init__(self, inner: Transport, calls: CallRouter) -> None:
         self._inner = inner
         self._calls = calls
         self.key: str | None = None
@@ -132,8 +136,11 @@ class _Tap:
         await self._inner.abort()
 
 
-def _naive_handler(calls: CallRouter) -> Callable[[WebSocketTransport], Any]:
-    """The naive side's server: one :class:`NaiveBridge` shared by every call, as in the sample."""
+def _naive_handler(
+    calls: CallRouter, dialect: PhoneDialect = PHONES["twilio"]
+) -> Callable[[WebSocketTransport], Any]:
+    """The naive side's server: one :class:`NaiveBridge` shared by every call, as in the sample
+    (in another phone provider's words, the same sample ported word for word)."""
 
     def fallback(owner: Transport, victim: Transport) -> None:
         # Whose leaked timer hung up which call: the report names the owner's scenario.
@@ -143,7 +150,8 @@ def _naive_handler(calls: CallRouter) -> Callable[[WebSocketTransport], Any]:
     naive = NaiveBridge(on_fallback=fallback)
 
     async def handle(websocket: WebSocketTransport) -> None:
-        tap = _Tap(websocket, calls)
+        phone = websocket if dialect.is_twilio else DialectTransport(websocket, dialect)
+        tap = _Tap(phone, calls)
         try:
             await naive(tap, lambda: calls.connect_model(tap.key or ""))
         finally:
@@ -153,7 +161,7 @@ def _naive_handler(calls: CallRouter) -> Callable[[WebSocketTransport], Any]:
     return handle
 
 
-def _guarded_app(calls: CallRouter, trace_dir: str | None = None) -> _Asgi:
+def _guarded_app(calls: CallRouter, trace_dir: str | None = None, phone: str = "twilio") -> _Asgi:
     """The reference server's app, each call's model routed to its run's simulator."""
     from voiceguard.server import ServerConfig, create_app  # noqa: PLC0415 - the server extra
 
@@ -161,7 +169,7 @@ def _guarded_app(calls: CallRouter, trace_dir: str | None = None) -> _Asgi:
         return calls.connect_model(start.custom_parameters.get(CALL_PARAMETER, ""))
 
     # The demo's audio is synthetic, so its traces keep it: they can be replayed.
-    config = ServerConfig(max_calls=10_000, trace_dir=trace_dir, trace_audio=True)
+    config = ServerConfig(max_calls=10_000, trace_dir=trace_dir, trace_audio=True, phone=phone)
     app: _Asgi = create_app(config, connect_model=connect)
 
     async def counted(
@@ -179,7 +187,7 @@ def _guarded_app(calls: CallRouter, trace_dir: str | None = None) -> _Asgi:
             nonlocal key
             message = await receive()
             if key is None and message.get("type") == "websocket.receive":
-                key = _start_key(message.get("text"))
+                key = _start_key(message.get("text"), config.phone_dialect)
                 if key is not None:
                     calls.started(key)
             return message
@@ -193,7 +201,7 @@ def _guarded_app(calls: CallRouter, trace_dir: str | None = None) -> _Asgi:
     return counted
 
 
-async def _play(run: DemoRun, media_url: str) -> RunOutcome:
+async def _play(run: DemoRun, media_url: str, phone: str = "twilio") -> RunOutcome:
     """Make the run's calls to the bridge at *media_url*; measure what the bridge did."""
     scenario = run.scenario
     records: list[CallRecord] = []
@@ -203,7 +211,7 @@ async def _play(run: DemoRun, media_url: str) -> RunOutcome:
         for number in range(scenario.calls):
             if number:
                 await anyio.sleep(scenario.between_calls)
-            records.append(await run.caller(number).call(media_url))
+            records.append(await run.caller(number, phone=phone).call(media_url))
         with anyio.move_on_after(_GRACE):
             while run.running or run.simulator.statistics().connections_open:
                 await anyio.sleep(0.05)
@@ -225,6 +233,7 @@ async def run_demo(
     seed: int = 0,
     progress: Callable[[RunOutcome, int, int], object] | None = None,
     trace_dir: str | os.PathLike[str] | None = None,
+    phone: str = "twilio",
 ) -> DemoReport:
     """Play scenarios through the naive bridge and the guarded reference server, side by side.
 
@@ -250,12 +259,16 @@ async def run_demo(
         trace_dir: Write a trace of each guarded call there, with its audio (see
             :mod:`voiceguard.observe.trace`), named ``<scenario>-<call>.jsonl`` (``-r<N>`` added for
             repetition *N* > 0); replay one with ``voiceguard replay``.
+        phone: Whose media streams the callers speak, ``"twilio"``, ``"telnyx"`` or
+            ``"plivo"``: the reference server takes them with ``phone=``, the naive bridge
+            through the same translation (its logic unchanged).
 
     Returns:
         Every run's outcome and each bridge's totals.
 
     Raises:
-        ValueError: On an unknown scenario or a repetition count out of range.
+        ValueError: On an unknown scenario, a repetition count out of range or an unknown phone
+            provider.
         ImportError: Without the server extra.
     """
     chosen = tuple(SCENARIOS) if scenarios is None else tuple(dict.fromkeys(scenarios))
@@ -269,6 +282,7 @@ async def run_demo(
         raise ValueError(
             f"repetitions = {repetitions!r}; allowed: an integer from 1 to {MAX_REPETITIONS}"
         )
+    dialect = phone_dialect(phone)
     from voiceguard.server import serving  # noqa: PLC0415 - the server extra
     from voiceguard.transports.websocket import serve_websocket  # noqa: PLC0415 - optional dep
 
@@ -297,7 +311,7 @@ async def run_demo(
                 # Staggered starts: twenty calls opening in the same instant would compete for
                 # the one event loop in their first, most timing-sensitive seconds (the echo).
                 await anyio.sleep(index * _STAGGER)
-            outcome = await _play(runs[index], url)
+            outcome = await _play(runs[index], url, dialect.name)
         outcomes[index] = outcome
         done += 1
         if progress is not None:
@@ -306,12 +320,12 @@ async def run_demo(
     async with anyio.create_task_group() as servers:
         naive_port = await servers.start(
             lambda task_status: serve_websocket(
-                _naive_handler(calls), host=DEMO_HOST, port=0, task_status=task_status
+                _naive_handler(calls, dialect), host=DEMO_HOST, port=0, task_status=task_status
             )
         )
         traces = None if trace_dir is None else Path(trace_dir)
         before = set(traces.glob("*.jsonl")) if traces is not None and traces.is_dir() else set()
-        guarded_app = _guarded_app(calls, None if traces is None else str(traces))
+        guarded_app = _guarded_app(calls, None if traces is None else str(traces), dialect.name)
         async with serving(guarded_app, host=DEMO_HOST) as guarded_port:
             urls = {
                 "naive": f"ws://{DEMO_HOST}:{naive_port}/media-stream",

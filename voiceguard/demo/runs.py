@@ -76,8 +76,9 @@ class DemoRun:
         """The routing key of the run's call *number* (from 0)."""
         return f"{self.id}.{number}"
 
-    def caller(self, number: int) -> CallerSimulator:
-        """The scenario's caller for call *number*, tagged with the call's routing key."""
+    def caller(self, number: int, *, phone: str = "twilio") -> CallerSimulator:
+        """The scenario's caller for call *number*, tagged with the call's routing key, speaking
+        *phone*'s media streams."""
         base = self.scenario.make_caller(number)
         return CallerSimulator(
             script=base.script,
@@ -89,6 +90,7 @@ class DemoRun:
             stream_sid=base.stream_sid,
             max_duration=base.max_duration,
             seed=base.seed + 1009 * self.seed,
+            phone=phone,
         )
 
     def measure(self, played: ScenarioRun) -> RunOutcome:

@@ -20,6 +20,12 @@ unknown type becomes an :class:`UnknownEvent`. Builders raise
 from __future__ import annotations
 
 from voiceguard.protocol._common import UnknownEvent, dumps
+from voiceguard.protocol._phones import (
+    PHONES,
+    PhoneDialect,
+    phone_dialect,
+    stream_answer,
+)
 from voiceguard.protocol.client import (
     CLIENT_EVENT_TYPES,
     AudioAppend,
@@ -128,6 +134,7 @@ __all__ = (
     "PCM24K",
     "PCMA",
     "PCMU",
+    "PHONES",
     "PROVIDERS",
     "AudioAppend",
     "AudioClear",
@@ -172,6 +179,7 @@ __all__ = (
     "OutputItem",
     "OutputItemAdded",
     "OutputItemDone",
+    "PhoneDialect",
     "RateLimitsUpdated",
     "RealtimeError",
     "RealtimeServerEvent",
@@ -212,8 +220,10 @@ __all__ = (
     "parse_realtime_event",
     "parse_twilio_message",
     "parse_twilio_outbound",
+    "phone_dialect",
     "response_cancel",
     "response_create",
     "session_update",
+    "stream_answer",
     "tool_error_output",
 )

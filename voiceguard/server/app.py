@@ -50,7 +50,8 @@ import voiceguard
 from voiceguard._redact import add_secrets
 from voiceguard.errors import CallRefused, LocalProtocolError
 from voiceguard.observe.trace import TraceRecorder
-from voiceguard.protocol import StreamStarted, connect_stream_twiml
+from voiceguard.protocol import StreamStarted, stream_answer
+from voiceguard.protocol._dialect import DialectTransport
 from voiceguard.runtime._model_token import bearer_token
 from voiceguard.runtime.handler import MediaHandler, ModelConnector
 from voiceguard.server.config import INCOMING_CALL_PATH, MEDIA_STREAM_PATH, ServerConfig
@@ -276,7 +277,7 @@ class _Server:
             parameters[STREAM_TOKEN_PARAMETER] = self.tokens.issue(call_sid, account_sid)
         try:
             stream_url = self.config.stream_url(request.headers.get("host"))
-            twiml = connect_stream_twiml(stream_url, parameters=parameters)
+            twiml = stream_answer(self.config.phone_dialect, stream_url, parameters)
         except LocalProtocolError as exc:
             self.metrics.refused.labels(INCOMING_CALL_PATH, "bad host").inc()
             logger.warning("cannot build the stream URL: %s", exc)
@@ -368,8 +369,9 @@ class _Server:
                 if self.config.trace_dir is not None
                 else None
             )
+            dialect = self.config.phone_dialect
             handler = MediaHandler(
-                phone,
+                phone if dialect.is_twilio else DialectTransport(phone, dialect),
                 self._admit(key),
                 config=self.config.handler,
                 trace=trace,

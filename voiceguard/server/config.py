@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from voiceguard._deprecated import warn_deprecated
 from voiceguard.config import BridgeConfig, HandlerConfig
 from voiceguard.errors import ConfigError
-from voiceguard.protocol import PROVIDERS, ModelProvider
+from voiceguard.protocol import PHONES, PROVIDERS, ModelProvider, PhoneDialect
 from voiceguard.runtime._model_token import load_token_source
 from voiceguard.server.options import (
     DEFAULT_DRAIN_TIMEOUT,
@@ -46,6 +46,7 @@ RETIRED_BETA: Final = (
 #: The options that are fields of :class:`ServerConfig` (the others only matter to
 #: ``voiceguard serve``: where to listen, how many workers, the log level).
 _CONFIG_OPTIONS: Final = (
+    "phone",
     "model_provider",
     "realtime_url",
     "model_token",
@@ -80,6 +81,9 @@ class ServerConfig:
     """Configuration of the reference server (:func:`create_app`).
 
     Attributes:
+        phone: Whose media streams the server takes: ``"twilio"``, ``"telnyx"`` or ``"plivo"``
+            (:data:`~voiceguard.protocol.PHONES`): the webhook's answer and the stream's
+            messages are in that provider's words. Signatures and stream tokens are Twilio's.
         model_provider: Who serves the model: ``"openai"``, ``"azure"`` or ``"xai"`` (see
             :data:`~voiceguard.protocol.PROVIDERS`): the URL's shape, the key's header, and the
             session shape the server sends.
@@ -146,6 +150,7 @@ class ServerConfig:
             (every call's parameters are still checked by :func:`check_custom_parameters`).
     """
 
+    phone: str = "twilio"
     model_provider: str = "openai"
     realtime_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
@@ -172,6 +177,7 @@ class ServerConfig:
     def __post_init__(self) -> None:
         owner = type(self).__name__
         self._check_model(owner)
+        self._check_phone(owner)
         for name in (
             "public_url",
             "max_calls",
@@ -237,6 +243,18 @@ class ServerConfig:
         if self.public_url is not None:
             object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
 
+    def _check_phone(self, owner: str) -> None:
+        phone: object = self.phone
+        if not isinstance(phone, str) or phone not in PHONES:
+            raise ConfigError(f"{owner}.phone", phone, "one of " + ", ".join(PHONES))
+        if phone != "twilio" and self.twilio_auth_token is not None:
+            raise ConfigError(
+                f"{owner}.phone",
+                phone,
+                "twilio while a Twilio auth token is set (its signatures are Twilio's); unset "
+                "TWILIO_AUTH_TOKEN for another provider's calls",
+            )
+
     def _check_model(self, owner: str) -> None:
         name: object = self.model_provider
         if not isinstance(name, str) or name not in PROVIDERS:
@@ -259,6 +277,11 @@ class ServerConfig:
         token = self.model_token
         if token is not None and not callable(token):
             raise ConfigError(f"{owner}.model_token", token, "a function that returns a token")
+
+    @property
+    def phone_dialect(self) -> PhoneDialect:
+        """The :class:`~voiceguard.protocol.PhoneDialect` of :attr:`phone`."""
+        return PHONES[self.phone]
 
     @property
     def provider(self) -> ModelProvider:
@@ -367,6 +390,7 @@ def config_from_values(values: Mapping[str, object], environ: Mapping[str, str])
         tools=values["tools"],  # type: ignore[arg-type]
     )
     return ServerConfig(
+        phone=values["phone"],  # type: ignore[arg-type]
         model_provider=provider.name,
         realtime_url=values["realtime_url"],  # type: ignore[arg-type]
         api_key=environ.get(provider.key_variable) or None,

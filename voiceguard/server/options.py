@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from voiceguard.config import BridgeConfig, HandlerConfig
 from voiceguard.errors import ConfigError, ToolError
-from voiceguard.protocol import PROVIDERS, model_provider
+from voiceguard.protocol import PHONES, PROVIDERS, model_provider, phone_dialect
 from voiceguard.runtime._model_token import load_token_source
 from voiceguard.runtime._tools import load_tools
 from voiceguard.server.parameters import is_parameter_name
@@ -126,6 +126,13 @@ def _parse_tools(text: str) -> tuple[Tool, ...]:
         raise ValueError(f"package.module:attribute of Tools or functions ({problem})") from None
     tools.spec = spec
     return tools
+
+
+def _parse_phone(text: str) -> str:
+    try:
+        return phone_dialect(text).name
+    except ValueError:
+        raise ValueError("one of " + ", ".join(PHONES)) from None
 
 
 def _parse_provider(text: str) -> str:
@@ -301,6 +308,14 @@ OPTIONS: Final = (
         DEFAULT_PORT,
         "PORT",
         "TCP port, 0 to 65535; 0 picks a free one",
+    ),
+    ServerOption(
+        "phone",
+        _parse_phone,
+        "twilio",
+        "NAME",
+        "whose media streams the server takes: " + ", ".join(PHONES) + " (the webhook answers "
+        "in that provider's markup; each provider's messages are on its page of the docs)",
     ),
     ServerOption(
         "model_provider",

@@ -221,6 +221,12 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         help="play this scenario's callers; one of: " + ", ".join(SCENARIOS),
     )
     parser.add_argument(
+        "--phone",
+        choices=("twilio", "telnyx", "plivo"),
+        default="twilio",
+        help="whose media-stream protocol the calls speak (default: twilio)",
+    )
+    parser.add_argument(
         "--say",
         dest="script",
         action=_StepAction,

@@ -25,6 +25,8 @@ from typing import Final, TypeAlias, final
 
 import anyio
 
+from voiceguard.protocol import phone_dialect
+from voiceguard.protocol._dialect import DialectTransport
 from voiceguard.sim._caller.call import Call
 from voiceguard.sim._caller.records import CallRecord, HeardAudio, MarkEchoed, ReceivedMessage
 from voiceguard.sim._caller.script import EchoPath, HangUp, PressDigit, Speak
@@ -66,6 +68,9 @@ class CallerSimulator:
         stream_sid: ``streamSid`` of the first call; None generates one (``MZ`` + 32 hex).
         max_duration: The caller hangs up after this many seconds, whatever the script says.
         seed: Seed of the generated SIDs, speech and noise.
+        phone: Whose media-stream protocol the call speaks: ``"twilio"`` (the default),
+            ``"telnyx"`` or ``"plivo"`` (:data:`~voiceguard.protocol.PHONES`); the script and
+            the record are the same for each.
 
     Raises:
         ValueError: On an option out of range.
@@ -88,6 +93,7 @@ class CallerSimulator:
         stream_sid: str | None = None,
         max_duration: float = 60.0,
         seed: int = 0,
+        phone: str = "twilio",
     ) -> None:
         if not (math.isfinite(max_duration) and max_duration > 0):
             raise ValueError(f"max_duration = {max_duration!r}; allowed: a number of seconds > 0")
@@ -100,6 +106,7 @@ class CallerSimulator:
         self.stream_sid = stream_sid
         self.max_duration = float(max_duration)
         self.seed = seed
+        self.phone = phone_dialect(phone)
         self._rng = random.Random(seed)
         self._records: list[CallRecord] = []
 
@@ -129,6 +136,8 @@ class CallerSimulator:
             stream_sid=(self.stream_sid if first and self.stream_sid else self._sid("MZ")),
         )
         self._records.append(record)
+        if not self.phone.is_twilio:  # the caller's messages in its provider's words
+            transport = DialectTransport(transport, self.phone, caller=True)
         call = Call(self, transport, record)
         try:
             await call.run()

@@ -172,6 +172,7 @@ def plan_calls(args: argparse.Namespace) -> Plan:
     parameters = _parameters(args.parameter or ())
     steps = [_script_step(option, text) for option, text in args.script or ()]
     calls = _calls(args.calls)
+    phone = getattr(args, "phone", None) or "twilio"
     if args.scenario is not None:
         scenario = _scenario(args, steps=bool(steps), calls=calls)
         count = scenario.calls if calls is None else calls
@@ -179,7 +180,9 @@ def plan_calls(args: argparse.Namespace) -> Plan:
             url=url,
             headers=headers,
             scenario=scenario,
-            callers=tuple(_tagged(scenario.make_caller(n), parameters) for n in range(count)),
+            callers=tuple(
+                _tagged(scenario.make_caller(n), parameters, phone=phone) for n in range(count)
+            ),
             between_calls=scenario.between_calls,
             check=args.check,
         )
@@ -196,7 +199,7 @@ def plan_calls(args: argparse.Namespace) -> Plan:
         url=url,
         headers=headers,
         scenario=None,
-        callers=tuple(_tagged(caller, parameters, seed=n) for n in range(calls or 1)),
+        callers=tuple(_tagged(caller, parameters, seed=n, phone=phone) for n in range(calls or 1)),
         between_calls=BETWEEN_CALLS,
         check=False,
     )
@@ -251,7 +254,11 @@ def _max_duration(text: str | None) -> float:
 
 
 def _tagged(
-    base: CallerSimulator, parameters: Mapping[str, str], *, seed: int | None = None
+    base: CallerSimulator,
+    parameters: Mapping[str, str],
+    *,
+    seed: int | None = None,
+    phone: str = "twilio",
 ) -> CallerSimulator:
     """*base* with *parameters* added and SIDs of its own (a bot may key its state by them:
     every run of the command gets new ones)."""
@@ -265,4 +272,5 @@ def _tagged(
         stream_sid=base.stream_sid or "MZ" + secrets.token_hex(16),
         max_duration=base.max_duration,
         seed=base.seed if seed is None else seed,
+        phone=phone,
     )
