@@ -40,6 +40,15 @@ def _translated(
     return json.dumps(out, separators=(",", ":")), out
 
 
+def _event_of(text: str) -> object:
+    """The ``event`` of a JSON message, None if it has none."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data.get("event") if isinstance(data, dict) else None
+
+
 def _stream_of(text: str) -> str | None:
     """The ``streamSid`` of a Twilio-worded ``start``, if *text* is one."""
     if '"start"' not in text:
@@ -90,7 +99,7 @@ class DialectTransport:
         if self._caller:
             if self._stream_sid is None:
                 self._stream_sid = _stream_of(message)
-            if self._cleared and '"mark"' in message:
+            if self._cleared and _event_of(message) == "mark":
                 return  # a cleared mark: this provider does not send it back
         text, _ = _translated(message, self._outgoing)
         if text is not None:
