@@ -177,7 +177,9 @@ async def test_the_whole_scenario_with_simulate_model_playing_its_model_side(
         with anyio.fail_after(20):
             while "\n" not in first:
                 first += (await model.stdout.receive()).decode()
-        found = re.search(r"listening on (ws://127\.0\.0\.1:\d+/v1/realtime) \(scenario", first)
+        found = re.search(
+            r"listening on (ws://127\.0\.0\.1:\d+/v1/realtime) \(OpenAI; scenario", first
+        )
         assert found, first
         url = f"{found.group(1)}?model=gpt-realtime"
         args = ["--realtime-url", url, "--no-stream-tokens"]
