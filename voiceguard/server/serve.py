@@ -226,8 +226,9 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "serve",
         help="run the reference server: Twilio Media Streams <-> OpenAI Realtime, guarded",
         description=(
-            "Run the reference server (uvicorn): POST /incoming-call answers TwiML that connects "
-            "the call to wss://<public host>/media-stream; each media stream is bridged to the "
+            "Run the reference server (uvicorn): POST /incoming-call answers TwiML (TeXML or "
+            "Plivo XML with --phone) that connects the call to wss://<public host>/media-stream; "
+            "each media stream is bridged to the "
             "Realtime API with every guard on; GET /healthz and GET /metrics (Prometheus) for "
             "operations. The model provider's key (OPENAI_API_KEY, AZURE_OPENAI_API_KEY or "
             "XAI_API_KEY, by --model-provider) is sent as the provider takes it; with "
@@ -450,12 +451,18 @@ def _banner(
 ) -> None:
     shown_host = f"[{host}]" if ":" in host else host
     where = config.public_url or "https://<Host>"
-    checks = "checked" if config.twilio_auth_token else "NOT checked (no TWILIO_AUTH_TOKEN)"
+    phone = config.phone_dialect
+    if not phone.is_twilio:
+        checks = f"none ({phone.title} media streams are not signed; see the docs' Phone providers)"
+    elif config.twilio_auth_token:
+        checks = "checked"
+    else:
+        checks = "NOT checked (no TWILIO_AUTH_TOKEN)"
     stream = config.stream_url() if config.public_url else "wss://<Host>/media-stream"
     lines = [
         f"voiceguard serve: listening on http://{shown_host}:{port} "
         f"({workers} worker{'s' if workers > 1 else ''}, up to {config.max_calls} calls)",
-        f"  Twilio voice webhook: POST {where}{INCOMING_CALL_PATH}",
+        f"  {phone.title} voice webhook: POST {where}{INCOMING_CALL_PATH}",
         f"  media stream: {stream}",
         f"  Realtime API: {_display_url(config.model_url)} ({config.provider.title})",
         f"  signatures: {checks}",
