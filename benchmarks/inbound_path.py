@@ -20,7 +20,10 @@ each repeat, every message is put through, in order:
   :meth:`voiceguard.BridgeCore.on_phone` (append, energy from the mu-law bytes, calibration gate
   update, late barge-in poll) and ``dumps`` of every message it returns;
 * **bridge (guards off)**: the same with the guards replaced by ones that allow everything
-  (``benchmarks/_unguarded.py``), so the calibration gate is never fed.
+  (``benchmarks/_unguarded.py``), so the calibration gate is never fed;
+* **parse, Telnyx's / Plivo's words**: the same frames as those providers send them, translated
+  to Twilio's (what :class:`voiceguard.DialectTransport` does for ``voiceguard serve --phone``)
+  and parsed: the cost of another phone provider (a Twilio frame is not translated).
 
 CPU is ``time.process_time`` over the whole call divided by its frames; the median of the
 repeats is reported, with the ratio to the floor measured in the same run.
@@ -48,7 +51,8 @@ from _unguarded import unguarded_core
 
 from voiceguard import BridgeCore
 from voiceguard.core.bridge import SendToModel, SendToPhone
-from voiceguard.protocol import dumps, input_audio_append, parse_twilio_message
+from voiceguard.protocol import PHONES, dumps, input_audio_append, parse_twilio_message
+from voiceguard.protocol._dialect import _translated
 
 FRAME = 160
 TARGET_RATIO = 3.0
@@ -128,6 +132,20 @@ def _bridge(start: str, *, guards: bool) -> Callable[[list[str]], None]:
     return run
 
 
+def _dialect_parse(name: str, messages: list[str]) -> tuple[list[str], Callable[[list[str]], None]]:
+    """*messages* in provider *name*'s words, and the path that translates and parses them."""
+    dialect = PHONES[name]
+    worded = [json.dumps(dialect.caller_out(json.loads(text))) for text in messages]
+
+    def run(texts: list[str]) -> None:
+        for text in texts:
+            translated, _ = _translated(text, dialect.from_phone)
+            assert translated is not None
+            parse_twilio_message(translated)
+
+    return worded, run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="CPU per frame of the inbound path vs. floor")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -146,14 +164,19 @@ def main() -> None:
         "bridge (guards off)": _bridge(start, guards=False),
         "bridge (guards on)": _bridge(start, guards=True),
     }
-    for run in paths.values():
-        run(messages)  # warm up
+    inputs = dict.fromkeys(paths, messages)
+    for name in ("telnyx", "plivo"):
+        worded, run = _dialect_parse(name, messages)
+        label = f"parse, {PHONES[name].title}'s words"
+        paths[label], inputs[label] = run, worded
+    for name, run in paths.items():
+        run(inputs[name])  # warm up
     samples: dict[str, list[float]] = {name: [] for name in paths}
     for _ in range(args.repeats):
         for name, run in paths.items():  # interleaved, so drifting load hits every path alike
             gc.collect()
             began = time.process_time()
-            run(messages)
+            run(inputs[name])
             samples[name].append((time.process_time() - began) / len(messages) * 1e6)
     per_frame = {name: _bench.median(values) for name, values in samples.items()}
     floor = per_frame["floor (json.loads + json.dumps)"]
