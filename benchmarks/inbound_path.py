@@ -52,7 +52,6 @@ from _unguarded import unguarded_core
 from voiceguard import BridgeCore
 from voiceguard.core.bridge import SendToModel, SendToPhone
 from voiceguard.protocol import PHONES, dumps, input_audio_append, parse_twilio_message
-from voiceguard.protocol._dialect import _translated
 
 FRAME = 160
 TARGET_RATIO = 3.0
@@ -139,9 +138,9 @@ def _dialect_parse(name: str, messages: list[str]) -> tuple[list[str], Callable[
 
     def run(texts: list[str]) -> None:
         for text in texts:
-            translated, _ = _translated(text, dialect.from_phone)
-            assert translated is not None
-            parse_twilio_message(translated)
+            # What DialectTransport does with each message: read, translate, write Twilio's.
+            translated = dialect.from_phone(json.loads(text))
+            parse_twilio_message(json.dumps(translated, separators=(",", ":")))
 
     return worded, run
 
