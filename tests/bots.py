@@ -9,7 +9,9 @@ its own barge-in handler, one mark per audio delta), with the variations users' 
 * ``pcm16``: the bot's model session is 16-bit PCM at 24 kHz, so it resamples: the caller's 8 kHz
   mu-law up to 24 kHz for the model, the model's audio down to mu-law for Twilio;
 * ``clears``: whether the bot's own barge-in handler clears the phone (the sample's handler does
-  so only while its mark queue is not empty).
+  so only while its mark queue is not empty);
+* ``provider``: whose model it talks to (``"openai"``, ``"azure"``, ``"xai"``): its session
+  update in that provider's shape.
 
 It runs as a scenario bridge (``await sample_bot(twilio, connect_model, ...)``) over the
 simulator's transports in Starlette/``websockets`` shape.
@@ -28,6 +30,7 @@ import numpy as np
 from voiceguard import CallScope
 from voiceguard.audio import PCM24K, UlawConverter, decode_ulaw
 from voiceguard.middleware import GuardedCall, call_timer
+from voiceguard.protocol import PROVIDERS
 from voiceguard.sim.adapters import StarletteSocket, websockets_style
 from voiceguard.sim.scenarios import ConnectModel
 from voiceguard.transports import Transport
@@ -51,6 +54,7 @@ async def sample_bot(
     clears: bool = True,
     calls: list[GuardedCall] | None = None,
     tool_seconds: float | None = None,
+    provider: str = "openai",
 ) -> None:
     """One call, bridged the way the popular sample does it, with voiceguard around it.
 
@@ -65,21 +69,20 @@ async def sample_bot(
     down = UlawConverter(PCM24K) if pcm16 else None
     try:
         async with CallScope() as scope, call.model(websockets_style(connect_model)()) as openai:
-            await openai.send(
-                json.dumps(
-                    {
-                        "type": "session.update",
-                        "session": {
-                            "type": "realtime",
-                            "output_modalities": ["audio"],
-                            "audio": {
-                                "input": {"format": fmt, "turn_detection": {"type": "server_vad"}},
-                                "output": {"format": fmt},
-                            },
-                        },
-                    }
-                )
-            )
+            update = {
+                "type": "session.update",
+                "session": {
+                    "type": "realtime",
+                    "output_modalities": ["audio"],
+                    "audio": {
+                        "input": {"format": fmt, "turn_detection": {"type": "server_vad"}},
+                        "output": {"format": fmt},
+                    },
+                },
+            }
+            # The bot writes its session in its provider's shape (xAI's: turn detection on top).
+            update = PROVIDERS[provider].adapt_session_update(update)
+            await openai.send(json.dumps(update))
             await openai.send(json.dumps({"type": "response.create"}))  # the greeting
             stream_sid = ""
             marks: list[str] = []

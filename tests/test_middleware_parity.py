@@ -39,6 +39,18 @@ async def test_the_scenario_library_passes_whatever_the_models_audio_format(pcm1
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("provider", ["azure", "xai"])
+async def test_the_scenario_library_passes_with_every_model_provider(provider: str) -> None:
+    """The reference server's scenario library runs for each provider
+    (test_server_scenarios.py); so does the middleware's, the bot writing its own session in
+    its provider's shape, the model speaking that provider's dialect."""
+    checks = await check_bridge(bot_of(provider=provider), provider=provider)
+    assert [c.scenario for c in checks] == list(SCENARIOS)
+    broken = {c.scenario: (c.violations, c.problems) for c in checks if c.violations or c.problems}
+    assert broken == {}
+
+
+@pytest.mark.anyio
 async def test_a_cough_during_the_answer_cancels_nothing_and_the_answer_is_heard() -> None:
     run = await run_scenario(SCENARIOS["cough-during-the-answer"], bot_of())
     (connection,) = run.connections

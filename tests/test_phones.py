@@ -15,7 +15,6 @@ from typing import Any
 import anyio
 import pytest
 
-from voiceguard import DialectTransport
 from voiceguard.errors import ConfigError, RemoteProtocolError
 from voiceguard.protocol import (
     PHONES,
@@ -28,11 +27,9 @@ from voiceguard.protocol import (
     mark_message,
     media_message,
     parse_twilio_message,
-    parse_twilio_outbound,
     phone_dialect,
     stream_answer,
 )
-from voiceguard.protocol.twilio import OutboundClear, OutboundMark, OutboundMedia
 from voiceguard.server import ServerConfig
 from voiceguard.sim.caller import CallerSimulator, HangUp, Speak
 from voiceguard.transports import TransportClosed, memory_pair
@@ -183,16 +180,20 @@ def test_the_webhook_answers_in_each_providers_markup() -> None:
     ) in plivo
 
 
-async def _raw_call(phone: str) -> tuple[list[dict[str, Any]], Any]:
+async def _raw_call(
+    phone: str, *, audio_seconds: float = 0.1, clear: bool = False
+) -> tuple[list[dict[str, Any]], Any]:
     """A simulated caller of *phone* against a raw reader that plays the bridge in the
-    provider's words (one media frame, a checkpoint/mark, a clear)."""
+    provider's words: at the caller's start, audio, a mark (checkpoint) after it and, with
+    *clear*, a clear at once; returns what the caller sent and its record."""
     caller_end, bridge_end = memory_pair()
-    caller = CallerSimulator(script=[Speak(at=0.0, duration=0.2), HangUp(at=1.0)], phone=phone)
+    speaks = [] if clear else [Speak(at=0.0, duration=0.2)]
+    caller = CallerSimulator(script=[*speaks, HangUp(at=1.0)], phone=phone)
     dialect = phone_dialect(phone)
     seen: list[dict[str, Any]] = []
+    audio = base64.b64encode(b"\xff" * int(8000 * audio_seconds)).decode()
 
     async def bridge() -> None:
-        stream = ""
         with anyio.fail_after(10):
             try:
                 while True:
@@ -202,10 +203,10 @@ async def _raw_call(phone: str) -> tuple[list[dict[str, Any]], Any]:
                         twilio = parse_twilio_message(dialect.from_phone(message) or {})
                         assert isinstance(twilio, StreamStarted)
                         stream = twilio.stream_sid
-                        for out in (
-                            media_message(stream, base64.b64encode(b"\xff" * 800).decode()),
-                            mark_message(stream, "m1"),
-                        ):
+                        outs = [media_message(stream, audio), mark_message(stream, "m1")]
+                        if clear:
+                            outs.append(clear_message(stream))
+                        for out in outs:
                             await bridge_end.send(json.dumps(dialect.to_phone(out)))
             except TransportClosed:
                 pass
@@ -239,44 +240,16 @@ async def test_a_telnyx_caller_speaks_telnyx() -> None:
     assert record.protocol_errors == []
 
 
-async def test_a_plivo_caller_answers_no_checkpoint_its_clear_dropped() -> None:
-    """Plivo answers no checkpoint whose audio was cleared (Twilio and Telnyx send the queued
-    marks back): the simulated Plivo caller does the same."""
-    plivo = PHONES["plivo"]
-    caller_end, bridge_end = memory_pair()
-    caller_side = DialectTransport(caller_end, plivo, caller=True)
-    await caller_side.send(
-        json.dumps(
-            {
-                "event": "start",
-                "streamSid": "S1",
-                "start": {
-                    "callSid": "C1",
-                    "accountSid": "A1",
-                    "tracks": ["inbound"],
-                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-                },
-            }
-        )
-    )
-    await bridge_end.receive()
-    await bridge_end.send(json.dumps({"event": "clearAudio", "streamId": "S1"}))
-    cleared = parse_twilio_outbound(await caller_side.receive(), stream_sid="S1")
-    assert isinstance(cleared, OutboundClear)
-    await caller_side.send(json.dumps({"event": "mark", "streamSid": "S1", "mark": {"name": "q"}}))
-    await bridge_end.send(
-        json.dumps({"event": "playAudio", "media": {"payload": PAYLOAD}, "streamId": "S1"})
-    )
-    media = parse_twilio_outbound(await caller_side.receive(), stream_sid="S1")
-    assert isinstance(media, OutboundMedia)
-    await caller_side.send(json.dumps({"event": "mark", "streamSid": "S1", "mark": {"name": "n"}}))
-    await bridge_end.send(json.dumps({"event": "checkpoint", "streamId": "S1", "name": "n"}))
-    mark = parse_twilio_outbound(await caller_side.receive(), stream_sid="S1")
-    assert isinstance(mark, OutboundMark) and mark.name == "n"
-    answered = json.loads(await bridge_end.receive())
-    assert answered == {"event": "playedStream", "streamId": "S1", "name": "n"}, "q was dropped"
-    await caller_side.aclose()
-    await bridge_end.aclose()
+@pytest.mark.parametrize(("phone", "answered"), [("plivo", False), ("telnyx", True)])
+async def test_a_cleared_mark_comes_back_only_where_the_provider_sends_it(
+    phone: str, answered: bool
+) -> None:
+    """Plivo answers no checkpoint whose audio was cleared; Telnyx (as Twilio) sends the queued
+    marks back: the simulated caller of each does the same."""
+    seen, record = await _raw_call(phone, audio_seconds=2.0, clear=True)
+    echoes = [m for m in seen if m["event"] in ("mark", "playedStream")]
+    assert bool(echoes) is answered, echoes
+    assert record.clears and record.protocol_errors == []
 
 
 def test_the_server_takes_a_phone_provider_and_keeps_twilio_signatures_to_twilio() -> None:

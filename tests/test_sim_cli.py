@@ -46,24 +46,23 @@ def test_tour_still_works(capsys: pytest.CaptureFixture[str]) -> None:
     assert "watchdog" in capsys.readouterr().out
 
 
-@pytest.mark.realtime
-def test_it_serves_until_interrupted() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "voiceguard", "simulate-model", "--port", "0", "--seed", "3"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def _serve_and_connect(argv: list[str], listening: str, query: str, key: dict[str, str]) -> str:
+    """Run ``simulate-model --port 0 *argv*``, read where it listens from its banner (the regex
+    *listening*, its group the port and path), take one session there with *key*, interrupt it;
+    its banner's remaining first lines are returned."""
+    command = [sys.executable, "-m", "voiceguard", "simulate-model", "--port", "0", *argv]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
         first = process.stdout.readline()
-        match = re.search(r"ws://127\.0\.0\.1:(\d+)/v1/realtime", first)
+        match = re.search(listening, first)
         assert match, first
-        url = f"ws://127.0.0.1:{match.group(1)}/v1/realtime?model=gpt-realtime"
+        second = process.stdout.readline()
+        url = f"ws://127.0.0.1:{match.group(1)}{query}"
 
         async def talk() -> None:
             with anyio.fail_after(5):
-                async with connect_websocket(url, headers={"Authorization": "Bearer x"}) as ws:
+                async with connect_websocket(url, headers=key) as ws:
                     assert isinstance(parse_realtime_event(await ws.receive()), SessionCreated)
 
         anyio.run(talk)
@@ -75,43 +74,25 @@ def test_it_serves_until_interrupted() -> None:
             process.communicate()
     assert process.returncode == 0, err
     assert "Traceback" not in err
+    return second
+
+
+@pytest.mark.realtime
+def test_it_serves_until_interrupted() -> None:
+    _serve_and_connect(
+        ["--seed", "3"],
+        r"ws://127\.0\.0\.1:(\d+/v1/realtime)",
+        "?model=gpt-realtime",
+        {"Authorization": "Bearer x"},
+    )
 
 
 @pytest.mark.realtime
 def test_it_speaks_a_providers_dialect() -> None:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "voiceguard",
-            "simulate-model",
-            "--port",
-            "0",
-            "--provider",
-            "azure",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    second = _serve_and_connect(
+        ["--provider", "azure"],
+        r"ws://127\.0\.0\.1:(\d+/openai/v1/realtime) \(Azure OpenAI;",
+        "?model=my-deployment",
+        {"api-key": "k"},
     )
-    try:
-        assert process.stdout is not None
-        first = process.stdout.readline()
-        match = re.search(r"ws://127\.0\.0\.1:(\d+)/openai/v1/realtime \(Azure OpenAI;", first)
-        assert match, first
-        url = f"ws://127.0.0.1:{match.group(1)}/openai/v1/realtime?model=my-deployment"
-        assert "--model-provider azure" in process.stdout.readline()
-
-        async def talk() -> None:
-            with anyio.fail_after(5):
-                async with connect_websocket(url, headers={"api-key": "k"}) as ws:
-                    assert isinstance(parse_realtime_event(await ws.receive()), SessionCreated)
-
-        anyio.run(talk)
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0, err
+    assert "--model-provider azure" in second

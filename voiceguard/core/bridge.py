@@ -217,8 +217,7 @@ class BridgeCore:
             silence_duration_ms=cfg.silence_duration_ms,
             input_transcription_model=cfg.input_transcription_model,
         )
-        if self._provider.session_shape != "ga":
-            update = self._provider.adapt_session_update(update)
+        update = self._provider.adapt_session_update(update)
         actions: list[BridgeAction] = [SendToModel(message=update)]
         if cfg.greeting is not None:
             greeting = CreateRequest(

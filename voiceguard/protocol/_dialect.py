@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, final
+from typing import final
 
 from voiceguard.protocol import PhoneDialect
 from voiceguard.protocol._phones import Translate
@@ -14,10 +14,8 @@ from voiceguard.transports import NORMAL_CLOSURE, Transport
 __all__ = ("DialectTransport",)
 
 
-def _translated(
-    text: str, translate: Translate, stream_sid: str | None = None
-) -> tuple[str | None, dict[str, Any] | None]:
-    """*text* translated, and the Twilio-worded message when the translation made one.
+def _translated(text: str, translate: Translate, stream_sid: str | None = None) -> str | None:
+    """*text* translated.
 
     Text that is not a JSON object passes as it is (the reader after reports it); the text is
     None when the translation drops the message. With *stream_sid*, a translated message
@@ -26,27 +24,18 @@ def _translated(
     try:
         data = json.loads(text)
     except ValueError:
-        return text, None
+        return text
     if not isinstance(data, dict):
-        return text, None
+        return text
     try:
         out = translate(data)
     except (KeyError, TypeError, ValueError, AttributeError):
-        return text, None  # not of the shape translated: the reader names what is wrong
+        return text  # not of the shape translated: the reader names what is wrong
     if out is None:
-        return None, None
+        return None
     if stream_sid is not None and not out.get("streamSid"):
         out["streamSid"] = stream_sid
-    return json.dumps(out, separators=(",", ":")), out
-
-
-def _event_of(text: str) -> object:
-    """The ``event`` of a JSON message, None if it has none."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    return data.get("event") if isinstance(data, dict) else None
+    return json.dumps(out, separators=(",", ":"))
 
 
 def _stream_of(text: str) -> str | None:
@@ -75,49 +64,29 @@ class DialectTransport:
             with the stream id of the caller's ``start``.
     """
 
-    __slots__ = (
-        "_caller",
-        "_cleared",
-        "_dialect",
-        "_incoming",
-        "_inner",
-        "_outgoing",
-        "_stream_sid",
-    )
+    __slots__ = ("_caller", "_incoming", "_inner", "_outgoing", "_stream_sid")
 
     def __init__(self, inner: Transport, dialect: PhoneDialect, *, caller: bool = False) -> None:
         self._inner = inner
-        self._dialect = dialect
         self._caller = caller
-        self._cleared = False  # the caller's side: a clear came, no audio since
         self._incoming = dialect.caller_in if caller else dialect.from_phone
         self._outgoing = dialect.caller_out if caller else dialect.to_phone
         self._stream_sid: str | None = None
 
     async def send(self, message: str) -> None:
         """Send a Twilio-worded message in the provider's words."""
-        if self._caller:
-            if self._stream_sid is None:
-                self._stream_sid = _stream_of(message)
-            if self._cleared and _event_of(message) == "mark":
-                return  # a cleared mark: this provider does not send it back
-        text, _ = _translated(message, self._outgoing)
+        if self._caller and self._stream_sid is None:
+            self._stream_sid = _stream_of(message)
+        text = _translated(message, self._outgoing)
         if text is not None:
             await self._inner.send(text)
 
     async def receive(self) -> str:
         """The next message, in Twilio's words (messages with nothing to say are skipped)."""
         while True:
-            text, out = _translated(await self._inner.receive(), self._incoming, self._stream_sid)
-            if text is None:
-                continue
-            if self._caller and out is not None and not self._dialect.marks_after_clear:
-                kind = out.get("event")
-                if kind == "clear":
-                    self._cleared = True
-                elif kind == "media":
-                    self._cleared = False
-            return text
+            text = _translated(await self._inner.receive(), self._incoming, self._stream_sid)
+            if text is not None:
+                return text
 
     async def aclose(self, code: int = NORMAL_CLOSURE, reason: str = "") -> None:
         """Close the inner connection."""

@@ -167,7 +167,7 @@ class BridgeCheck:
 
 
 async def check_bridge(
-    bridge: Bridge, scenarios: Iterable[Scenario] | None = None
+    bridge: Bridge, scenarios: Iterable[Scenario] | None = None, *, provider: str = "openai"
 ) -> list[BridgeCheck]:
     """Play each scenario through *bridge*, one after the other, and measure it.
 
@@ -175,13 +175,18 @@ async def check_bridge(
         bridge: ``async def bridge(twilio, connect_model)``, as for
             :func:`~voiceguard.sim.scenarios.run_scenario`.
         scenarios: The scenarios; all of :data:`~voiceguard.sim.scenarios.SCENARIOS` by default.
+        provider: Whose dialect the scenarios' model speaks: ``"openai"``, ``"azure"`` or
+            ``"xai"``.
 
     Returns:
         One :class:`BridgeCheck` per scenario, in order. In virtual time (trio's ``MockClock``)
         this takes seconds, not the calls' length.
     """
     chosen = list(SCENARIOS.values()) if scenarios is None else list(scenarios)
-    return [BridgeCheck.of(await run_scenario(scenario, bridge)) for scenario in chosen]
+    return [
+        BridgeCheck.of(await run_scenario(scenario, bridge, provider=provider))
+        for scenario in chosen
+    ]
 
 
 def render_checks(checks: Sequence[BridgeCheck]) -> str:

@@ -161,7 +161,9 @@ class ScenarioRun:
         return log
 
 
-async def run_scenario(scenario: Scenario, bridge: Bridge) -> ScenarioRun:
+async def run_scenario(
+    scenario: Scenario, bridge: Bridge, *, provider: str = "openai"
+) -> ScenarioRun:
     """Play *scenario* against *bridge* over in-memory transports.
 
     Each call runs the bridge as a task of one scenario-wide task group (like a server handling
@@ -172,11 +174,12 @@ async def run_scenario(scenario: Scenario, bridge: Bridge) -> ScenarioRun:
     Args:
         scenario: The scenario.
         bridge: The bridge under test.
+        provider: Whose dialect the scenario's model speaks (:meth:`Scenario.simulator_for`).
 
     Returns:
         The outcome; :meth:`ScenarioRun.violations` lists the rules broken.
     """
-    return await _run(scenario, scenario.make_simulator(), bridge)
+    return await _run(scenario, scenario.simulator_for(provider), bridge)
 
 
 #: A bot under test that opens its own model connection by URL, as in

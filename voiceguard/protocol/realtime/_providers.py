@@ -43,9 +43,6 @@ class ModelProvider:
         url_example: An endpoint of the right shape, for error messages and ``--help``.
         paths: The URL paths the provider serves the protocol on.
         model_parameter: The query parameter that names the model (or the deployment).
-        session_shape: ``"ga"`` (OpenAI's GA ``session.update``) or ``"xai"`` (turn detection
-            at the session's top level, no ``session.type``; see :meth:`adapt_session_update`).
-        docs: The documentation page that records the provider's differences, with sources.
     """
 
     name: str
@@ -56,8 +53,6 @@ class ModelProvider:
     url_example: str
     paths: tuple[str, ...]
     model_parameter: str = "model"
-    session_shape: Literal["ga", "xai"] = "ga"
-    docs: str = ""
     _adapt: Callable[[dict[str, Any]], dict[str, Any]] = field(
         default=_same, repr=False, compare=False
     )
@@ -124,6 +119,8 @@ class ModelProvider:
         Returns:
             The message to send to this provider.
         """
+        if self._adapt is _same:
+            return dict(message)  # OpenAI's shape: nothing changes
         return self._adapt(copy.deepcopy(dict(message)))
 
 
@@ -157,7 +154,6 @@ OPENAI: Final = ModelProvider(
     default_url="wss://api.openai.com/v1/realtime?model=gpt-realtime",
     url_example="wss://api.openai.com/v1/realtime?model=gpt-realtime",
     paths=("/v1/realtime",),
-    docs="provider-openai",
 )
 #: Azure OpenAI's GA Realtime API (the v1 route): the deployment in ``?model=``.
 AZURE: Final = ModelProvider(
@@ -168,7 +164,6 @@ AZURE: Final = ModelProvider(
     default_url=None,
     url_example="wss://<resource>.openai.azure.com/openai/v1/realtime?model=<deployment>",
     paths=("/openai/v1/realtime",),
-    docs="provider-azure",
 )
 #: xAI's Grok Voice Agent API.
 XAI: Final = ModelProvider(
@@ -179,8 +174,6 @@ XAI: Final = ModelProvider(
     default_url="wss://api.x.ai/v1/realtime?model=grok-voice-latest",
     url_example="wss://api.x.ai/v1/realtime?model=grok-voice-latest",
     paths=("/v1/realtime",),
-    session_shape="xai",
-    docs="provider-xai",
     _adapt=_xai_session_update,
 )
 

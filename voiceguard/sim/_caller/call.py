@@ -17,6 +17,7 @@ from voiceguard.protocol import (
     OutboundClear,
     OutboundMark,
     OutboundMedia,
+    PhoneDialect,
     dumps,
     parse_twilio_outbound,
 )
@@ -42,6 +43,7 @@ class CallerSettings(Protocol):
     account_sid: str
     max_duration: float
     seed: int
+    phone: PhoneDialect
 
 
 def _receive_ready(transport: Transport) -> str | None:
@@ -190,8 +192,9 @@ class Call:
                 self.record.clears.append(now)
                 names = [item for item in self.queue if isinstance(item, str)]
                 self.queue.clear()
-                for name in names:
-                    await self.echo_mark(name, cleared=True)
+                if self.caller.phone.marks_after_clear:  # Plivo answers no cleared checkpoint
+                    for name in names:
+                        await self.echo_mark(name, cleared=True)
             case _:
                 assert_never(message)
 
