@@ -23,7 +23,10 @@ each repeat, every message is put through, in order:
   (``benchmarks/_unguarded.py``), so the calibration gate is never fed;
 * **parse, Telnyx's / Plivo's words**: the same frames as those providers send them, translated
   to Twilio's (what :class:`voiceguard.DialectTransport` does for ``voiceguard serve --phone``)
-  and parsed: the cost of another phone provider (a Twilio frame is not translated).
+  and parsed: the cost of another phone provider (a Twilio frame is not translated);
+* **parse, Vonage's frames at 8 / 16 kHz**: the same audio as Vonage sends it, binary 16-bit
+  linear PCM (at 16 kHz resampled from the corpus' 8 kHz), turned into Twilio's ``media`` by
+  Vonage's line (companded; at 16 kHz also filtered and decimated) and parsed.
 
 CPU is ``time.process_time`` over the whole call divided by its frames; the median of the
 repeats is reported, with the ratio to the floor measured in the same run.
@@ -41,6 +44,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import _bench
 
@@ -50,6 +54,7 @@ import corpus
 from _unguarded import unguarded_core
 
 from voiceguard import BridgeCore
+from voiceguard.audio import UlawUpsampler
 from voiceguard.core.bridge import SendToModel, SendToPhone
 from voiceguard.protocol import PHONES, dumps, input_audio_append, parse_twilio_message
 
@@ -145,6 +150,30 @@ def _dialect_parse(name: str, messages: list[str]) -> tuple[list[str], Callable[
     return worded, run
 
 
+def _vonage_parse(
+    rate: int, messages: list[str]
+) -> tuple[list[bytes], Callable[[list[bytes]], None]]:
+    """*messages*' audio as Vonage's binary frames at *rate*, and the path that reads them."""
+    upsampler = UlawUpsampler(rate)
+    frames = [
+        upsampler.feed(base64.b64decode(json.loads(text)["media"]["payload"])) for text in messages
+    ]
+    connected = json.dumps(
+        {"event": "websocket:connected", "content-type": f"audio/l16;rate={rate}"}
+    )
+    vonage = PHONES["vonage"].line
+    assert vonage is not None
+
+    def run(binary: list[bytes]) -> None:
+        line = vonage(False)  # a new call: what DialectTransport does with each message
+        line.incoming(connected)
+        for frame in binary:
+            for text in line.incoming(frame):
+                parse_twilio_message(text)
+
+    return frames, run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="CPU per frame of the inbound path vs. floor")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -156,18 +185,22 @@ def main() -> None:
     if args.smoke:
         args.repeats, frames = 1, 50
     start, messages = twilio_messages(args.case, frames)
-    paths: dict[str, Callable[[list[str]], None]] = {
+    paths: dict[str, Callable[[list[Any]], None]] = {
         "floor (json.loads + json.dumps)": _floor,
         "parse": _parse,
         "parse + append": _parse_append,
         "bridge (guards off)": _bridge(start, guards=False),
         "bridge (guards on)": _bridge(start, guards=True),
     }
-    inputs = dict.fromkeys(paths, messages)
+    inputs: dict[str, list[Any]] = dict.fromkeys(paths, messages)
     for name in ("telnyx", "plivo"):
         worded, run = _dialect_parse(name, messages)
         label = f"parse, {PHONES[name].title}'s words"
         paths[label], inputs[label] = run, worded
+    for rate in (8000, 16000):
+        binary, read = _vonage_parse(rate, messages)
+        label = f"parse, Vonage's frames at {rate // 1000} kHz"
+        paths[label], inputs[label] = read, binary
     for name, run in paths.items():
         run(inputs[name])  # warm up
     samples: dict[str, list[float]] = {name: [] for name in paths}

@@ -29,7 +29,7 @@ import httpx
 
 from voiceguard.cli import build_parser
 from voiceguard.demo.measures import cut_by_another_call
-from voiceguard.protocol import model_provider
+from voiceguard.protocol import PhoneDialect, model_provider
 from voiceguard.sim._call.dial import play_plan
 from voiceguard.sim._call.plan import plan_calls
 from voiceguard.sim._call.report import build_report, render
@@ -225,15 +225,24 @@ def _limit_files(limit: int) -> Callable[[], None]:
 
 
 async def play_scenario(
-    scenario: Scenario, media_url: str, router: ModelRouter, *, phone: str = "twilio"
+    scenario: Scenario,
+    media_url: str,
+    router: ModelRouter,
+    *,
+    phone: str | PhoneDialect = "twilio",
 ) -> ScenarioRun:
     """Play *scenario* in real time, its model behind *router*, its callers to *media_url* as
     ``voiceguard call URL --scenario NAME --check`` plays them (the command's own parser, plan,
-    calls and report); what the command judged from the caller's side must hold too."""
+    calls and report); what the command judged from the caller's side must hold too. A
+    *phone* dialect of one's own (a Vonage caller at 16 kHz) replaces the named one's."""
     simulator = router.use(scenario.simulator_for(router.provider.name))
-    argv = ["call", media_url, "--scenario", scenario.name, "--check", "--phone", phone]
+    name = phone if isinstance(phone, str) else phone.name
+    argv = ["call", media_url, "--scenario", scenario.name, "--check", "--phone", name]
     args = build_parser().parse_args(argv)
     plan = plan_calls(args)
+    if not isinstance(phone, str):
+        for caller in plan.callers:
+            caller.phone = phone
     started = anyio.current_time()
     records: list[CallRecord] = []
     with anyio.fail_after(90):

@@ -56,7 +56,7 @@ def test_json_of_one_scenario_shows_the_naive_failure_and_a_clean_guarded_bridge
     assert "[2/2]" in result.stderr
 
 
-@pytest.mark.parametrize("phone", ["telnyx", "plivo"])
+@pytest.mark.parametrize("phone", ["telnyx", "plivo", "vonage"])
 def test_the_demo_runs_with_another_phone_provider(phone: str) -> None:
     """Both bridges take the provider's media streams; the guarded one stays clean."""
     result = _demo(

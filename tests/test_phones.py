@@ -254,11 +254,11 @@ async def test_a_cleared_mark_comes_back_only_where_the_provider_sends_it(
 
 def test_the_server_takes_a_phone_provider_and_keeps_twilio_signatures_to_twilio() -> None:
     assert ServerConfig(phone="telnyx").phone_dialect is PHONES["telnyx"]
-    with pytest.raises(ConfigError, match="one of twilio, telnyx, plivo"):
-        ServerConfig(phone="vonage")
+    with pytest.raises(ConfigError, match="one of twilio, telnyx, plivo, vonage"):
+        ServerConfig(phone="bandwidth")
     with pytest.raises(ConfigError, match="unset TWILIO_AUTH_TOKEN"):
         ServerConfig(phone="plivo", twilio_auth_token="tok")
-    with pytest.raises(ValueError, match="allowed: twilio, telnyx, plivo"):
+    with pytest.raises(ValueError, match="allowed: twilio, telnyx, plivo, vonage"):
         phone_dialect("bandwidth")
 
 

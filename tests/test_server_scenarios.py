@@ -10,8 +10,9 @@ interruption of the bot while the caller was silent (4: echo and noise are not b
 truncate past what the caller had heard (5), nothing of an interrupted answer heard after its clear
 (6), nothing left open. The library runs once per model provider (OpenAI, Azure OpenAI, xAI:
 the server started with ``--model-provider``, the simulator speaking that provider's dialect:
-its path, its key header, its session shape) and once per phone provider (Telnyx, Plivo: the
-server started with ``--phone``, the callers speaking that provider's media streams). This is
+its path, its key header, its session shape) and once per phone provider (Telnyx, Plivo,
+Vonage: the server started with ``--phone``, the callers speaking that provider's media
+streams; Vonage's at 8 kHz, two scenarios at 16 kHz in ``test_vonage.py``). This is
 the slowest test module (10-20 s calls played in real time, one after the other): about two
 minutes per pair.
 """

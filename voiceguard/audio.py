@@ -34,6 +34,7 @@ __all__ = (
     "AudioEncoding",
     "AudioFormat",
     "UlawConverter",
+    "UlawUpsampler",
     "check_frame",
     "decode_alaw",
     "decode_ulaw",
@@ -438,3 +439,49 @@ class UlawConverter:
         picked = filtered[self._phase :: self._factor]
         self._phase = (self._phase - filtered.size) % self._factor
         return encode_ulaw(np.clip(np.rint(picked), -32768, 32767).astype(np.int16))
+
+
+@final
+class UlawUpsampler:
+    """Turns a stream of 8 kHz mu-law into 16-bit little-endian PCM at a multiple of 8 kHz.
+
+    The other way from :class:`UlawConverter`: for a phone provider that plays linear PCM at
+    16 kHz (Vonage), each sample is followed by ``factor - 1`` zeros and the result low-pass
+    filtered (the same windowed sinc, scaled by the factor), the filter carrying over from one
+    chunk to the next. At 8 kHz the mu-law is only expanded.
+
+    Args:
+        sample_rate: The PCM's rate: 8000, 16000, 24000, ...
+
+    Raises:
+        LocalProtocolError: If *sample_rate* is not a positive multiple of 8000.
+    """
+
+    __slots__ = ("_factor", "_history", "_taps")
+
+    def __init__(self, sample_rate: int) -> None:
+        rate: object = sample_rate
+        if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0 or rate % SAMPLE_RATE:
+            raise LocalProtocolError(
+                f"sample_rate must be a positive multiple of {SAMPLE_RATE} Hz, got {rate!r:.80}"
+            )
+        self._factor = rate // SAMPLE_RATE
+        self._taps = _lowpass(self._factor) * self._factor if self._factor > 1 else None
+        self._history = np.zeros(_DECIMATION_TAPS - 1, dtype=np.float64)
+
+    def feed(self, ulaw: bytes | bytearray | memoryview) -> bytes:
+        """Convert the next chunk of the stream; returns its PCM, ``factor`` samples for each
+        mu-law byte."""
+        samples = decode_ulaw(ulaw)
+        if self._taps is None or not samples.size:
+            return samples.astype("<i2").tobytes()
+        stuffed = np.zeros(samples.size * self._factor, dtype=np.float64)
+        stuffed[:: self._factor] = samples
+        padded = np.concatenate((self._history, stuffed))
+        self._history = padded[-(_DECIMATION_TAPS - 1) :]
+        filtered = np.convolve(padded, self._taps, mode="valid")
+        return np.clip(np.rint(filtered), -32768, 32767).astype("<i2").tobytes()
+
+    def reset(self) -> None:
+        """Forget the stream so far (after the audio was cleared)."""
+        self._history[:] = 0.0

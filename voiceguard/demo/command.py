@@ -197,7 +197,7 @@ def add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     demo.add_argument(
         "--phone",
-        choices=("twilio", "telnyx", "plivo"),
+        choices=("twilio", "telnyx", "plivo", "vonage"),
         default="twilio",
         help="whose media streams the callers speak; both bridges take them (default: twilio)",
     )

@@ -80,15 +80,22 @@ _Asgi = Callable[
 
 
 def _start_key(text: object, dialect: PhoneDialect = PHONES["twilio"]) -> str | None:
-    """The routing key in the ``start`` message (in *dialect*'s words), or None for any other
-    message."""
-    if not isinstance(text, str) or '"start"' not in text:
+    """The routing key in the ``start`` message (in *dialect*'s words; Vonage's is its first
+    message, ``websocket:connected``), or None for any other message."""
+    if not isinstance(text, str):
+        return None
+    if dialect.line is not None:
+        started = [m for m in dialect.line(False).incoming(text) if '"start"' in m]
+        if not started:
+            return None
+        text = started[0]
+    if '"start"' not in text:
         return None
     try:
         data = json.loads(text)
     except ValueError:
         return None
-    if isinstance(data, dict) and not dialect.is_twilio:
+    if isinstance(data, dict) and not dialect.is_twilio and dialect.line is None:
         data = dialect.from_phone(data)
     if not isinstance(data, dict) or data.get("event") != "start":
         return None
@@ -259,8 +266,8 @@ async def run_demo(
         trace_dir: Write a trace of each guarded call there, with its audio (see
             :mod:`voiceguard.observe.trace`), named ``<scenario>-<call>.jsonl`` (``-r<N>`` added for
             repetition *N* > 0); replay one with ``voiceguard replay``.
-        phone: Whose media streams the callers speak, ``"twilio"``, ``"telnyx"`` or
-            ``"plivo"``: the reference server takes them with ``phone=``, the naive bridge
+        phone: Whose media streams the callers speak, ``"twilio"``, ``"telnyx"``, ``"plivo"``
+            or ``"vonage"``: the reference server takes them with ``phone=``, the naive bridge
             through the same translation (its logic unchanged).
 
     Returns:

@@ -25,6 +25,7 @@ from voiceguard.protocol._phones import (
     PhoneDialect,
     phone_dialect,
     stream_answer,
+    vonage_dialect,
 )
 from voiceguard.protocol.client import (
     CLIENT_EVENT_TYPES,
@@ -226,4 +227,5 @@ __all__ = (
     "session_update",
     "stream_answer",
     "tool_error_output",
+    "vonage_dialect",
 )

@@ -5,11 +5,12 @@
 from __future__ import annotations
 
 import json
+from collections import deque
 from typing import final
 
 from voiceguard.protocol import PhoneDialect
-from voiceguard.protocol._phones import Translate
-from voiceguard.transports import NORMAL_CLOSURE, Transport
+from voiceguard.protocol._phones import PhoneLine, Translate
+from voiceguard.transports import NORMAL_CLOSURE, FrameTransport, Transport
 
 __all__ = ("DialectTransport",)
 
@@ -57,14 +58,28 @@ class DialectTransport:
     """A phone connection in a provider's dialect, seen in Twilio's words.
 
     Args:
-        inner: The connection to the provider (or, for a simulated caller, to the bridge).
+        inner: The connection to the provider (or, for a simulated caller, to the bridge). For a
+            dialect with a :attr:`~voiceguard.protocol.PhoneDialect.line` (Vonage), a
+            :class:`~voiceguard.transports.base.FrameTransport`.
         dialect: The provider's dialect.
         caller: Translate for the caller's end (the simulator) instead of the bridge's: the
             caller's messages go out in the provider's words, the bridge's come in in Twilio's,
             with the stream id of the caller's ``start``.
+
+    Raises:
+        TypeError: If the dialect's audio is binary and *inner* carries text only.
     """
 
-    __slots__ = ("_caller", "_incoming", "_inner", "_outgoing", "_stream_sid")
+    __slots__ = (
+        "_caller",
+        "_frames",
+        "_incoming",
+        "_inner",
+        "_line",
+        "_outgoing",
+        "_ready",
+        "_stream_sid",
+    )
 
     def __init__(self, inner: Transport, dialect: PhoneDialect, *, caller: bool = False) -> None:
         self._inner = inner
@@ -72,9 +87,27 @@ class DialectTransport:
         self._incoming = dialect.caller_in if caller else dialect.from_phone
         self._outgoing = dialect.caller_out if caller else dialect.to_phone
         self._stream_sid: str | None = None
+        self._line: PhoneLine | None = None
+        self._frames: FrameTransport | None = None
+        self._ready: deque[str] = deque()  # translated messages not yet received
+        if dialect.line is not None:
+            if not isinstance(inner, FrameTransport):
+                raise TypeError(
+                    f"{dialect.title} sends its audio in binary frames: {type(inner).__name__} "
+                    "carries text only (use a FrameTransport, e.g. a WebSocketTransport)"
+                )
+            self._line = dialect.line(caller)
+            self._frames = inner
 
     async def send(self, message: str) -> None:
         """Send a Twilio-worded message in the provider's words."""
+        if self._line is not None and self._frames is not None:
+            for frame in self._line.outgoing(message):
+                if isinstance(frame, str):
+                    await self._frames.send(frame)
+                else:
+                    await self._frames.send_bytes(frame)
+            return
         if self._caller and self._stream_sid is None:
             self._stream_sid = _stream_of(message)
         text = _translated(message, self._outgoing)
@@ -83,6 +116,11 @@ class DialectTransport:
 
     async def receive(self) -> str:
         """The next message, in Twilio's words (messages with nothing to say are skipped)."""
+        if self._line is not None and self._frames is not None:
+            while not self._ready:
+                frame = await self._frames.receive_frame()
+                self._ready.extend(self._line.incoming(frame))
+            return self._ready.popleft()
         while True:
             text = _translated(await self._inner.receive(), self._incoming, self._stream_sid)
             if text is not None:

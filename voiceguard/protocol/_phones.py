@@ -1,11 +1,14 @@
-"""Phone providers as dialects of Twilio Media Streams: Telnyx and Plivo beside Twilio.
+"""Phone providers as dialects of Twilio Media Streams: Telnyx, Plivo and Vonage beside Twilio.
 
 voiceguard's phone side speaks Twilio Media Streams: the bridge reads Twilio's events
 (:mod:`voiceguard.protocol.twilio`) and sends ``media``, ``mark`` and ``clear``. Telnyx media
 streaming and Plivo audio streams carry the same things under other names: a
 :class:`PhoneDialect` translates each message between the provider's wording and Twilio's, both
 ways and for both ends (the bridge's, and the simulated caller's), so the turn engine, the
-guards and the handler work unchanged, and a Twilio call costs no translation at all.
+guards and the handler work unchanged, and a Twilio call costs no translation at all. Vonage's
+WebSocket carries its audio as binary linear PCM: its dialect translates with a stateful
+:class:`PhoneLine` per connection (:mod:`voiceguard.protocol._vonage`) instead of message by
+message.
 :class:`~voiceguard.DialectTransport` applies a dialect to a
 :class:`~voiceguard.transports.Transport`.
 
@@ -14,13 +17,15 @@ Every message shape is recorded with its source on the provider's page of the do
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, final
+from typing import Any, Final, Protocol, final
 
+from voiceguard.protocol._vonage import VonageCaller, VonageLine
 from voiceguard.protocol.twilio._builders import connect_stream_twiml
 
-__all__ = ("PHONES", "PhoneDialect", "phone_dialect", "stream_answer")
+__all__ = ("PHONES", "PhoneDialect", "phone_dialect", "stream_answer", "vonage_dialect")
 
 #: A translation of one JSON message (as a dict); None drops the message (nothing to say).
 Translate = Callable[[dict[str, Any]], "dict[str, Any] | None"]
@@ -28,6 +33,19 @@ Translate = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 def _same(message: dict[str, Any]) -> dict[str, Any] | None:
     return message
+
+
+class PhoneLine(Protocol):
+    """The translator of one connection, for a provider whose messages are not all JSON text
+    (Vonage's audio is binary): it keeps state from one message to the next."""
+
+    def incoming(self, frame: str | bytes) -> list[str]:
+        """A message received, as the Twilio-worded messages it makes (none, one or more)."""
+        ...
+
+    def outgoing(self, text: str) -> list[str | bytes]:
+        """A Twilio-worded message to send, as the provider's messages (text or binary)."""
+        ...
 
 
 @final
@@ -50,6 +68,11 @@ class PhoneDialect:
             provider's; the simulator's side of :attr:`from_phone`.
         caller_in: The provider's message to a caller -> Twilio's; the simulator's side of
             :attr:`to_phone`.
+        line: For a provider whose audio is not JSON text (Vonage): makes the stateful
+            translator of one connection, for the caller's end (``True``) or the bridge's; the
+            four translations above are then unused. Its connection must carry binary messages
+            (a :class:`~voiceguard.transports.base.FrameTransport`).
+        answer_type: The media type of the voice webhook's answer (:func:`stream_answer`).
     """
 
     name: str
@@ -60,6 +83,8 @@ class PhoneDialect:
     to_phone: Translate = _same
     caller_out: Translate = _same
     caller_in: Translate = _same
+    line: Callable[[bool], PhoneLine] | None = None
+    answer_type: str = "application/xml"
 
     @property
     def is_twilio(self) -> bool:
@@ -353,12 +378,42 @@ PLIVO: Final = PhoneDialect(
     caller_in=_plivo_caller_in,
 )
 
+
+def vonage_dialect(caller_rate: int = 8000) -> PhoneDialect:
+    """Vonage's dialect, its simulated caller speaking ``audio/l16`` at *caller_rate*.
+
+    The bridge's end reads the rate from the stream's first message, whatever it is; only a
+    simulated caller needs to be told. ``PHONES["vonage"]`` is ``vonage_dialect(8000)``, the
+    rate :func:`stream_answer` asks Vonage for.
+
+    Raises:
+        ValueError: For a rate other than 8000, 16000 or 24000.
+    """
+    VonageCaller(caller_rate)  # checks the rate now, not at the first call
+
+    def line(caller: bool) -> PhoneLine:
+        return VonageCaller(caller_rate) if caller else VonageLine()
+
+    return PhoneDialect(
+        name="vonage",
+        title="Vonage",
+        heard="notify",
+        marks_after_clear=False,
+        line=line,
+        answer_type="application/json",
+    )
+
+
+#: Vonage's Voice API WebSocket: binary linear PCM, JSON events (translated per connection).
+VONAGE: Final = vonage_dialect()
+
 #: Every phone provider, by name.
-PHONES: Final[Mapping[str, PhoneDialect]] = {d.name: d for d in (TWILIO, TELNYX, PLIVO)}
+PHONES: Final[Mapping[str, PhoneDialect]] = {d.name: d for d in (TWILIO, TELNYX, PLIVO, VONAGE)}
 
 
 def phone_dialect(name: str) -> PhoneDialect:
-    """The phone provider called *name* (``"twilio"``, ``"telnyx"`` or ``"plivo"``).
+    """The phone provider called *name* (``"twilio"``, ``"telnyx"``, ``"plivo"`` or
+    ``"vonage"``).
 
     Raises:
         ValueError: Naming the providers there are.
@@ -375,7 +430,9 @@ def stream_answer(dialect: PhoneDialect, url: str, parameters: Mapping[str, str]
     ``bidirectionalMode="rtp"`` (without it Telnyx plays nothing sent back) and
     ``bidirectionalCodec="PCMU"``; Plivo's XML ``<Stream bidirectional="true"
     keepCallAlive="true" contentType="audio/x-mulaw;rate=8000">`` (Plivo has no per-stream
-    parameters; *parameters* are dropped).
+    parameters; *parameters* are dropped); Vonage's NCCO, a JSON ``connect`` action to a
+    ``websocket`` endpoint with ``content-type`` ``audio/l16;rate=8000`` (the model's G.711
+    rate: no resampling) and *parameters* as its ``headers``.
 
     Raises:
         LocalProtocolError: As :func:`~voiceguard.protocol.connect_stream_twiml`.
@@ -392,4 +449,12 @@ def stream_answer(dialect: PhoneDialect, url: str, parameters: Mapping[str, str]
             'keepCallAlive="true" contentType="audio/x-mulaw;rate=8000">'
             f"{stream}</Stream></Response>"
         )
+    if dialect.name == "vonage":
+        endpoint = {
+            "type": "websocket",
+            "uri": url,
+            "content-type": "audio/l16;rate=8000",
+            "headers": dict(parameters),
+        }
+        return json.dumps([{"action": "connect", "endpoint": [endpoint]}])
     return twiml

@@ -275,6 +275,9 @@ class _Server:
             call_sid = (params.get("CallSid") or [query.get("CallSid", "")])[0]
             account_sid = (params.get("AccountSid") or [query.get("AccountSid", "")])[0]
             parameters[STREAM_TOKEN_PARAMETER] = self.tokens.issue(call_sid, account_sid)
+        uuid = request.query_params.get("uuid")
+        if self.config.phone_dialect.name == "vonage" and uuid:
+            parameters["uuid"] = uuid  # Vonage's call id, back in the stream's first message
         try:
             stream_url = self.config.stream_url(request.headers.get("host"))
             twiml = stream_answer(self.config.phone_dialect, stream_url, parameters)
@@ -286,7 +289,7 @@ class _Server:
                 "URL (--public-url)\n",
                 status_code=400,
             )
-        return Response(twiml, media_type="application/xml")
+        return Response(twiml, media_type=self.config.phone_dialect.answer_type)
 
     async def media_stream(self, websocket: WebSocket) -> None:
         if self.host_refused(websocket.headers):

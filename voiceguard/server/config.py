@@ -81,9 +81,10 @@ class ServerConfig:
     """Configuration of the reference server (:func:`create_app`).
 
     Attributes:
-        phone: Whose media streams the server takes: ``"twilio"``, ``"telnyx"`` or ``"plivo"``
-            (:data:`~voiceguard.protocol.PHONES`): the webhook's answer and the stream's
-            messages are in that provider's words. Signatures and stream tokens are Twilio's.
+        phone: Whose media streams the server takes: ``"twilio"``, ``"telnyx"``, ``"plivo"`` or
+            ``"vonage"`` (:data:`~voiceguard.protocol.PHONES`): the webhook's answer and the
+            stream's messages are in that provider's words. Signatures and stream tokens are
+            Twilio's.
         model_provider: Who serves the model: ``"openai"``, ``"azure"`` or ``"xai"`` (see
             :data:`~voiceguard.protocol.PROVIDERS`): the URL's shape, the key's header, and the
             session shape the server sends.

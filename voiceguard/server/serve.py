@@ -35,6 +35,7 @@ import anyio
 from voiceguard._redact import SecretFilter
 from voiceguard.errors import ConfigError
 from voiceguard.observe.trace import trace_dir_problem
+from voiceguard.protocol import PhoneDialect
 from voiceguard.server.app import app_from_env, create_app
 from voiceguard.server.config import (
     INCOMING_CALL_PATH,
@@ -446,6 +447,11 @@ def _serve_workers(
     return 0
 
 
+def _webhook(phone: PhoneDialect) -> str:
+    """The webhook the banner names, as the provider's console calls it."""
+    return "answer URL: GET" if phone.name == "vonage" else "voice webhook: POST"
+
+
 def _banner(
     config: ServerConfig, host: str, port: int, workers: int, loop: str, *, shared: str = ""
 ) -> None:
@@ -462,7 +468,7 @@ def _banner(
     lines = [
         f"voiceguard serve: listening on http://{shown_host}:{port} "
         f"({workers} worker{'s' if workers > 1 else ''}, up to {config.max_calls} calls)",
-        f"  {phone.title} voice webhook: POST {where}{INCOMING_CALL_PATH}",
+        f"  {phone.title} {_webhook(phone)} {where}{INCOMING_CALL_PATH}",
         f"  media stream: {stream}",
         f"  Realtime API: {_display_url(config.model_url)} ({config.provider.title})",
         f"  signatures: {checks}",

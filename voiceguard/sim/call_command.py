@@ -222,7 +222,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--phone",
-        choices=("twilio", "telnyx", "plivo"),
+        choices=("twilio", "telnyx", "plivo", "vonage"),
         default="twilio",
         help="whose media-stream protocol the calls speak (default: twilio)",
     )

@@ -25,7 +25,7 @@ from typing import Final, TypeAlias, final
 
 import anyio
 
-from voiceguard.protocol import phone_dialect
+from voiceguard.protocol import PhoneDialect, phone_dialect
 from voiceguard.protocol._dialect import DialectTransport
 from voiceguard.sim._caller.call import Call
 from voiceguard.sim._caller.records import CallRecord, HeardAudio, MarkEchoed, ReceivedMessage
@@ -69,8 +69,9 @@ class CallerSimulator:
         max_duration: The caller hangs up after this many seconds, whatever the script says.
         seed: Seed of the generated SIDs, speech and noise.
         phone: Whose media-stream protocol the call speaks: ``"twilio"`` (the default),
-            ``"telnyx"`` or ``"plivo"`` (:data:`~voiceguard.protocol.PHONES`); the script and
-            the record are the same for each.
+            ``"telnyx"``, ``"plivo"`` or ``"vonage"`` (:data:`~voiceguard.protocol.PHONES`), or a
+            dialect of one's own (e.g. a Vonage caller at 16 kHz); the script and the record
+            are the same for each.
 
     Raises:
         ValueError: On an option out of range.
@@ -93,7 +94,7 @@ class CallerSimulator:
         stream_sid: str | None = None,
         max_duration: float = 60.0,
         seed: int = 0,
-        phone: str = "twilio",
+        phone: str | PhoneDialect = "twilio",
     ) -> None:
         if not (math.isfinite(max_duration) and max_duration > 0):
             raise ValueError(f"max_duration = {max_duration!r}; allowed: a number of seconds > 0")
@@ -106,7 +107,7 @@ class CallerSimulator:
         self.stream_sid = stream_sid
         self.max_duration = float(max_duration)
         self.seed = seed
-        self.phone = phone_dialect(phone)
+        self.phone = phone if isinstance(phone, PhoneDialect) else phone_dialect(phone)
         self._rng = random.Random(seed)
         self._records: list[CallRecord] = []
 

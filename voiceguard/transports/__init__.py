@@ -19,6 +19,7 @@ from __future__ import annotations
 from voiceguard.transports.base import (
     ABNORMAL_CLOSURE,
     NORMAL_CLOSURE,
+    FrameTransport,
     Transport,
     TransportClosed,
     on_grid,
@@ -41,6 +42,7 @@ __all__ = (
     "MESSAGE_TOO_BIG",
     "NORMAL_CLOSURE",
     "UNSUPPORTED_DATA",
+    "FrameTransport",
     "MemoryTransport",
     "RealtimeConnection",
     "StarletteWebSocketTransport",

@@ -18,7 +18,14 @@ from typing import Final, Protocol, runtime_checkable
 
 from voiceguard.errors import VoiceguardError
 
-__all__ = ("ABNORMAL_CLOSURE", "NORMAL_CLOSURE", "Transport", "TransportClosed", "on_grid")
+__all__ = (
+    "ABNORMAL_CLOSURE",
+    "NORMAL_CLOSURE",
+    "FrameTransport",
+    "Transport",
+    "TransportClosed",
+    "on_grid",
+)
 
 #: WebSocket close code of a clean close.
 NORMAL_CLOSURE: Final = 1000
@@ -76,3 +83,28 @@ class Transport(Protocol):
 
     async def abort(self) -> None:
         """Drop the connection without a close handshake (the other end sees code 1006)."""
+
+
+@runtime_checkable
+class FrameTransport(Transport, Protocol):
+    """A :class:`Transport` that carries binary messages too (a phone provider that sends its
+    audio as binary WebSocket frames, as Vonage does, needs one).
+
+    :meth:`~Transport.receive` still gives text only; :meth:`receive_frame` gives each message
+    as it came.
+    """
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send one binary message.
+
+        Raises:
+            TransportClosed: If the transport is closed.
+        """
+
+    async def receive_frame(self) -> str | bytes:
+        """Wait for the next message: ``str`` for a text message, ``bytes`` for a binary one.
+
+        Raises:
+            TransportClosed: When the other end closed or dropped the connection.
+        """
+        ...

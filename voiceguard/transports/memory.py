@@ -29,7 +29,7 @@ class _Close:
 @dataclass(frozen=True, slots=True)
 class _Message:
     deliver_at: float
-    text: str
+    text: str | bytes
 
 
 @final
@@ -78,6 +78,17 @@ class MemoryTransport:
         Raises:
             TransportClosed: If either end has closed.
         """
+        await self._put(message)
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send one binary message; it arrives after the pair's latency.
+
+        Raises:
+            TransportClosed: If either end has closed.
+        """
+        await self._put(bytes(data))
+
+    async def _put(self, message: str | bytes) -> None:
         if self._closed:
             raise self._close_info or TransportClosed(NORMAL_CLOSURE, "closed by this end")
         try:
@@ -87,13 +98,23 @@ class MemoryTransport:
         await anyio.lowlevel.checkpoint()
 
     async def receive(self) -> str:
-        """Wait for the next message. Cancelling the wait loses nothing.
+        """Wait for the next message (a binary one decoded as UTF-8). Cancelling the wait
+        loses nothing.
 
         Returns:
             The message's text.
 
         Raises:
             TransportClosed: When the other end closed (its close code) or dropped (1006).
+        """
+        message = await self.receive_frame()
+        return message if isinstance(message, str) else message.decode("utf-8", "replace")
+
+    async def receive_frame(self) -> str | bytes:
+        """Wait for the next message: ``str`` for a text message, ``bytes`` for a binary one.
+
+        Raises:
+            TransportClosed: As :meth:`receive`.
         """
         if self._closed and self._pending is None:
             raise self._close_info or TransportClosed(NORMAL_CLOSURE, "closed by this end")
@@ -142,7 +163,8 @@ class MemoryTransport:
         if isinstance(pending, _Close):
             self._mark_closed(TransportClosed(pending.code, pending.reason))
             raise TransportClosed(pending.code, pending.reason)
-        return pending.text
+        text = pending.text
+        return text if isinstance(text, str) else text.decode("utf-8", "replace")
 
     def __aiter__(self) -> MemoryTransport:
         return self

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Final, cast, final
 from urllib.parse import urlsplit
 
 import anyio
@@ -143,6 +143,21 @@ class StarletteWebSocketTransport:
                 ABNORMAL_CLOSURE, f"send failed: {type(exc).__name__}"
             ) from None
 
+    async def send_bytes(self, data: bytes) -> None:
+        """Send one binary message (for a phone provider that takes its audio so: Vonage).
+
+        Raises:
+            ~voiceguard.transports.base.TransportClosed: If the connection is closed.
+        """
+        if self._closed is not None:
+            raise self._closed
+        try:
+            await self._websocket.send_bytes(bytes(data))
+        except Exception as exc:  # WebSocketDisconnect, OSError, RuntimeError after a close
+            raise self._mark_closed(
+                ABNORMAL_CLOSURE, f"send failed: {type(exc).__name__}"
+            ) from None
+
     async def receive(self) -> str:
         """Wait for the next text message.
 
@@ -154,6 +169,19 @@ class StarletteWebSocketTransport:
                 the connection dropped (1006), or a frame was refused (1003 binary, 1009 too
                 big).
         """
+        return cast("str", await self._next(binary=False))  # binary frames were refused
+
+    async def receive_frame(self) -> str | bytes:
+        """Wait for the next message, text (``str``) or binary (``bytes``): what a phone
+        provider that sends its audio in binary frames (Vonage) needs.
+
+        Raises:
+            ~voiceguard.transports.base.TransportClosed: As :meth:`receive` (a binary frame is
+                not refused; one over *max_message_bytes* is).
+        """
+        return await self._next(binary=True)
+
+    async def _next(self, *, binary: bool) -> str | bytes:
         if self._closed is not None:
             raise self._closed
         try:
@@ -170,8 +198,15 @@ class StarletteWebSocketTransport:
                 self._refuse("oversize", f"a message over the server's limit (close {code})")
             raise self._mark_closed(code, reason)
         text = message.get("text")
+        data = message.get("bytes")
+        if binary and not isinstance(text, str) and isinstance(data, bytes):
+            if len(data) > self._max:
+                self._refuse("oversize", f"a binary frame of {len(data)} bytes (limit {self._max})")
+                await self.aclose(MESSAGE_TOO_BIG, f"message over {self._max} bytes")
+                raise self._mark_closed(MESSAGE_TOO_BIG, f"message over {self._max} bytes")
+            return data
         if not isinstance(text, str):
-            size = len(message.get("bytes") or b"")
+            size = len(data or b"")
             self._refuse("binary", f"a binary frame of {size} bytes (Twilio sends text only)")
             await self.aclose(UNSUPPORTED_DATA, "binary frames are not accepted")
             raise self._mark_closed(UNSUPPORTED_DATA, "binary frames are not accepted")

@@ -95,6 +95,7 @@ class WebSocketTransport:
     """
 
     __slots__ = (
+        "_binary",
         "_close_seen",
         "_closed_info",
         "_fragments",
@@ -118,8 +119,9 @@ class WebSocketTransport:
         self._protocol = protocol
         #: The opening handshake (on the server side; None on the client side).
         self.request = request
-        self._messages: deque[str] = deque()
+        self._messages: deque[str | bytes] = deque()
         self._fragments: list[bytes] = []
+        self._binary = False  # whether the message being reassembled is binary
         self._send_lock = anyio.Lock()
         self._closed_info: TransportClosed | None = None
         self._close_seen = anyio.Event()
@@ -140,10 +142,27 @@ class WebSocketTransport:
         Raises:
             TransportClosed: If the connection is closed or closing.
         """
+        await self._send(message.encode(), binary=False)
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send one binary message.
+
+        Args:
+            data: The bytes.
+
+        Raises:
+            TransportClosed: If the connection is closed or closing.
+        """
+        await self._send(bytes(data), binary=True)
+
+    async def _send(self, data: bytes, *, binary: bool) -> None:
         async with self._send_lock:
             if self._closed_info is not None or self._protocol.state is not State.OPEN:
                 raise self._closed_info or TransportClosed(NORMAL_CLOSURE, "closing")
-            self._protocol.send_text(message.encode())
+            if binary:
+                self._protocol.send_binary(data)
+            else:
+                self._protocol.send_text(data)
             await self._flush()
 
     async def receive(self) -> str:
@@ -156,6 +175,15 @@ class WebSocketTransport:
             TransportClosed: When the connection closed, with the peer's close code, else the
                 code this end closed with (1009 for a message over the size limit), else 1006
                 (dropped).
+        """
+        message = await self.receive_frame()
+        return message if isinstance(message, str) else message.decode("utf-8", "replace")
+
+    async def receive_frame(self) -> str | bytes:
+        """Wait for the next message: ``str`` for a text message, ``bytes`` for a binary one.
+
+        Raises:
+            TransportClosed: As :meth:`receive`.
         """
         while not self._messages:
             if self._closed_info is not None:
@@ -188,9 +216,12 @@ class WebSocketTransport:
             if not isinstance(event, Frame):
                 continue
             if event.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+                if event.opcode is not Opcode.CONT:
+                    self._binary = event.opcode is Opcode.BINARY
                 self._fragments.append(bytes(event.data))
                 if event.fin:
-                    self._messages.append(b"".join(self._fragments).decode("utf-8", "replace"))
+                    data = b"".join(self._fragments)
+                    self._messages.append(data if self._binary else data.decode("utf-8", "replace"))
                     self._fragments.clear()
 
     async def _after_receive(self, *, eof: bool) -> None:
