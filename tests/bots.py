@@ -11,7 +11,10 @@ its own barge-in handler, one mark per audio delta), with the variations users' 
 * ``clears``: whether the bot's own barge-in handler clears the phone (the sample's handler does
   so only while its mark queue is not empty);
 * ``provider``: whose model it talks to (``"openai"``, ``"azure"``, ``"xai"``): its session
-  update in that provider's shape.
+  update in that provider's shape;
+* ``phone``: whose media streams it takes (``"twilio"``, ``"telnyx"``, ``"plivo"``): the bot
+  speaks that provider's words to ``call.phone(ws, phone=...)`` (its Twilio code behind a
+  translation, as a port of the sample would be), and the guards read and write them.
 
 It runs as a scenario bridge (``await sample_bot(twilio, connect_model, ...)``) over the
 simulator's transports in Starlette/``websockets`` shape.
@@ -27,13 +30,34 @@ from typing import Any
 import anyio
 import numpy as np
 
-from voiceguard import CallScope
+from voiceguard import CallScope, DialectTransport
 from voiceguard.audio import PCM24K, UlawConverter, decode_ulaw
 from voiceguard.middleware import GuardedCall, call_timer
-from voiceguard.protocol import PROVIDERS
+from voiceguard.protocol import PROVIDERS, phone_dialect
 from voiceguard.sim.adapters import StarletteSocket, websockets_style
 from voiceguard.sim.scenarios import ConnectModel
-from voiceguard.transports import Transport
+from voiceguard.transports import NORMAL_CLOSURE, Transport
+
+
+class _ProviderWords:
+    """The guarded phone socket as a transport, in its provider's words (what a bot written for
+    that provider reads and writes)."""
+
+    def __init__(self, guarded: Any) -> None:
+        self.guarded = guarded
+
+    async def send(self, message: str) -> None:
+        await self.guarded.send_text(message)
+
+    async def receive(self) -> str:
+        text: str = await self.guarded.receive_text()
+        return text
+
+    async def aclose(self, code: int = NORMAL_CLOSURE, reason: str = "") -> None:
+        await self.guarded.transport.aclose(code, reason)
+
+    async def abort(self) -> None:
+        await self.guarded.transport.abort()
 
 
 def _upsample(ulaw: bytes) -> bytes:
@@ -55,6 +79,7 @@ async def sample_bot(
     calls: list[GuardedCall] | None = None,
     tool_seconds: float | None = None,
     provider: str = "openai",
+    phone: str = "twilio",
 ) -> None:
     """One call, bridged the way the popular sample does it, with voiceguard around it.
 
@@ -64,7 +89,11 @@ async def sample_bot(
     call = GuardedCall()
     if calls is not None:
         calls.append(call)
-    websocket = call.phone(StarletteSocket(twilio))
+    websocket = call.phone(StarletteSocket(twilio), phone=phone)
+    if phone != "twilio":  # the bot's Twilio code, ported: it speaks the provider's words
+        websocket = StarletteSocket(
+            DialectTransport(_ProviderWords(websocket), phone_dialect(phone))
+        )
     fmt = {"type": "audio/pcm", "rate": 24000} if pcm16 else {"type": "audio/pcmu"}
     down = UlawConverter(PCM24K) if pcm16 else None
     try:

@@ -155,3 +155,15 @@ async def test_a_bot_that_answers_a_slow_tool_itself_gets_one_answer_and_no_refu
     assert call.protocol_errors == []
     assert call.heard_between(outputs[0].time - call.started_at) >= 1.4, "the answer was heard"
     assert run.violations() == ()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("phone", ["telnyx", "plivo"])
+async def test_the_scenario_library_passes_with_another_phone_provider(phone: str) -> None:
+    """The reference server's scenario library runs for each phone provider
+    (test_server_scenarios.py); so does the middleware's, the bot speaking its provider's words
+    to ``call.phone(ws, phone=...)``, the guards reading them and writing their own."""
+    checks = await check_bridge(bot_of(phone=phone), phone=phone)
+    assert [c.scenario for c in checks] == list(SCENARIOS)
+    broken = {c.scenario: (c.violations, c.problems) for c in checks if c.violations or c.problems}
+    assert broken == {}

@@ -9,6 +9,7 @@ The scenario library through the reference server for each phone provider is in
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from typing import Any
 
@@ -272,3 +273,38 @@ def test_the_servers_webhook_answers_in_the_phone_providers_markup() -> None:
         answer = client.post("/incoming-call", data={"CallSid": "x"})
     assert answer.status_code == 200
     assert answer.text == stream_answer(PHONES["telnyx"], "wss://voice.example.com/media-stream")
+
+
+@pytest.mark.parametrize("phone", ["plivo", "vonage"])
+async def test_a_simulated_caller_refuses_twilios_words_where_its_provider_would(
+    phone: str,
+) -> None:
+    """Plivo's and Vonage's callers refuse a bot's Twilio-worded ``media``, ``mark`` and
+    ``clear`` (as those providers would), so a translation missed anywhere shows up as a
+    protocol error of the call."""
+    caller_end, bridge_end = memory_pair()
+    caller = CallerSimulator(script=[HangUp(at=0.5)], phone=phone)
+
+    async def bridge() -> None:
+        with anyio.fail_after(10):
+            await bridge_end.receive_frame()  # the caller's first message
+            await bridge_end.send(json.dumps(clear_message("S1")))
+            with contextlib.suppress(TransportClosed):
+                while True:  # until the caller hangs up
+                    await bridge_end.receive_frame()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(bridge)
+        record = await caller.run(caller_end)
+    await bridge_end.aclose()
+    assert len(record.protocol_errors) == 1
+    assert "Twilio's word" in record.protocol_errors[0]
+
+
+def test_the_middleware_refuses_vonage_naming_what_takes_it() -> None:
+    from voiceguard.middleware import GuardedCall  # noqa: PLC0415
+
+    with pytest.raises(ValueError, match="Vonage's audio is binary: serve the call with"):
+        GuardedCall().phone(object(), phone="vonage")
+    with pytest.raises(ValueError, match="allowed: twilio, telnyx, plivo, vonage"):
+        GuardedCall().phone(object(), phone="bandwidth")

@@ -25,6 +25,7 @@ from voiceguard.middleware.model import (
     GuardedWebSocket,
 )
 from voiceguard.middleware.phone import GuardedPhone
+from voiceguard.protocol import PhoneDialect, phone_dialect
 
 __all__ = ("GuardedCall",)
 
@@ -244,17 +245,27 @@ class GuardedCall:
         """Guard a connection to the Realtime API given as a ``send``/``receive`` pair."""
         return GuardedChannel(self, send, receive, closed=closed)
 
-    def phone(self, websocket: Any) -> Any:
-        """Watch *websocket*, the call's Twilio Media Streams socket.
+    def phone(self, websocket: Any, *, phone: str | PhoneDialect = "twilio") -> Any:
+        """Watch *websocket*, the call's Twilio Media Streams socket (or, with *phone*,
+        Telnyx's or Plivo's).
 
         Optional, and worth it: the guards then pause the phone themselves on a barge-in and
         resume the answer after a false interruption, know what the caller heard to the chunk
         (from the marks), and judge the caller's exact mu-law whatever the model's audio format.
 
+        Args:
+            websocket: The phone socket.
+            phone: Whose media streams it carries: ``"twilio"``, ``"telnyx"`` or ``"plivo"``
+                (the bot speaks that provider's words; so do the guards' own messages).
+
         Returns:
             A :class:`GuardedPhone`; use it everywhere the bot used *websocket*.
+
+        Raises:
+            ValueError: For an unknown provider, or Vonage (binary audio: not taken here).
         """
-        return GuardedPhone(self, websocket)
+        dialect = phone if isinstance(phone, PhoneDialect) else phone_dialect(phone)
+        return GuardedPhone(self, websocket, dialect)
 
     def barge_in(
         self, handler: Callable[Concatenate[_E, _P], Awaitable[_R]]

@@ -1,4 +1,5 @@
-"""The phone side of the middleware: a bot's Twilio Media Streams socket, watched and paced."""
+"""The phone side of the middleware: a bot's media-stream socket (Twilio's, or Telnyx's or
+Plivo's), watched and paced."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import TYPE_CHECKING, Any, final
 import anyio
 
 from voiceguard.errors import RemoteProtocolError
-from voiceguard.protocol import dumps, parse_twilio_message
+from voiceguard.protocol import PHONES, PhoneDialect, dumps, parse_twilio_message
+from voiceguard.protocol._phones import Translate
 
 if TYPE_CHECKING:
     from voiceguard.middleware.call import GuardedCall
@@ -35,17 +37,35 @@ class GuardedPhone:
     ``receive()`` or ``recv()`` and ``async for``; every other attribute (``accept``, ``close``,
     ...) is the wrapped socket's.
 
+    With another provider's *dialect* (Telnyx, Plivo), the bot and the socket speak that
+    provider's words: the guard reads each message in Twilio's (the bot still gets the
+    provider's), reads the bot's the same way, and writes its own (the bot's audio as the playout
+    hands it over, its marks, its ``clear``) in the provider's.
+
     Args:
         call: The guarded call.
-        websocket: The Twilio socket.
+        websocket: The phone socket.
+        dialect: Whose media streams it carries (:data:`~voiceguard.protocol.PHONES`).
+
+    Raises:
+        ValueError: For Vonage, whose audio is binary: the middleware reads JSON streams only.
 
     Attributes:
-        websocket: The wrapped Twilio socket.
+        websocket: The wrapped phone socket.
     """
 
-    def __init__(self, call: GuardedCall, websocket: Any) -> None:
+    def __init__(
+        self, call: GuardedCall, websocket: Any, dialect: PhoneDialect = PHONES["twilio"]
+    ) -> None:
+        if dialect.line is not None:
+            raise ValueError(
+                f"the middleware reads JSON media streams; {dialect.title}'s audio is binary: "
+                "serve the call with voiceguard serve --phone, or a MediaHandler over a "
+                "DialectTransport"
+            )
         self._call = call
         self.websocket = websocket
+        self._dialect = None if dialect.is_twilio else dialect
         self._lock = anyio.Lock()
         call.attach_phone(self)
 
@@ -57,6 +77,10 @@ class GuardedPhone:
     async def _shown(self, message: object) -> bool:
         """Let the guard see *message*; False if the bot must not (a mark of the guard's)."""
         call = self._call
+        if self._dialect is not None:
+            message = _translated(message, self._dialect.from_phone)
+            if message is None:
+                return True  # nothing the guard reads (Plivo's clearedAudio): the bot's
         try:
             event = parse_twilio_message(message)  # type: ignore[arg-type]
         except RemoteProtocolError:
@@ -109,6 +133,10 @@ class GuardedPhone:
                 data = json.loads(message)
             except (ValueError, UnicodeDecodeError):
                 data = None
+        if isinstance(data, Mapping) and self._dialect is not None:
+            data = _translated(data, self._dialect.caller_in)  # the bot's words -> Twilio's
+            if isinstance(data, dict) and not data.get("streamSid"):
+                data["streamSid"] = self._call.guard.state.stream_sid or ""
         if not isinstance(data, Mapping):
             async with self._lock:
                 await send_as_is()  # not a Twilio message the guard knows: it goes as it is
@@ -130,7 +158,12 @@ class GuardedPhone:
 
     async def send_direct(self, message: Mapping[str, Any]) -> None:
         """Send a message the guards decided on (the bot's audio as the playout hands it over,
-        the guard's ``clear``). Bots use their usual send methods."""
+        the guard's ``clear``), in the provider's words. Bots use their usual send methods."""
+        if self._dialect is not None:
+            worded = _translated(message, self._dialect.to_phone)
+            if not isinstance(worded, Mapping):
+                return
+            message = worded
         text = dumps(message)
         async with self._lock:
             if callable(getattr(self.websocket, "send_text", None)):
@@ -145,6 +178,24 @@ class GuardedPhone:
         if callable(close):
             async with self._lock:
                 await close()
+
+
+def _translated(message: object, translate: Translate) -> object:
+    """*message* (text or a mapping) translated to a dict by *translate*; None if it drops
+    it, and *message* itself if it is not a JSON object of the shape translated (the reader
+    after says what is wrong)."""
+    data: object = message
+    if isinstance(message, (str, bytes, bytearray)):
+        try:
+            data = json.loads(message)
+        except (ValueError, UnicodeDecodeError):
+            return message
+    if not isinstance(data, Mapping):
+        return message
+    try:
+        return translate(dict(data))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return message
 
 
 @final

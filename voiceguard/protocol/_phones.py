@@ -143,6 +143,7 @@ def _telnyx_from_phone(m: dict[str, Any]) -> dict[str, Any] | None:
             }
         params = start.get("custom_parameters")
         out["start"] = {
+            "streamSid": m.get("stream_id"),  # Twilio's start has it twice
             "accountSid": str(start.get("user_id", "")),
             "callSid": start.get("call_control_id"),
             "tracks": ["inbound"],
@@ -251,6 +252,7 @@ def _plivo_from_phone(m: dict[str, Any]) -> dict[str, Any] | None:
                 "channels": "1",  # Plivo streams are mono and do not say so
             }
         out["start"] = {
+            "streamSid": out.get("streamSid"),  # Twilio's start has it twice
             "accountSid": str(start.get("accountId", "")),
             "callSid": start.get("callId"),
             "tracks": start.get("tracks", ["inbound"]),
@@ -351,6 +353,8 @@ def _plivo_caller_in(m: dict[str, Any]) -> dict[str, Any] | None:
         return {"event": "mark", "streamSid": m.get("streamId"), "mark": {"name": m.get("name")}}
     if kind == "clearAudio":
         return {"event": "clear", "streamSid": m.get("streamId")}
+    if kind in ("media", "mark", "clear"):  # Twilio's words: Plivo refuses them
+        return {"event": f"{kind} (Twilio's word; Plivo takes playAudio, checkpoint, clearAudio)"}
     return m
 
 

@@ -156,6 +156,7 @@ class VonageLine:
             self._to_pcm = UlawUpsampler(rate)
             self._frame_bytes = rate // _FRAMES_PER_SECOND * 2
         start = {
+            "streamSid": self._stream_sid,  # Twilio's start has it twice
             "accountSid": "",
             "callSid": call_sid,
             "tracks": ["inbound"],
@@ -287,4 +288,7 @@ class VonageCaller:
             return [_dumps({"event": "mark", **sid, "mark": {"name": name}})]
         if action == "clear":
             return [_dumps({"event": "clear", **sid})]
+        if data.get("event") in ("media", "mark", "clear"):  # Twilio's words: not Vonage's
+            kind = data["event"]
+            return [_dumps({"event": f"{kind} (Twilio's word; Vonage takes binary audio)"})]
         return [frame]

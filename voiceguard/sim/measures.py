@@ -167,7 +167,11 @@ class BridgeCheck:
 
 
 async def check_bridge(
-    bridge: Bridge, scenarios: Iterable[Scenario] | None = None, *, provider: str = "openai"
+    bridge: Bridge,
+    scenarios: Iterable[Scenario] | None = None,
+    *,
+    provider: str = "openai",
+    phone: str = "twilio",
 ) -> list[BridgeCheck]:
     """Play each scenario through *bridge*, one after the other, and measure it.
 
@@ -177,6 +181,8 @@ async def check_bridge(
         scenarios: The scenarios; all of :data:`~voiceguard.sim.scenarios.SCENARIOS` by default.
         provider: Whose dialect the scenarios' model speaks: ``"openai"``, ``"azure"`` or
             ``"xai"``.
+        phone: Whose media streams the scenarios' callers speak: ``"twilio"``, ``"telnyx"``,
+            ``"plivo"`` or ``"vonage"``.
 
     Returns:
         One :class:`BridgeCheck` per scenario, in order. In virtual time (trio's ``MockClock``)
@@ -184,7 +190,7 @@ async def check_bridge(
     """
     chosen = list(SCENARIOS.values()) if scenarios is None else list(scenarios)
     return [
-        BridgeCheck.of(await run_scenario(scenario, bridge, provider=provider))
+        BridgeCheck.of(await run_scenario(scenario, bridge, provider=provider, phone=phone))
         for scenario in chosen
     ]
 

@@ -22,6 +22,7 @@ from typing import Any, Final, final
 
 import anyio
 
+from voiceguard.protocol import PHONES, PhoneDialect, phone_dialect
 from voiceguard.sim._library import LIBRARY
 from voiceguard.sim._scenario import Expectation, Scenario
 from voiceguard.sim.caller import CallRecord
@@ -162,7 +163,7 @@ class ScenarioRun:
 
 
 async def run_scenario(
-    scenario: Scenario, bridge: Bridge, *, provider: str = "openai"
+    scenario: Scenario, bridge: Bridge, *, provider: str = "openai", phone: str = "twilio"
 ) -> ScenarioRun:
     """Play *scenario* against *bridge* over in-memory transports.
 
@@ -175,11 +176,16 @@ async def run_scenario(
         scenario: The scenario.
         bridge: The bridge under test.
         provider: Whose dialect the scenario's model speaks (:meth:`Scenario.simulator_for`).
+        phone: Whose media streams the scenario's callers speak (``"twilio"``, ``"telnyx"``,
+            ``"plivo"``, ``"vonage"``): the bridge gets them in that provider's words.
 
     Returns:
         The outcome; :meth:`ScenarioRun.violations` lists the rules broken.
+
+    Raises:
+        ValueError: For an unknown phone provider.
     """
-    return await _run(scenario, scenario.simulator_for(provider), bridge)
+    return await _run(scenario, scenario.simulator_for(provider), bridge, phone_dialect(phone))
 
 
 #: A bot under test that opens its own model connection by URL, as in
@@ -211,7 +217,12 @@ async def run_scenario_over_websocket(scenario: Scenario, bot: UrlBot) -> Scenar
         return await _run(scenario, simulator, bridge)
 
 
-async def _run(scenario: Scenario, simulator: RealtimeSimulator, bridge: Bridge) -> ScenarioRun:
+async def _run(
+    scenario: Scenario,
+    simulator: RealtimeSimulator,
+    bridge: Bridge,
+    phone: PhoneDialect = PHONES["twilio"],
+) -> ScenarioRun:
     started_at = anyio.current_time()
     records: list[CallRecord] = []
     running = 0
@@ -233,6 +244,7 @@ async def _run(scenario: Scenario, simulator: RealtimeSimulator, bridge: Bridge)
             if number:
                 await anyio.sleep(scenario.between_calls)
             caller = scenario.make_caller(number)
+            caller.phone = phone
             caller_end, bot_end = memory_pair(
                 latency=scenario.twilio_latency, names=("caller", "bot")
             )
