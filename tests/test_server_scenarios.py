@@ -12,14 +12,14 @@ truncate past what the caller had heard (5), nothing of an interrupted answer he
 the server started with ``--model-provider``, the simulator speaking that provider's dialect:
 its path, its key header, its session shape) and once per phone provider (Telnyx, Plivo,
 Vonage: the server started with ``--phone``, the callers speaking that provider's media
-streams; Vonage's at 8 kHz, two scenarios at 16 kHz in ``test_vonage.py``). This is
+streams; Vonage's at 8 kHz, and two scenarios at 16 kHz). This is
 the slowest test module (10-20 s calls played in real time): each scenario gets a server and a
 model of its own, and six play at once, so a pair takes under a minute.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -34,7 +34,15 @@ from server_harness import (
     play_scenario,
 )
 
-from voiceguard.protocol import PCMU, PHONES, PROVIDERS, SessionUpdated, parse_realtime_event
+from voiceguard.protocol import (
+    PCMU,
+    PHONES,
+    PROVIDERS,
+    PhoneDialect,
+    SessionUpdated,
+    parse_realtime_event,
+    vonage_dialect,
+)
 from voiceguard.sim import SCENARIOS
 from voiceguard.sim.scenarios import ScenarioRun
 
@@ -66,7 +74,10 @@ class Played:
 
 
 async def _play(
-    name: str, sides: tuple[str, str], log_dir: Path, limiter: anyio.CapacityLimiter
+    name: str,
+    sides: tuple[str, str | PhoneDialect],
+    log_dir: Path,
+    limiter: anyio.CapacityLimiter,
 ) -> Played:
     provider, phone = sides
     async with limiter:
@@ -75,7 +86,7 @@ async def _play(
                 model = router.provider
                 args = ["--model-provider", model.name, "--realtime-url", router.url]
                 env = {model.key_variable: API_KEY}
-                args += ["--phone", phone]
+                args += ["--phone", phone if isinstance(phone, str) else phone.name]
                 async with ServerProcess.running(args, log_dir=log_dir / name, env=env) as server:
                     run = await play_scenario(
                         SCENARIOS[name], server.media_url, router, phone=phone
@@ -83,6 +94,29 @@ async def _play(
                     return Played(run=run, router=router)
         except Exception as exc:  # reported by the scenario's own test
             return Played(failure=exc)
+
+
+def _checked(outcome: Played) -> tuple[ScenarioRun, ModelRouter]:
+    """The run of a scenario that played; what failed, raised in its own test."""
+    if outcome.failure is not None:
+        raise outcome.failure
+    assert outcome.run is not None and outcome.router is not None
+    return outcome.run, outcome.router
+
+
+async def _play_all(
+    names: Sequence[str], sides: tuple[str, str | PhoneDialect], log_dir: Path
+) -> Mapping[str, Played]:
+    limiter = anyio.CapacityLimiter(AT_ONCE)
+    results: dict[str, Played] = {}
+
+    async def one(name: str) -> None:
+        results[name] = await _play(name, sides, log_dir, limiter)
+
+    async with anyio.create_task_group() as tg:
+        for name in names:
+            tg.start_soon(one, name)
+    return results
 
 
 @pytest.fixture(scope="module", params=SIDES, ids="-".join)
@@ -94,27 +128,32 @@ async def played(
     other they took two minutes a pair)."""
     sides: tuple[str, str] = request.param
     log_dir = tmp_path_factory.mktemp("serve-" + "-".join(sides))
-    limiter = anyio.CapacityLimiter(AT_ONCE)
-    results: dict[str, Played] = {}
+    return await _play_all(sorted(SCENARIOS), sides, log_dir)
 
-    async def one(name: str) -> None:
-        results[name] = await _play(name, sides, log_dir, limiter)
 
-    async with anyio.create_task_group() as tg:
-        for name in sorted(SCENARIOS):
-            tg.start_soon(one, name)
-    return results
+#: Played with Vonage's caller at 16 kHz too (the audio resampled both ways): a barge-in over
+#: buffered audio (the heard position from notifies) and echo in the first seconds.
+WIDEBAND: Final = ("echo-in-first-seconds", "truncate-long-buffered-audio")
+
+
+@pytest.fixture(scope="module")
+async def wideband(tmp_path_factory: pytest.TempPathFactory) -> Mapping[str, Played]:
+    log_dir = tmp_path_factory.mktemp("serve-vonage-16k")
+    return await _play_all(WIDEBAND, ("openai", vonage_dialect(caller_rate=16000)), log_dir)
+
+
+@pytest.mark.parametrize("name", WIDEBAND)
+async def test_scenarios_with_a_vonage_caller_at_16khz(
+    name: str, wideband: Mapping[str, Played]
+) -> None:
+    check_scenario_run(_checked(wideband[name])[0])
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 async def test_every_scenario_through_the_reference_server(
     name: str, played: Mapping[str, Played]
 ) -> None:
-    outcome = played[name]
-    if outcome.failure is not None:
-        raise outcome.failure
-    run, router = outcome.run, outcome.router
-    assert run is not None and router is not None
+    run, router = _checked(played[name])
     check_scenario_run(run)
     for request in router.requests:  # each connection signed in as the provider takes it
         headers = request.headers

@@ -4,21 +4,20 @@ Vonage's messages as its docs show them (``websocket:connected`` with the NCCO's
 binary ``audio/l16`` frames, ``websocket:notify``, ``websocket:cleared``, ``websocket:dtmf``);
 the bridge's media, marks and clears as whole 20 ms frames, ``notify`` and ``clear`` actions;
 the resampling at 16 kHz; the simulated caller speaking Vonage; the server's answer (an NCCO).
-The scenario library through the reference server for Vonage (8 kHz, as the server's NCCO asks)
-is in ``test_server_scenarios.py``; here two of its scenarios play at 16 kHz.
+The scenario library through the reference server for Vonage (8 kHz, as the server's NCCO asks;
+two scenarios also at 16 kHz) is in ``test_server_scenarios.py``.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import numpy as np
 import pytest
-from server_harness import API_KEY, ModelRouter, ServerProcess, check_scenario_run, play_scenario
 
 from voiceguard import DialectTransport
 from voiceguard.audio import decode_ulaw, encode_ulaw, pcm_energy_dbfs, ulaw_energy_dbfs
@@ -38,7 +37,6 @@ from voiceguard.protocol import (
 )
 from voiceguard.protocol._vonage import VonageLine, content_rate
 from voiceguard.server import ServerConfig
-from voiceguard.sim import SCENARIOS
 from voiceguard.sim.caller import CallerSimulator, HangUp, Speak
 from voiceguard.transports import (
     MESSAGE_TOO_BIG,
@@ -280,59 +278,45 @@ def test_the_webhook_answers_with_an_ncco() -> None:
     assert json.loads(answer.text) == ncco
 
 
-# ------------------------------------------------------------------------------------------
-# Two scenarios of the library through the reference server, the callers at 16 kHz
+def test_the_phone_transport_takes_binary_frames_within_its_limit() -> None:
+    """The server's phone transport: ``receive_frame`` takes binary frames up to the message
+    limit and refuses a bigger one with 1009; ``receive`` (Twilio's streams) refuses any."""
+    from starlette.applications import Starlette  # noqa: PLC0415 - the server extra
+    from starlette.routing import WebSocketRoute  # noqa: PLC0415
+    from starlette.testclient import TestClient  # noqa: PLC0415
+    from starlette.websockets import WebSocket, WebSocketDisconnect  # noqa: PLC0415
 
+    from voiceguard.transports import UNSUPPORTED_DATA, StarletteWebSocketTransport  # noqa: PLC0415
 
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    """The server runs on asyncio (uvicorn); so do its tests."""
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def router() -> AsyncIterator[ModelRouter]:
-    async with ModelRouter.running() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-async def server(
-    router: ModelRouter, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[ServerProcess]:
-    args = ["--realtime-url", router.url, "--phone", "vonage"]
-    log_dir = tmp_path_factory.mktemp("serve-vonage-16k")
-    env = {"OPENAI_API_KEY": API_KEY}
-    async with ServerProcess.running(args, log_dir=log_dir, env=env) as running:
-        yield running
-
-
-async def test_a_binary_frame_over_the_limit_closes_that_stream_with_1009(
-    server: ServerProcess,
-) -> None:
-    """Vonage's stream takes binary frames, within the phone's message limit (64 KiB)."""
-    with anyio.fail_after(10):
-        async with connect_websocket(server.media_url) as phone:
-            await phone.send(json.dumps(CONNECTED))
-            await phone.send_bytes(b"\0" * 640)
-            await phone.send_bytes(b"\0" * (65 * 1024))
-            closed = await _closed(phone)
-    assert closed.code == MESSAGE_TOO_BIG
-
-
-async def _closed(transport: WebSocketTransport) -> TransportClosed:
-    """How *transport* was closed, once it is (what came before is read and dropped)."""
-    while True:
+    async def frames(websocket: WebSocket) -> None:
+        await websocket.accept()
+        phone = StarletteWebSocketTransport(websocket, max_message_bytes=1000)
         try:
-            await transport.receive_frame()
-        except TransportClosed as exc:
-            return exc
+            while True:
+                frame = await phone.receive_frame()
+                await phone.send(f"{type(frame).__name__} {len(frame)}")
+        except TransportClosed:
+            pass
 
+    async def text_only(websocket: WebSocket) -> None:
+        await websocket.accept()
+        phone = StarletteWebSocketTransport(websocket)
+        with contextlib.suppress(TransportClosed):
+            await phone.receive()
 
-@pytest.mark.parametrize("name", ["truncate-long-buffered-audio", "echo-in-first-seconds"])
-async def test_scenarios_through_the_server_with_the_caller_at_16khz(
-    name: str, server: ServerProcess, router: ModelRouter
-) -> None:
-    wideband = vonage_dialect(caller_rate=16000)
-    run = await play_scenario(SCENARIOS[name], server.media_url, router, phone=wideband)
-    check_scenario_run(run)
+    app = Starlette(routes=[WebSocketRoute("/frames", frames), WebSocketRoute("/text", text_only)])
+    with TestClient(app) as client:
+        with client.websocket_connect("/frames") as ws:
+            ws.send_bytes(b"\0" * 640)
+            assert ws.receive_text() == "bytes 640"
+            ws.send_text("{}")
+            assert ws.receive_text() == "str 2"
+            ws.send_bytes(b"\0" * 1001)
+            with pytest.raises(WebSocketDisconnect) as too_big:
+                ws.receive_text()
+        assert too_big.value.code == MESSAGE_TOO_BIG
+        with client.websocket_connect("/text") as ws:
+            ws.send_bytes(b"\0" * 640)
+            with pytest.raises(WebSocketDisconnect) as binary:
+                ws.receive_text()
+        assert binary.value.code == UNSUPPORTED_DATA
