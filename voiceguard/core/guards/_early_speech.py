@@ -18,7 +18,7 @@ from voiceguard.audio import FRAME_SECONDS
 from voiceguard.config import CalibrationConfig
 from voiceguard.core.guards._echo_path import EchoPath
 from voiceguard.core.guards._line import BOT_ACTIVE_DBFS, RING, LineHistory, frames_of, window
-from voiceguard.core.guards._spectrum import noise_like
+from voiceguard.core.guards._spectrum import noise_like, unvoiced
 
 __all__ = ("EarlySpeech",)
 
@@ -31,15 +31,20 @@ class EarlySpeech:
         config: The gate's configuration.
         line: The call's history, read only.
         echo: The call's echo path (for the longest echo delay).
+
+    Attributes:
+        unvoiced: Set by :meth:`find` when the frames would have been speech but for a voiced
+            frame (``None`` otherwise): a word's first consonant, or a cough.
     """
 
-    __slots__ = ("_config", "_confirm_frames", "_echo", "_line")
+    __slots__ = ("_config", "_confirm_frames", "_echo", "_line", "unvoiced")
 
     def __init__(self, config: CalibrationConfig, line: LineHistory, echo: EchoPath) -> None:
         self._config = config
         self._line = line
         self._echo = echo
         self._confirm_frames = frames_of(config.confirm_time)
+        self.unvoiced: str | None = None
 
     def echo_free_end(self, onset: int, n: int) -> int:
         """The end of the frames from *onset* on (up to *n*) that no echo of the bot can reach.
@@ -61,6 +66,7 @@ class EarlySpeech:
         """Why frames ``onset..n`` are the caller's speech, or ``None`` (see the module)."""
         cfg = self._config
         line = self._line
+        self.unvoiced = None
         end = self.echo_free_end(onset, n)
         if end - onset < self._confirm_frames:
             return None
@@ -73,7 +79,11 @@ class EarlySpeech:
         count = int(np.count_nonzero(evidence))
         if count < self._confirm_frames or not evidence[-(self._confirm_frames + 1) :].any():
             return None
-        if noise_like(line.speech_frames(evidence, end)) is not None:
+        frames = line.speech_frames(evidence, end)
+        if noise_like(frames) is not None:
+            return None
+        self.unvoiced = unvoiced(frames, quietest)
+        if self.unvoiced is not None:
             return None
         return (
             f"{count} speech frames {cfg.speech_margin_db:g} dB above the quietest frame "

@@ -23,7 +23,7 @@ from voiceguard.core.guards._echo_path import EchoPath
 from voiceguard.core.guards._line import RING, LineHistory, frames_of, window
 from voiceguard.core.guards._listen import EchoListen
 from voiceguard.core.guards._noise_floor import NoiseFloor
-from voiceguard.core.guards._spectrum import noise_like
+from voiceguard.core.guards._spectrum import noise_like, unvoiced
 from voiceguard.core.guards._watch import LateBargeInWatch
 from voiceguard.decisions import Action, Decision, Reason, Verdict
 
@@ -191,6 +191,13 @@ class SpeechStartJudge:
         if self._floor.calibrated_since is None:
             if cfg.allow_speech_before_calibration:
                 early = self._early.find(onset, n)
+                waiting = self._early.unvoiced  # a word's first consonant, or a cough
+                if (
+                    waiting is not None
+                    and self._early.echo_free_end(onset, n) == n
+                    and now - self._since < cfg.max_defer - 1e-9
+                ):
+                    return self._defer(now, Reason.TOO_SHORT, waiting)
             if early is None and cfg.require_calibration:
                 reference = self._reference()
                 if (
@@ -305,9 +312,20 @@ class SpeechStartJudge:
                 f"energy gone before {cfg.min_speech_duration * 1000:.0f} ms",
                 onset,
             )
-        burst = noise_like(self._line.speech_frames(above, n))
+        frames = self._line.speech_frames(above, n)
+        burst = noise_like(frames)
         if burst is not None:
             return self._suppress(Reason.BELOW_NOISE_FLOOR, burst, onset)
+        silent = unvoiced(frames, self._reference())
+        if silent is not None:
+            # A word may begin with a consonant (/s/ of "stop"): its vowel decides. Where the
+            # bot's echo, not known yet, may hide that vowel, pause the bot and listen.
+            known = self._echo.delay is not None and self._echo.erl is not None
+            if cfg.listen_when_unsure and not known and self._line.last_bot_frame >= onset:
+                return self._start_listening(now, onset, n, self._reference())
+            if now - self._since < cfg.max_defer - 1e-9:
+                return self._defer(now, Reason.TOO_SHORT, silent)
+            return self._suppress(Reason.BELOW_NOISE_FLOOR, f"noise burst: {silent}", onset)
         return self._allow(
             f"{evidence} frames {cfg.speech_margin_db:g} dB above noise and echo", onset
         )

@@ -117,7 +117,7 @@ class LineHistory:
         self.caller_from: int | None = None
         self.caller_to: int | None = None
         self._out_rest = b""
-        self._raw: list[bytes] = [bytes(FRAME_BYTES)] * _RAW_RING
+        self._raw: list[bytes] = [b"\xff" * FRAME_BYTES] * _RAW_RING  # mu-law silence
 
     @property
     def in_db(self) -> npt.NDArray[np.float64]:
@@ -235,13 +235,15 @@ class LineHistory:
         return end > start and self.caller_from < self.in_count
 
     def speech_frames(self, evidence: npt.NDArray[np.bool_], end: int) -> npt.NDArray[np.uint8]:
-        """The raw frames (one per row) of the latest evidence frames of the window before *end*.
+        """The raw frames of the latest evidence frames of the window before *end*: one row
+        per frame, each the frame before it and the frame itself (2 x 160 mu-law bytes).
 
         Args:
             evidence: One flag per frame of the window that ends before frame *end*.
             end: The absolute frame the window ends before.
         """
         index = np.flatnonzero(evidence)[-_SPECTRUM_FRAMES:] + (end - evidence.size)
-        index = index[index >= end - _RAW_RING]
-        raw = b"".join(self._raw[i & _RAW_MASK] for i in index.tolist())
-        return np.frombuffer(raw, dtype=np.uint8).reshape(-1, FRAME_BYTES)
+        index = index[index > end - _RAW_RING]
+        raw = self._raw
+        joined = b"".join(raw[(i - 1) & _RAW_MASK] + raw[i & _RAW_MASK] for i in index.tolist())
+        return np.frombuffer(joined, dtype=np.uint8).reshape(-1, 2 * FRAME_BYTES)

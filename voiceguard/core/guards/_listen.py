@@ -28,13 +28,14 @@ from voiceguard.audio import SILENCE_DBFS
 from voiceguard.config import CalibrationConfig
 from voiceguard.core.guards._echo_path import EchoPath, row_medians
 from voiceguard.core.guards._line import BOT_ACTIVE_DBFS, RING, LineHistory, frames_of, window
-from voiceguard.core.guards._spectrum import noise_like
+from voiceguard.core.guards._spectrum import noise_like, unvoiced
 
 __all__ = ("EchoListen",)
 
 _HISTORY: Final = 100  # frames before the onset that bound the echo at each delay (2 s)
 _MIN_SHOWN: Final = 5  # frames of bot speech a delay needs before it is bounded
 _SLACK: Final = 2  # frames of delay uncertainty (dispersion, frame alignment)
+_VOWEL_WAIT: Final = 10  # frames an unvoiced start may wait for its vowel (200 ms)
 #: Frames the bot may go on playing after the pause was asked for (its audio already on the
 #: phone: a playout's lead is a few hundred ms) before the gate stops waiting for the pause and
 #: judges as it would without one.
@@ -185,7 +186,12 @@ class EchoListen:
         speech = frames - reference >= self._config.speech_margin_db
         count = int(np.count_nonzero(speech))
         if count >= self._confirm:
-            burst = noise_like(line.speech_frames(speech, n))
+            rows = line.speech_frames(speech, n)
+            burst = noise_like(rows)
+            if burst is None:
+                burst = unvoiced(rows, reference)
+                if burst is not None and n - free < 3 * self._confirm + _VOWEL_WAIT:
+                    return None  # a consonant so far: its vowel decides
             if burst is None:
                 return True, (
                     f"the bot paused to listen: {count} speech frames after its echo "

@@ -22,7 +22,7 @@ from voiceguard.core.guards._early_speech import EarlySpeech
 from voiceguard.core.guards._echo_path import EchoPath
 from voiceguard.core.guards._line import BLOCK, LineHistory, frames_of, window
 from voiceguard.core.guards._noise_floor import NoiseFloor
-from voiceguard.core.guards._spectrum import noise_like
+from voiceguard.core.guards._spectrum import noise_like, unvoiced
 
 __all__ = ("LateBargeInWatch",)
 
@@ -144,7 +144,8 @@ class LateBargeInWatch:
         evidence = int(np.count_nonzero(above))
         if evidence < self._needed:
             return None
-        if noise_like(self._line.speech_frames(above, n)) is not None:
+        frames = self._line.speech_frames(above, n)
+        if noise_like(frames) is not None or unvoiced(frames, floor) is not None:
             return None
         return (
             f"late: {evidence} frames {cfg.speech_margin_db + _WATCH_EXTRA_DB:g} dB above noise "

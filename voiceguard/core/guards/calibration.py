@@ -23,7 +23,9 @@ listens to both directions of one call and judges each ``speech_started`` from t
   ``retry_at``; ask again with :meth:`CalibrationGate.recheck`.
 * **Noise bursts.** Before allowing, it checks the spectrum of the frames that carried the
   evidence (only then, never per frame): as flat as white noise (clicks, crackle) or nearly all
-  below 450 Hz (thumps) is noise, suppressed with :attr:`~voiceguard.Reason.BELOW_NOISE_FLOOR`.
+  below 450 Hz (thumps) is noise, suppressed with :attr:`~voiceguard.Reason.BELOW_NOISE_FLOOR`;
+  so is a burst with no voiced frame (coughs, typing: no pitch), once the vowel a word's first
+  consonant would have led to has had :attr:`~voiceguard.CalibrationConfig.max_defer` to come.
 * **Before calibration.** If the bot has sent no audio within
   :attr:`~voiceguard.CalibrationConfig.max_echo_delay`, nothing heard can be echo: speech-like
   frames above the quietest frame so far are allowed
