@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any, Final, final
 
 from voiceguard.audio import SAMPLE_RATE, AudioFormat, UlawConverter, UlawUpsampler
+from voiceguard.protocol._common import dumps
 
 __all__ = ("CALLER_RATE", "RATES", "VonageCaller", "VonageLine", "content_rate")
 
@@ -36,8 +37,6 @@ RATES: Final = (8000, 16000, 24000)
 CALLER_RATE: Final = 8000
 #: Frames per second: Vonage sends and takes 20 ms frames.
 _FRAMES_PER_SECOND: Final = 50
-
-_COMPACT: Final = (",", ":")
 
 
 def content_rate(content_type: object) -> int | None:
@@ -52,10 +51,6 @@ def content_rate(content_type: object) -> int | None:
         if name == "rate" and value.isdigit() and int(value) in RATES:
             return int(value)
     return None
-
-
-def _dumps(message: Mapping[str, Any]) -> str:
-    return json.dumps(message, separators=_COMPACT)
 
 
 def _json_object(text: str) -> dict[str, Any] | None:
@@ -89,7 +84,6 @@ class VonageLine:
         "_frame_bytes",
         "_heard_bytes",
         "_pending",
-        "_rest",
         "_sequence",
         "_stream_sid",
         "_to_pcm",
@@ -107,10 +101,8 @@ class VonageLine:
         self._pending = bytearray()  # the bot's PCM not yet a whole frame
 
     def _head(self, event: str) -> dict[str, Any]:
-        return {"event": event, "sequenceNumber": str(next(self._sequence)), **self._sid()}
-
-    def _sid(self) -> dict[str, str]:
-        return {"streamSid": self._stream_sid}
+        sequence = str(next(self._sequence))
+        return {"event": event, "sequenceNumber": sequence, "streamSid": self._stream_sid}
 
     def incoming(self, frame: str | bytes) -> list[str]:
         """Vonage's message (text or binary) as Twilio's messages (none, one or two)."""
@@ -125,14 +117,14 @@ class VonageLine:
         if kind == "websocket:notify":
             payload = data.get("payload")
             name = payload.get("name") if isinstance(payload, dict) else None
-            return [_dumps({**self._head("mark"), "mark": {"name": name}})]
+            return [dumps({**self._head("mark"), "mark": {"name": name}})]
         if kind == "websocket:cleared":
             return []  # the answer to clear: nothing the bridge waits for
         if kind == "websocket:dtmf":
             dtmf = data.get("dtmf")
             digit = data.get("digit") or (dtmf.get("digit") if isinstance(dtmf, dict) else None)
             return [
-                _dumps({**self._head("dtmf"), "dtmf": {"track": "inbound_track", "digit": digit}})
+                dumps({**self._head("dtmf"), "dtmf": {"track": "inbound_track", "digit": digit}})
             ]
         return [frame]
 
@@ -164,8 +156,8 @@ class VonageLine:
             "mediaFormat": media_format,
         }
         return [
-            _dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}),
-            _dumps({**self._head("start"), "start": start}),
+            dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}),
+            dumps({**self._head("start"), "start": start}),
         ]
 
     def _media(self, frame: bytes) -> str:
@@ -178,7 +170,7 @@ class VonageLine:
             "timestamp": str(timestamp),
             "payload": base64.b64encode(ulaw).decode("ascii"),
         }
-        return _dumps({**self._head("media"), "media": media})
+        return dumps({**self._head("media"), "media": media})
 
     def outgoing(self, text: str) -> list[str | bytes]:
         """The bridge's Twilio message as Vonage's frames (binary audio, or a JSON action)."""
@@ -200,10 +192,10 @@ class VonageLine:
             if self._pending:  # the end of the audio: padded to a frame, so the notify follows it
                 frames.append(bytes(self._pending.ljust(self._frame_bytes, b"\0")))
                 self._pending.clear()
-            return [*frames, _dumps({"action": "notify", "payload": {"name": name}})]
+            return [*frames, dumps({"action": "notify", "payload": {"name": name}})]
         self._pending.clear()
         self._to_pcm.reset()
-        return [_dumps({"action": "clear"})]
+        return [dumps({"action": "clear"})]
 
     def _whole_frames(self) -> list[str | bytes]:
         size = self._frame_bytes
@@ -262,14 +254,14 @@ class VonageCaller:
                 "uuid": start.get("callSid"),
                 **headers,
             }
-            return [_dumps(connected)]
+            return [dumps(connected)]
         if kind == "media":
             return [self._to_pcm.feed(base64.b64decode(data["media"]["payload"]))]
         if kind == "mark":
-            return [_dumps({"event": "websocket:notify", "payload": data.get("mark") or {}})]
+            return [dumps({"event": "websocket:notify", "payload": data.get("mark") or {}})]
         if kind == "dtmf":
             digit = (data.get("dtmf") or {}).get("digit")
-            return [_dumps({"event": "websocket:dtmf", "digit": digit, "duration": 250})]
+            return [dumps({"event": "websocket:dtmf", "digit": digit, "duration": 250})]
         return [text]
 
     def incoming(self, frame: str | bytes) -> list[str]:
@@ -277,7 +269,7 @@ class VonageCaller:
         sid = {"streamSid": self._stream_sid}
         if isinstance(frame, bytes):
             audio = base64.b64encode(self._to_ulaw.feed(frame)).decode("ascii")
-            return [_dumps({"event": "media", **sid, "media": {"payload": audio}})]
+            return [dumps({"event": "media", **sid, "media": {"payload": audio}})]
         data = _json_object(frame)
         action = None if data is None else data.get("action")
         if data is None:
@@ -285,10 +277,10 @@ class VonageCaller:
         if action == "notify":
             payload = data.get("payload")
             name = payload.get("name") if isinstance(payload, dict) else None
-            return [_dumps({"event": "mark", **sid, "mark": {"name": name}})]
+            return [dumps({"event": "mark", **sid, "mark": {"name": name}})]
         if action == "clear":
-            return [_dumps({"event": "clear", **sid})]
+            return [dumps({"event": "clear", **sid})]
         if data.get("event") in ("media", "mark", "clear"):  # Twilio's words: not Vonage's
             kind = data["event"]
-            return [_dumps({"event": f"{kind} (Twilio's word; Vonage takes binary audio)"})]
+            return [dumps({"event": f"{kind} (Twilio's word; Vonage takes binary audio)"})]
         return [frame]
