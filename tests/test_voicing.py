@@ -132,3 +132,27 @@ def test_speech_right_after_a_cough_in_the_same_segment_is_a_late_barge_in() -> 
         late = call.gate.poll_barge_in(now)
     assert late is not None and late.allowed, "the caller's words after the cough were lost"
     assert now < 2.45 + 0.4
+
+
+def _periodicity_by_definition(row: np.ndarray) -> float:
+    """The normalised autocorrelation at the best lag of 20-133 samples, summed directly."""
+    from voiceguard.core.guards._line import DECODE  # noqa: PLC0415 - only here
+
+    x = DECODE[row].astype(np.float64)
+    x -= x.mean()
+    whole = float(x @ x)
+    best = -np.inf
+    for lag in range(20, 134):
+        a, b = x[: len(x) - lag], x[lag:]
+        energy = max(float(np.sqrt((a @ a) * (b @ b))), 0.5 * whole + 1e-9)
+        best = max(best, float(a @ b) / energy)
+    return best
+
+
+def test_periodicity_is_the_normalised_autocorrelation_at_the_pitch_lag() -> None:
+    rng = np.random.default_rng(12)
+    rows = np.concatenate(
+        [_pairs(clip("caller_19", -20.0))[10:14], rng.integers(0, 256, (4, 320), dtype=np.uint8)]
+    )
+    expected = [_periodicity_by_definition(row) for row in rows]
+    assert periodicity(rows) == pytest.approx(expected, abs=1e-9)

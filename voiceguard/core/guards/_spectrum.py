@@ -32,7 +32,8 @@ _NOISE_FLATNESS: Final = 0.7
 #: the band, so even a low male voice keeps well over 10 % of its energy above 450 Hz.
 _LOW_SHARE: Final = 0.9
 #: Pitch periods searched (samples at 8 kHz): 400 Hz down to 60 Hz.
-_LAGS: Final = np.arange(20, 134)
+_LAG_LOW: Final = 20
+_LAG_HIGH: Final = 133
 _PAIR: Final = 2 * FRAME_BYTES
 _ACF_SIZE: Final = 512  # >= 320 + 133: no lag searched wraps around
 #: Normalised autocorrelation at the pitch period above which a 40 ms stretch is voiced. On the
@@ -74,14 +75,15 @@ def periodicity(codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
     x = DECODE[codes].astype(np.float64)
     x -= x.mean(axis=1, keepdims=True)
     spectrum = np.fft.rfft(x, _ACF_SIZE, axis=1)
-    acf = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, _ACF_SIZE, axis=1)[:, _LAGS]
-    square = x * x
-    head = np.cumsum(square, axis=1)  # energy of x[:i + 1]
-    tail = np.cumsum(square[:, ::-1], axis=1)[:, ::-1]  # energy of x[i:]
-    # The energies of the two stretches each lag compares: x[:n - lag] and x[lag:]; at least
+    acf = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, _ACF_SIZE, axis=1)
+    acf = acf[:, _LAG_LOW : _LAG_HIGH + 1]
+    head = np.add.accumulate(x * x, axis=1)  # energy of x[:i + 1]
+    total = head[:, -1:]
+    # The energies of the two stretches each lag compares, x[:n - lag] and x[lag:]; at least
     # half the whole (a click near one end would otherwise correlate with next to nothing).
-    energy = np.sqrt(head[:, _PAIR - 1 - _LAGS] * tail[:, _LAGS])
-    energy = np.maximum(energy, 0.5 * head[:, -1:] + 1e-9)
+    early = head[:, _PAIR - 1 - _LAG_HIGH : _PAIR - _LAG_LOW][:, ::-1]
+    late = total - head[:, _LAG_LOW - 1 : _LAG_HIGH]
+    energy = np.maximum(np.sqrt(early * late), 0.5 * total + 1e-9)
     return np.asarray((acf / energy).max(axis=1), dtype=np.float64)
 
 
