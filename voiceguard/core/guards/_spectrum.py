@@ -39,8 +39,8 @@ _ACF_SIZE: Final = 512  # >= 320 + 133: no lag searched wraps around
 #: Normalised autocorrelation at the pitch period above which a 40 ms stretch is voiced. On the
 #: corpus clips, active speech frames have a median of 0.81 (a quarter below 0.65, a tenth below
 #: 0.48: unvoiced consonants and pauses); coughs stay below 0.42 (99th percentile), typing below
-#: 0.47: no harmonic source drives them. Chosen on the tuning corpus (0.45-0.6 tried; 0.5 gives
-#: the fewest false plus missed barge-ins).
+#: 0.47: no harmonic source drives them. Chosen on the tuning corpus (0.5, 0.55 and 0.6 tried;
+#: 0.5 gives the fewest false plus missed barge-ins).
 _VOICED: Final = 0.5
 
 
