@@ -132,8 +132,10 @@ class MediaHandler:
         self._bad: Counter[str] = Counter()
         self._model_errors: Counter[str] = Counter()
         self._ended_by = ""
-        self._wake = anyio.Event()
-        self._sleeping_until = math.inf  # the deadline the ticker sleeps until (-inf: busy)
+        # The ticker's sleep, while it sleeps (cancelled to wake it), and the deadline it sleeps
+        # until (-inf: busy). A sleep that ends at its deadline costs no cancellation: most do.
+        self._asleep: anyio.CancelScope | None = None
+        self._sleeping_until = math.inf
         self._model: Transport | None = None
         self._scope: CallScope | None = None
         # Actions are carried out by the task whose event caused them, in the order decided.
@@ -170,7 +172,7 @@ class MediaHandler:
         by, instructions = self._wind_up
         now = anyio.current_time()
         self._core.wind_up(now, within=max(0.0, by - now), instructions=instructions)
-        self._wake.set()  # the goodbye is due now
+        self._wake_ticker()  # the goodbye is due now
 
     async def run(self) -> CallSummary:
         """Run the call to its end and return its summary.
@@ -333,7 +335,6 @@ class MediaHandler:
     async def _tick(self) -> None:
         core = self._core
         while True:
-            wake = self._wake = anyio.Event()
             now = self._now()
             deadline = core.next_deadline()
             if deadline is not None and deadline <= now:
@@ -344,11 +345,19 @@ class MediaHandler:
                 if after is not None and after <= now:
                     await anyio.sleep(_STUCK_DEADLINE_RETRY)
                 continue
-            timeout = math.inf if deadline is None else deadline - now
             self._sleeping_until = math.inf if deadline is None else deadline
-            with anyio.move_on_after(timeout):
-                await wake.wait()
+            with anyio.CancelScope() as self._asleep:
+                if deadline is None:
+                    await anyio.sleep_forever()
+                else:
+                    await anyio.sleep(deadline - now)
+            self._asleep = None
             self._sleeping_until = -math.inf
+
+    def _wake_ticker(self) -> None:
+        """Wake the ticker if it sleeps (the core's next deadline moved earlier)."""
+        if self._asleep is not None:
+            self._asleep.cancel()
 
     async def _carry_out(self, action: BridgeAction) -> bool:
         """Do one action; False when the call is over."""
@@ -392,7 +401,7 @@ class MediaHandler:
         # until: most messages (every caller frame) leave it as it was (a wake-up per frame cost).
         deadline = self._core.next_deadline()
         if deadline is not None and deadline < self._sleeping_until:
-            self._wake.set()
+            self._wake_ticker()
         await self._sends.send(actions)
 
     async def _final_sends(self) -> None:
