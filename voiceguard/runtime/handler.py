@@ -14,7 +14,6 @@ WebSocket on either side, or an in-memory pair in tests.
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, suppress
@@ -42,7 +41,7 @@ from voiceguard.protocol import (
     parse_realtime_event,
 )
 from voiceguard.protocol.twilio import TwilioEvent
-from voiceguard.runtime._clock import loop_clock
+from voiceguard.runtime._clock import Alarm, loop_clock
 from voiceguard.runtime._model_session import ModelSession, log_model_error
 from voiceguard.runtime._phone_in import (
     PhoneChecks,
@@ -132,10 +131,7 @@ class MediaHandler:
         self._bad: Counter[str] = Counter()
         self._model_errors: Counter[str] = Counter()
         self._ended_by = ""
-        # The ticker's sleep, while it sleeps (cancelled to wake it), and the deadline it sleeps
-        # until (-inf: busy). A sleep that ends at its deadline costs no cancellation: most do.
-        self._asleep: anyio.CancelScope | None = None
-        self._sleeping_until = math.inf
+        self._alarm = Alarm()  # the ticker's sleep until the next deadline
         self._model: Transport | None = None
         self._scope: CallScope | None = None
         # Actions are carried out by the task whose event caused them, in the order decided.
@@ -172,7 +168,7 @@ class MediaHandler:
         by, instructions = self._wind_up
         now = anyio.current_time()
         self._core.wind_up(now, within=max(0.0, by - now), instructions=instructions)
-        self._wake_ticker()  # the goodbye is due now
+        self._alarm.wake()  # the goodbye is due now
 
     async def run(self) -> CallSummary:
         """Run the call to its end and return its summary.
@@ -345,19 +341,7 @@ class MediaHandler:
                 if after is not None and after <= now:
                     await anyio.sleep(_STUCK_DEADLINE_RETRY)
                 continue
-            self._sleeping_until = math.inf if deadline is None else deadline
-            with anyio.CancelScope() as self._asleep:
-                if deadline is None:
-                    await anyio.sleep_forever()
-                else:
-                    await anyio.sleep(deadline - now)
-            self._asleep = None
-            self._sleeping_until = -math.inf
-
-    def _wake_ticker(self) -> None:
-        """Wake the ticker if it sleeps (the core's next deadline moved earlier)."""
-        if self._asleep is not None:
-            self._asleep.cancel()
+            await self._alarm.sleep(deadline, now)
 
     async def _carry_out(self, action: BridgeAction) -> bool:
         """Do one action; False when the call is over."""
@@ -400,8 +384,8 @@ class MediaHandler:
         # The ticker wakes only when the core's next deadline moved before the one it sleeps
         # until: most messages (every caller frame) leave it as it was (a wake-up per frame cost).
         deadline = self._core.next_deadline()
-        if deadline is not None and deadline < self._sleeping_until:
-            self._wake_ticker()
+        if deadline is not None and deadline < self._alarm.until:
+            self._alarm.wake()
         await self._sends.send(actions)
 
     async def _final_sends(self) -> None:
