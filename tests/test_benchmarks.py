@@ -77,6 +77,21 @@ def test_bridge_cpu() -> None:
     assert set(result["in_process_ms_per_call_second"]) == {"guards on", "guards off", "naive"}
 
 
+def test_middleware_cost() -> None:
+    """The sample bot, with and without the middleware, and the handler all bridge the calls
+    of both measures (each forwards the caller's 50 frames a second to the model)."""
+    result = _run("middleware_cost.py")
+    bots = {"sample", "sample + middleware", "MediaHandler"}
+    for measure in ("virtual_clock", "real_time"):
+        part = result[measure]
+        assert set(part["bots"]) == bots
+        for name, bot in part["bots"].items():
+            assert bot["cpu_ms_per_call_second"] > 0, (measure, name)
+            assert bot["messages_per_call_second"] >= 100, (measure, name)
+        assert part["ratio_to_sample"]["sample"] == pytest.approx(1.0)
+        assert "middleware_ms_per_call_second" in part
+
+
 def test_load() -> None:
     result = _run("load.py")
     (round_,) = result["rounds"]
