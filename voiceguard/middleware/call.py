@@ -26,6 +26,7 @@ from voiceguard.middleware.model import (
 )
 from voiceguard.middleware.phone import GuardedPhone
 from voiceguard.protocol import PhoneDialect, phone_dialect
+from voiceguard.runtime._clock import loop_clock
 
 __all__ = ("GuardedCall",)
 
@@ -102,7 +103,7 @@ class GuardedCall:
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.guard = CallGuard(config, call_sid=call_sid, on_decision=on_decision)
-        self._clock = clock if clock is not None else anyio.current_time
+        self._clock = clock  # None: the running loop's, looked up at the first reading
         self._model: GuardedModel[Any] | None = None
         self._phone: GuardedPhone | None = None
         self._waiting: dict[str, anyio.Event] = {}
@@ -110,7 +111,10 @@ class GuardedCall:
 
     def now(self) -> float:
         """The call's clock: monotonic seconds."""
-        return self._clock()
+        clock = self._clock
+        if clock is None:  # anyio.current_time's, without its backend lookup at every reading
+            clock = self._clock = loop_clock()
+        return clock()
 
     @property
     def ended(self) -> str | None:
