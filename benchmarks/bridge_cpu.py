@@ -147,7 +147,8 @@ class Child:
             self.process.wait()
 
 
-def _caller(number: int, seconds: float) -> Any:
+def scripted_caller(number: int, seconds: float) -> Any:
+    """Call *number*: a clean line at -65 dBFS, a 1.2 s turn at 4 s and every 5 s after."""
     from voiceguard.sim.caller import CallerSimulator, HangUp, Speak  # noqa: PLC0415
 
     turns = [
@@ -166,7 +167,7 @@ async def _round(
     profile: Path | None = None,
 ) -> dict[str, float]:
     child = await anyio.to_thread.run_sync(Child, kind, model_url, profile)
-    callers = [_caller(number, seconds) for number in range(calls)]
+    callers = [scripted_caller(number, seconds) for number in range(calls)]
     known = len(simulator.connections)
     try:
         before = await anyio.to_thread.run_sync(child.cpu)
@@ -239,7 +240,7 @@ async def _virtual_call(kind: str, seconds: float) -> None:
     from voiceguard.transports import memory_pair  # noqa: PLC0415
 
     simulator = RealtimeSimulator(seed=1)
-    caller = _caller(0, seconds)
+    caller = scripted_caller(0, seconds)
 
     @asynccontextmanager
     async def connect(_start: object) -> Any:

@@ -39,9 +39,9 @@ from typing import Any
 
 import _bench
 import anyio
+from bridge_cpu import scripted_caller
 
 EXAMPLES = _bench.ROOT / "examples"
-BOTS = ("sample", "sample + middleware", "MediaHandler")
 Bot = Callable[[Any, Any], Coroutine[Any, Any, object]]
 
 
@@ -72,22 +72,13 @@ def _bots() -> dict[str, Bot]:
     }
 
 
-def _caller(number: int, seconds: float) -> Any:
-    from voiceguard.sim.caller import CallerSimulator, HangUp, Speak  # noqa: PLC0415
-
-    turns = [
-        Speak(at=at, duration=1.2, text="a caller turn") for at in range(4, int(seconds) - 1, 5)
-    ]
-    return CallerSimulator(script=[*turns, HangUp(at=seconds)], seed=number, noise_dbfs=-65.0)
-
-
 async def _calls(bot: Bot, calls: int, seconds: float) -> dict[str, float]:
     """*calls* concurrent calls against *bot*; the messages through it, counted at the peers."""
     from voiceguard.sim.realtime import RealtimeSimulator  # noqa: PLC0415
     from voiceguard.transports import memory_pair  # noqa: PLC0415
 
     simulator = RealtimeSimulator(seed=1)
-    callers = [_caller(number, seconds) for number in range(calls)]
+    callers = [scripted_caller(number, seconds) for number in range(calls)]
 
     async def one(caller: Any) -> None:
         caller_end, bot_end = memory_pair(names=("caller", "bot"))
