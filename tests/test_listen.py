@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import base64
 
+import numpy as np
 import pytest
 import wire
 from test_bridge import Call, speech, ulaw
+from test_voicing import cough
 
 from voiceguard import Floor, Reason
 from voiceguard.config import CalibrationConfig
@@ -118,3 +120,65 @@ def test_the_pause_to_listen_can_be_turned_off() -> None:
     call.run_until(1.9)
     assert [m["event"] for m in call.to_phone].count("clear") == 0, "no pause"
     assert call.core.gate.statistics().decisions == {Reason.ECHO_SUSPECTED: 1}
+
+
+@pytest.mark.parametrize(
+    ("clip", "offset"), [("en_short_00", 0.45), ("pt_short_00", 0.45), ("pt_short_00", 0.6)]
+)
+def test_a_short_word_interrupting_on_a_clean_line_is_heard(clip: str, offset: float) -> None:
+    """A 220 ms "stop" is over before an echo of the greeting could have ended: the quiet after
+    it, where that echo would still sound, says it was the caller (not the echo it might be)."""
+    call = Call(greeting=None)
+    call.run_until(1.0)
+    call.bot_says("resp_1", "item_1")
+    start = call.now
+    call.say(clip, at=start + offset, dbfs=-26.0)
+    call.run_until(start + offset + 0.06)
+    call.vad("started", "item_user_1", ms=round((start + offset) * 1000) - 300)
+    assert _floor(call) is Floor.PAUSED, "paused to listen"
+    call.run_until(start + offset + 0.75)
+    call.vad("stopped", "item_user_1", ms=round((start + offset + 0.7) * 1000))
+    call.vad("committed", "item_user_1", ms=0)
+    call.run_until(start + offset + 1.5)
+    assert call.core.engine.judgement("item_user_1") is True
+    assert [c["response_id"] for c in call.sent("response.cancel")] == ["resp_1"]
+    call.model(wire.response_done("resp_1", "cancelled", "client_cancelled"))
+    call.run_until(start + offset + 1.8)
+    assert call.sent("conversation.item.delete") == [], "the caller's turn is kept"
+    assert call.sent("response.create") == [{"type": "response.create"}], "and answered"
+    assert call.core.gate.statistics().decisions.get(Reason.ECHO_SUSPECTED, 0) == 0
+
+
+def _paused_gate(sound: np.ndarray) -> tuple[Reason, str]:
+    """The gate's final word on *sound*, said 700 ms into the bot's speech on a line with no
+    echo; the bot pauses when asked and the gate listens (rechecks at ``retry_at``)."""
+    rng = np.random.default_rng(1)
+    hum = 32768 * 10 ** (-62 / 20)  # line noise, -62 dBFS
+    gate = CalibrationGate()
+    bot = ulaw(speech("bot_00", -16.0))
+    inbound = np.concatenate([np.zeros(160 * 85), sound, np.zeros(160 * 60)])
+    line = ulaw(inbound + rng.normal(0.0, hum, inbound.size))
+    now = 0.0
+    decision = None
+    for i in range(inbound.size // 160):
+        now += 0.02
+        pausing = decision is not None and decision.reason is Reason.ECHO_UNCERTAIN
+        if i >= 50 and not pausing:  # the bot talks from 1 s until asked to pause
+            gate.push_outbound(bot[(i - 50) * 160 : (i - 49) * 160], now)
+        gate.push_inbound(line[i * 160 : (i + 1) * 160], now)
+        if i == 88:
+            decision = gate.judge_speech_started(now)
+            assert decision.reason is Reason.ECHO_UNCERTAIN, decision.detail
+        elif decision is not None and decision.deferred and now >= (decision.retry_at or 0):
+            decision = gate.recheck(now)
+    assert decision is not None and not decision.deferred
+    return decision.reason, decision.detail
+
+
+def test_a_cough_that_ends_before_its_echo_would_is_no_barge_in() -> None:
+    """The quiet after the energy says only that it was not the echo: a cough is not the caller
+    either (a word in its place is)."""
+    reason, detail = _paused_gate(cough(-20.0))
+    assert reason is Reason.ECHO_SUSPECTED, detail
+    reason, detail = _paused_gate(speech("en_short_00", -20.0))
+    assert reason is Reason.OK, detail

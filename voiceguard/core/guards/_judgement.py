@@ -118,13 +118,19 @@ class SpeechStartJudge:
         pending = self.deadline is not None
         self.deadline = None
         onset, self._onset = self._onset, None
-        listening = self._listen.onset is not None
+        listening = pending and self._listen.onset is not None
+        heard: tuple[bool, str] | None = None
+        if listening:  # judged while the segment is still the one listened to
+            n, reference = self._line.in_count, self._reference()
+            heard = self._listen.judge(n, reference)
+            if heard is None:  # no verdict yet: a word may have ended before its echo would
+                refuted = self._listen.absent_after(n, reference)
+                heard = None if refuted is None else (True, refuted)
         self._listen.stop()
         self._line.caller_ended()
         if not pending:
             return None
         if listening:
-            heard = self._listen.judge(self._line.in_count, self._reference())
             if heard is not None and heard[0]:
                 return self._allow(heard[1], onset)
             why = heard[1] if heard is not None else "speech stopped while the bot paused"

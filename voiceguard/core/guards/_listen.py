@@ -46,6 +46,13 @@ _CLEAR_DB: Final = 6.0
 _QUIET_DB: Final = 3.0
 #: ... and this many such frames (and half of those where it would show) refute that delay.
 _MISSING: Final = 3
+#: Or, counting only the frames after the energy ended (the caller's own speech frames are
+#: not held against the echo, so a short word interrupting the greeting is not lost), this many
+#: such frames (120 ms) ...
+_MISSING_AFTER: Final = 6
+#: ... or this many when every frame after it where the echo would clearly sound is quiet (the
+#: bot's pause can leave only a few such frames at the shortest delays).
+_ALL_MISSING_AFTER: Final = 4
 
 
 @final
@@ -135,6 +142,9 @@ class EchoListen:
             self.lag = self._echo.delay + _SLACK
             return
         margin = self._config.speech_margin_db
+        speech = inbound >= floor + margin
+        if speech.any():  # a frame at the floor is explained by any echo: it says nothing
+            lagged, inbound = lagged[:, speech], inbound[speech]
         explains = (lagged - proven[:, None] >= inbound[None, :] - margin).any(axis=1)
         self._lags = np.flatnonzero(explains)
         self._proven = proven
@@ -152,6 +162,35 @@ class EchoListen:
         missing = (clear & (inbound < reference + _QUIET_DB)[None, :]).sum(axis=1)
         shown = clear.sum(axis=1)
         return bool(np.all((missing >= _MISSING) & (missing >= 0.5 * shown)))
+
+    def absent_after(self, n: int, reference: float) -> str | None:
+        """Why the segment was not the echo, if after its last speech frame the line stayed
+        quiet at every delay that could explain the onset where that echo would still sound
+        clearly (for :data:`_MISSING_AFTER` frames, or :data:`_ALL_MISSING_AFTER` and all of
+        them): the speech ended before its echo would have. ``None`` if it did not, or if the
+        energy was a noise burst (no voiced frame, or a noise-like spectrum)."""
+        onset = self.onset
+        if onset is None or self._lags.size == 0:
+            return None
+        lagged, _proven, inbound = self._lagged(onset, n, reference)
+        speech = inbound >= reference + self._config.speech_margin_db
+        loud = np.flatnonzero(speech)
+        if loud.size == 0:
+            return None
+        rows = self._line.speech_frames(speech, n)
+        if noise_like(rows) is not None or unvoiced(rows, reference) is not None:
+            return None  # a noise burst (a cough, a key) is not the caller either
+        after = int(loud[-1]) + 1
+        echo = lagged[self._lags, after:] - self._proven[self._lags][:, None]
+        clear = echo >= reference + self._config.speech_margin_db + _CLEAR_DB
+        missing = (clear & (inbound[after:] < reference + _QUIET_DB)[None, :]).sum(axis=1)
+        every = (missing >= _ALL_MISSING_AFTER) & (missing == clear.sum(axis=1))
+        if not np.all((missing >= _MISSING_AFTER) | every):
+            return None
+        return (
+            "the bot paused to listen: the speech ended before its echo would have (the line "
+            f"quiet for {int(missing.min()) * 20} ms or more where the echo would still sound)"
+        )
 
     def stop(self) -> None:
         """Nothing is listened to any more."""
@@ -199,6 +238,9 @@ class EchoListen:
                 )
             return False, f"the bot paused to listen: {burst}"
         if count == 0 or n - free >= 3 * self._confirm:
+            refuted = self.absent_after(n, reference)
+            if refuted is not None:
+                return True, refuted
             return False, (
                 f"the bot paused to listen: the energy ended within {self.lag * 20} ms of its "
                 "audio (its echo)"
