@@ -195,9 +195,11 @@ def utterance_outcomes(
 ) -> list[tuple[str, bool]]:
     """Per backchannel and short barge-in of the call: its role and whether it stopped the bot.
 
-    A strategy stops the bot when it acts on the utterance's own event. With ``late`` (the
-    voiceguard strategy), acting also needs :func:`engine_confirms`, and a late barge-in while
-    the utterance sounds counts too (an utterance inside a segment opened by echo has no event).
+    A strategy stops the bot when it acts on the utterance's own event, or on any event while
+    the utterance sounds (from its start to 200 ms after its end: a deferred judgement of the
+    segment it sounds in, settled by its words). With ``late`` (the voiceguard strategy), acting
+    also needs :func:`engine_confirms`, and a late barge-in while the utterance sounds counts
+    too (an utterance inside a segment opened by echo has no event).
     """
     events = case["events"]
     out: list[tuple[str, bool]] = []
@@ -209,8 +211,15 @@ def utterance_outcomes(
         stopped = any(
             acts[j] is not None and (late is None or engine_confirms(events[j])) for j in own
         )
+        first, last = utt["start_ms"], utt["start_ms"] + clip_ms(utt["clip"]) + 200
+        if not stopped:  # an act on the segment it sounds in, while it sounds, stops the bot too
+            stopped = any(
+                a is not None
+                and first <= a <= last
+                and (late is None or engine_confirms(events[j]))
+                for j, a in enumerate(acts)
+            )
         if late is not None and not stopped:
-            first, last = utt["start_ms"], utt["start_ms"] + clip_ms(utt["clip"]) + 200
             stopped = any(first <= t <= last and engine_confirms(events[s]) for t, s in late)
         out.append((role, stopped))
     return out

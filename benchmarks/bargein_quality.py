@@ -20,8 +20,9 @@ moment or never does.
 * false barge-ins: share of ``echo`` and ``noise`` events acted on;
 * missed barge-ins: share of ``real`` events never acted on;
 * backchannels that stop the bot, and short real barge-ins ("stop", "wait") that do: per
-  utterance (see ``_bargein_scoring.utterance_outcomes``; for voiceguard the turn engine must
-  also confirm, ``_bargein_scoring.engine_confirms``);
+  utterance: a strategy that acts on the utterance's own event, or on any event while it
+  sounds, stops the bot (see ``_bargein_scoring.utterance_outcomes``; for voiceguard the turn
+  engine must also confirm, ``_bargein_scoring.engine_confirms``);
 * decision delay: for acted ``real`` events, the moment of acting minus the caller's true speech
   onset (the VAD's own detection lag included); "added" delay is the moment of acting minus the
   moment the event arrived;
