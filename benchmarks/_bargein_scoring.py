@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import corpus
@@ -28,6 +28,8 @@ _TURNS = TurnConfig()
 MIN_BARGE_IN_SPEECH_MS = round(_TURNS.min_barge_in_speech * 1000)
 #: ... unless it ended within this (ms) and its words are all acknowledgements (a backchannel).
 MAX_BACKCHANNEL_MS = round(_TURNS.backchannel.max_duration * 1000)
+CONFIRM_BARGE_IN_MS = round(_TURNS.confirm_barge_in * 1000)
+_QUIET_MS = 200  # the line quiet this long: the caller's speech ended (``caller_quiet``)
 FALSE_CLASSES = ("echo", "noise")
 
 
@@ -48,6 +50,46 @@ def engine_confirms(segment: dict[str, Any]) -> bool:
     text = segment.get("text")
     backchannel = _TURNS.backchannel
     short = backchannel.enabled and speech <= MAX_BACKCHANNEL_MS
+    return not (short and isinstance(text, str) and backchannel.acknowledges(text))
+
+
+def engine_confirms_late(
+    segment: dict[str, Any],
+    *,
+    at_ms: int,
+    speech_from_ms: float | None,
+    utterance: tuple[int, str | None],
+    echo_delay_ms: int,
+    echo_known: bool = False,
+) -> bool:
+    """True if the turn engine would confirm a late barge-in at *at_ms* inside *segment*.
+
+    The rule of :func:`engine_confirms`, with the speech measured as the engine measures a late
+    barge-in: from where the gate found the caller's speech began (*speech_from_ms*; the
+    segment's onset when not known) to the end of the segment as the VAD would then see it, and
+    never too short (a late start may come after the caller's first word). The line must also
+    be quiet (200 ms without the caller, nor the echo's tail unless the echo path is learnt,
+    *echo_known*: ``CalibrationGate.caller_quiet`` discounts the echo it predicts) by
+    ``TurnConfig().confirm_barge_in`` after the late barge-in, or the engine confirms it.
+    The late barge-in pauses the bot, so a segment the bot's echo holds open ends with the
+    caller's utterance or with the echo, *echo_delay_ms* after the pause, whichever is later
+    (the corpus is open loop: its labelled segment runs on with the echo); a segment held by
+    noise ends where it ended. The transcript is the words of the *utterance* (``(end ms,
+    text)``): the engine leaves the echo's words out.
+    """
+    end = segment["speech_end_ms"]
+    if end is None:
+        return True
+    utterance_end, text = utterance
+    sounding = end  # until the line is quiet of all but what the gate expects
+    if segment["label"] == "echo":
+        end = min(end, max(utterance_end, at_ms + echo_delay_ms))
+        sounding = min(end, utterance_end) if echo_known else end
+    if sounding + _QUIET_MS > at_ms + CONFIRM_BARGE_IN_MS:
+        return True  # still sounding when the engine decides: the caller kept talking
+    begun = segment["speech_onset_ms"] if speech_from_ms is None else speech_from_ms
+    backchannel = _TURNS.backchannel
+    short = backchannel.enabled and end - begun <= MAX_BACKCHANNEL_MS
     return not (short and isinstance(text, str) and backchannel.acknowledges(text))
 
 
@@ -192,6 +234,8 @@ def utterance_outcomes(
     clip_ms: Callable[[str], int],
     acts: Acts,
     late: Late | None,
+    late_from: Sequence[float | None] = (),
+    late_echo_known: Sequence[bool] = (),
 ) -> list[tuple[str, bool]]:
     """Per backchannel and short barge-in of the call: its role and whether it stopped the bot.
 
@@ -199,7 +243,9 @@ def utterance_outcomes(
     the utterance sounds (from its start to 200 ms after its end: a deferred judgement of the
     segment it sounds in, settled by its words). With ``late`` (the voiceguard strategy), acting
     also needs :func:`engine_confirms`, and a late barge-in while the utterance sounds counts
-    too (an utterance inside a segment opened by echo has no event).
+    too (an utterance inside a segment opened by echo has no event), if the engine confirms it
+    (:func:`engine_confirms_late`, the late barge-in's start from *late_from*, whether the echo
+    path was learnt then from *late_echo_known*).
     """
     events = case["events"]
     out: list[tuple[str, bool]] = []
@@ -220,7 +266,20 @@ def utterance_outcomes(
                 for j, a in enumerate(acts)
             )
         if late is not None and not stopped:
-            stopped = any(first <= t <= last and engine_confirms(events[s]) for t, s in late)
+            said = (utt["start_ms"] + clip_ms(utt["clip"]), index[utt["clip"]].get("text"))
+            delay = case["condition"].get("delay_ms") or 0
+            stopped = any(
+                first <= t <= last
+                and engine_confirms_late(
+                    events[s],
+                    at_ms=t,
+                    speech_from_ms=late_from[n] if n < len(late_from) else None,
+                    utterance=said,
+                    echo_delay_ms=delay,
+                    echo_known=late_echo_known[n] if n < len(late_echo_known) else False,
+                )
+                for n, (t, s) in enumerate(late)
+            )
         out.append((role, stopped))
     return out
 

@@ -149,6 +149,8 @@ class GateRun:
 
     acts: Acts
     late: Late = field(default_factory=list)
+    late_from: list[float | None] = field(default_factory=list)  # per late barge-in: its start
+    late_echo_known: list[bool] = field(default_factory=list)  # ... and the echo path learnt
     pauses: list[tuple[int, int, bool]] = field(default_factory=list)  # (event, ms, allowed)
 
 
@@ -198,6 +200,8 @@ def run_voiceguard(
         gate.push_inbound(inbound[i * FRAME : (i + 1) * FRAME], now)
         if gate.poll_barge_in(now) is not None and segment is not None:
             run.late.append((t_ms, segment))
+            run.late_from.append(gate.late_speech_from_ms())
+            run.late_echo_known.append(gate.statistics().echo_delay_ms is not None)
             settle(t_ms, True)
         deadline = gate.next_deadline()
         if pending is not None and deadline is not None and now >= deadline - 1e-9:
@@ -273,9 +277,12 @@ def evaluate(store: corpus.Store, limit: int | None, label: str) -> dict[str, An
         rendered = corpus.render(case, store=store)
         for name, strategy in STRATEGIES.items():
             late: Late | None = None
+            late_from: list[float | None] = []
+            late_echo_known: list[bool] = []
             if strategy is None:
                 run = run_voiceguard(VOICEGUARD, case, rendered)
-                acts, late = run.acts, run.late
+                acts, late, late_from = run.acts, run.late, run.late_from
+                late_echo_known = run.late_echo_known
                 outcomes.append(
                     late_outcome(
                         case,
@@ -293,7 +300,13 @@ def evaluate(store: corpus.Store, limit: int | None, label: str) -> dict[str, An
                 (case["condition"], e, a) for e, a in zip(case["events"], acts, strict=True)
             )
             utterances[name] += utterance_outcomes(
-                case, index=index, clip_ms=store.clip_ms, acts=acts, late=late
+                case,
+                index=index,
+                clip_ms=store.clip_ms,
+                acts=acts,
+                late=late,
+                late_from=late_from,
+                late_echo_known=late_echo_known,
             )
     results = {name: score(r) for name, r in rows.items()}
     for name, result in results.items():

@@ -171,3 +171,81 @@ def _completed(item: str, text: str) -> object:
             "transcript": text,
         }
     )
+
+
+BOT_01 = "Let me check the calendar for you. We have an opening on Tuesday at ten thirty"
+
+
+def _inside_the_echo(
+    clip: str, heard: str, *, speech: float = 0.5, echo_delay: float = 0.12
+) -> Call:
+    """The bot's echo (learnt in its first answer) holds the VAD's segment open through its
+    second answer; 1.5 s into it the caller says *clip*; the VAD's speech ends *speech* later;
+    the segment's transcript is the echo's words and the caller's (*heard*)."""
+    call = Call(greeting=None, echo_loss_db=10.0, echo_delay=echo_delay)
+    call.model(wire.session_updated(transcribes=True))
+    call.run_until(1.0)
+    call.bot_says("resp_1", "item_1")  # the echo path is learnt while it plays
+    call.run_until(5.8)
+    call.model(wire.response_done("resp_1"))
+    call.bot_says("resp_2", "item_2", clip="bot_01")
+    call.model(
+        wire.parse(
+            {
+                "type": "response.output_audio_transcript.delta",
+                "response_id": "resp_2",
+                "item_id": "item_2",
+                "output_index": 0,
+                "content_index": 0,
+                "delta": BOT_01,
+            }
+        )
+    )
+    start = call.now
+    call.run_until(start + echo_delay + 0.08)
+    call.vad("started", "item_echo_1", ms=round((start + echo_delay) * 1000) - 300)
+    assert call.core.engine.judgement("item_echo_1") is False, "the echo, suppressed"
+    call.say(clip, at=start + 1.5)
+    call.run_until(start + 1.75)
+    assert [m["event"] for m in call.to_phone].count("clear") == 1, "a late barge-in: paused"
+    end = start + 1.5 + speech + 0.5  # the caller's word and the echo's tail, the VAD's silence
+    call.run_until(end)
+    call.vad("stopped", "item_echo_1", ms=round(end * 1000))
+    call.vad("committed", "item_echo_1", ms=0)
+    call.run_until(end + 0.2)
+    call.model(_completed("item_echo_1", heard))
+    call.run_until(end + 0.5)
+    return call
+
+
+@pytest.mark.parametrize("echo_delay", [0.12, 0.6])
+def test_a_backchannel_inside_a_segment_the_echo_opened_resumes_the_bot(echo_delay: float) -> None:
+    """Also where the echo's tail after the pause outlasts the word: the echo the gate predicts
+    is not the caller still talking."""
+    call = _inside_the_echo(
+        "en_backchannel_01", "Let me check the calendar okay", echo_delay=echo_delay
+    )
+    assert call.sent("response.cancel") == []
+    assert _resumed(call), "the bot plays on"
+    stats = call.core.engine.barge_in_statistics()
+    assert stats.count(Verdict.SUPPRESS, Reason.BACKCHANNEL) == 1
+    assert call.sent("conversation.item.delete")[-1]["item_id"] == "item_echo_1"
+
+
+@pytest.mark.parametrize("speech", [0.5, 0.12])
+def test_a_short_barge_in_inside_a_segment_the_echo_opened_stops_the_bot(speech: float) -> None:
+    """Even when the VAD's speech ends soon after the late barge-in's start (which may come
+    after the caller's first word): never a false interruption on that measure."""
+    call = _inside_the_echo("en_short_00", "Let me check the calendar stop", speech=speech)
+    assert [c["response_id"] for c in call.sent("response.cancel")] == ["resp_2"]
+    assert call.core.engine.judgement("item_echo_1") is True
+
+
+def test_the_echo_words_in_a_transcript_are_left_out_before_it_is_read() -> None:
+    judge = TranscriptJudge(BackchannelConfig())
+    judge.bot_said("item_1", "Okay. Let me check the calendar for you", done=True)
+    assert judge.acknowledgement("Let me check the calendar okay", beside_bot=True)
+    assert judge.acknowledgement("okay", beside_bot=True), "one word in common is chance"
+    assert not judge.acknowledgement("Let me check the calendar", beside_bot=True), "no caller"
+    assert not judge.acknowledgement("let me check okay stop", beside_bot=True)
+    assert not judge.acknowledgement("Let me check the calendar okay"), "only beside the bot"

@@ -60,9 +60,15 @@ class Call:
     """One call through a BridgeCore, with Twilio's playout modelled faithfully."""
 
     def __init__(
-        self, *, echo_loss_db: float | None = None, echo_marks: bool = True, **config: Any
+        self,
+        *,
+        echo_loss_db: float | None = None,
+        echo_delay: float = 0.12,
+        echo_marks: bool = True,
+        **config: Any,
     ) -> None:
         self.core = BridgeCore(config=BridgeConfig(**config))
+        self.echo_delay = echo_delay  # seconds from the phone playing audio to its echo
         self.echo_marks = echo_marks  # False: Twilio loses every mark echo
         self.now = 0.0
         self.rng = np.random.default_rng(7)
@@ -117,7 +123,7 @@ class Call:
             self.playing.append((self.phone_end, "", audio))
             if self.echo_loss_db is not None:
                 bot = decode_ulaw(audio).astype(np.float64) * 10 ** (-self.echo_loss_db / 20)
-                self.echo.append((start + 0.12, bot))
+                self.echo.append((start + self.echo_delay, bot))
         elif message["event"] == "mark":
             self.playing.append((self.phone_end, message["mark"]["name"], b""))
         elif message["event"] == "clear":
@@ -126,8 +132,13 @@ class Call:
                     self.deliver_phone({"event": "mark", "mark": {"name": name}})
             self.playing.clear()
             self.phone_end = self.now
-            # What was not played yet is gone, and so is its echo.
-            self.echo = [(at, bot) for at, bot in self.echo if at - 0.12 < self.now]
+            # What was not played yet is gone, and so is its echo (of a message cut while it
+            # played, the part played).
+            played = (
+                (at, bot[: max(0, round((self.now - at + self.echo_delay) * RATE))])
+                for at, bot in self.echo
+            )
+            self.echo = [(at, bot) for at, bot in played if bot.size]
 
     def deliver_phone(self, message: dict[str, Any]) -> None:
         message = {"streamSid": "MZ1", "sequenceNumber": "2", **message}

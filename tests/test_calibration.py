@@ -152,6 +152,22 @@ def test_caller_quiet_is_the_last_200_ms_at_the_noise_floor() -> None:
     assert not CalibrationGate().caller_quiet()  # no floor yet
 
 
+@pytest.mark.parametrize("caller", [False, True])
+def test_the_echo_tail_after_the_bot_stops_is_not_the_caller_talking(caller: bool) -> None:
+    """Once the echo path is learnt, the echo it predicts counts with the floor: the bot's
+    echo, 400 ms late, still sounds after the bot stopped (a pause), and the caller is quiet."""
+    bot = np.zeros(6 * RATE)
+    place(bot, clip("bot_01", -18.0)[: int(3.5 * RATE)], 0.5)  # stops at 4.0 s
+    inbound = noise(6, -60) + delayed(bot, 0.4, 10.0)
+    if caller:
+        place(inbound, clip("caller_13", -20.0), 4.1)
+    call = Call(inbound, bot)
+    call.run_until(4.35)  # the echo of the bot's last 350 ms still sounds
+    assert call.gate.statistics().echo_delay_ms == pytest.approx(400, abs=40)
+    assert float(np.abs(delayed(bot, 0.4, 10.0)[int(4.15 * RATE) : int(4.35 * RATE)]).max()) > 300
+    assert call.gate.caller_quiet() is not caller
+
+
 def test_digital_silence_calibrates() -> None:
     call = Call(np.zeros(RATE))
     call.run_until(1.0)

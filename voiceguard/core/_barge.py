@@ -68,6 +68,10 @@ class BargeIn:
     decide_by: float  # the latest moment to decide, if the VAD never says the speech ended
     words_by: float | None = None  # a short segment waits for its words until then
     quiet: bool = False  # the caller's speech was seen to end
+    #: Where the caller's speech began (audio ms), when the segment began as echo or noise
+    #: (a late barge-in): the speech is measured from there, and the bot's echoed words in its
+    #: transcript are not the caller's.
+    speech_from_ms: float | None = None
 
 
 @final
@@ -151,9 +155,16 @@ class BargeIns:
         """When the barge-in is to be decided."""
         return self.current.confirm_at if self.current is not None else None
 
-    def start(self, segment: Segment, now: float, *, since: float | None) -> list[TurnAction]:
+    def start(
+        self,
+        segment: Segment,
+        now: float,
+        *,
+        since: float | None,
+        speech_from_ms: float | None = None,
+    ) -> list[TurnAction]:
         """A barge-in over the bot: pause it on the phone now (unless it paused *since* then to
-        listen), confirm it later."""
+        listen), confirm it later. *speech_from_ms*: see :attr:`BargeIn.speech_from_ms`."""
         out = self._phone.pause(now) if since is None else []
         item = self._state.current_item
         confirm_at = max(now, (now if since is None else since) + self._config.confirm_barge_in)
@@ -163,6 +174,7 @@ class BargeIns:
             confirm_at=confirm_at,
             # The VAD says the speech ended silence_ms after it did: a little after that.
             decide_by=max(confirm_at, now + (self.silence_ms + _VAD_SLACK_MS) / 1000),
+            speech_from_ms=speech_from_ms,
         )
         return out
 
@@ -197,12 +209,17 @@ class BargeIns:
         barge = self.current
         assert barge is not None
         start = barge.segment.audio_start_ms
-        if start is None:
+        ended = event.audio_end_ms - self.silence_ms  # the VAD's segment ends with its silence
+        if barge.speech_from_ms is not None:
+            # A late barge-in: the segment began as echo or noise, the caller's speech where the
+            # gate found it. That may be after their first word, so it is never "too short".
+            speech_ms = max(0, round(ended - barge.speech_from_ms))
+        elif start is None:
             return self.confirm(barge, now)
-        # The VAD's segment includes the prefix padding before and the silence after.
-        speech_ms = (event.audio_end_ms - self.silence_ms) - (start + self.padding_ms)
-        if speech_ms < 1000 * self._config.min_barge_in_speech:
-            return self._resume(barge, now, None)
+        else:
+            speech_ms = round(ended - (start + self.padding_ms))  # after the prefix padding
+            if speech_ms < 1000 * self._config.min_barge_in_speech:
+                return self._resume(barge, now, None)
         backchannel = self._config.backchannel
         if not backchannel.enabled or speech_ms > 1000 * backchannel.max_duration:
             return self.confirm(barge, now)
@@ -226,8 +243,11 @@ class BargeIns:
         return barge, event.transcript
 
     def read(self, barge: BargeIn, transcript: str, now: float) -> list[TurnAction]:
-        """A short barge-in's words: acknowledgements resume the bot, anything else stops it."""
-        if self._transcripts.acknowledgement(transcript):
+        """A short barge-in's words: acknowledgements resume the bot, anything else stops it.
+        In a segment that began as the bot's echo, the bot's own words are not the caller's."""
+        if self._transcripts.acknowledgement(
+            transcript, beside_bot=barge.speech_from_ms is not None
+        ):
             return self._resume(barge, now, f"its words are an acknowledgement: {transcript!r}")
         self._record.record(
             Decision(

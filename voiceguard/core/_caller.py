@@ -193,7 +193,7 @@ class CallerTurns:
         )
         if not late.allowed or segment is None or not self._config.turn_control:
             return []
-        return self._real(segment, now)
+        return self._real(segment, now, speech_from_ms=self._gate.late_speech_from_ms())
 
     # ------------------------------------------------------------------ segments
 
@@ -270,8 +270,11 @@ class CallerTurns:
         )
         return self._phone.pause(now)
 
-    def _real(self, segment: Segment, now: float) -> list[TurnAction]:
-        """The caller really speaks in *segment*: stop the bot at once, or take the turn."""
+    def _real(
+        self, segment: Segment, now: float, *, speech_from_ms: float | None = None
+    ) -> list[TurnAction]:
+        """The caller really speaks in *segment* (from *speech_from_ms* of its audio, when the
+        segment began as echo or noise): stop the bot at once, or take the turn."""
         segment.real = True
         if self._watched is segment:
             self._watched = None
@@ -288,7 +291,7 @@ class CallerTurns:
             before is not Floor.PAUSED or listened
         ):
             since = listening[1] if listening and listened else None
-            return self.barges.start(segment, now, since=since)
+            return self.barges.start(segment, now, since=since, speech_from_ms=speech_from_ms)
         return self._show(segment, now)
 
     def _show(self, segment: Segment, now: float) -> list[TurnAction]:

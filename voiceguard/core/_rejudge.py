@@ -41,6 +41,9 @@ _BOT_ITEMS: Final = 8
 #: A transcript this much (share of its words, in order) made of the bot's own recent words is
 #: the bot's echo: recognisers garble an echo a little, and short words repeat by chance.
 _ECHO_SHARE: Final = 0.6
+#: Consecutive words shared with the bot, in its order, that are its echo inside a transcript
+#: that also holds the caller's words (one word in common is chance: "okay").
+_ECHO_RUN: Final = 2
 
 
 def transcribes_input(event: SessionCreated | SessionUpdated) -> bool:
@@ -127,9 +130,24 @@ class TranscriptJudge:
                 return self.waiting.pop(event.item_id)[0], None
         return None
 
-    def acknowledgement(self, transcript: str) -> bool:
-        """True if *transcript* has words, all of them acknowledgements ("uh-huh", "okay")."""
-        return self._backchannel.acknowledges(transcript)
+    def acknowledgement(self, transcript: str, *, beside_bot: bool = False) -> bool:
+        """True if *transcript* has words, all of them acknowledgements ("uh-huh", "okay").
+
+        With *beside_bot* (the words of a segment that began as the bot's echo), runs of two or
+        more of the bot's own recent words, in its order, are the echo's and left out first; the
+        caller's words are what remains, and some must remain.
+        """
+        if not beside_bot:
+            return self._backchannel.acknowledges(transcript)
+        said = words(transcript)
+        bot = words(" ".join(self._bot.values()))[-_BOT_WORDS:]
+        echoed: set[int] = set()
+        matcher = difflib.SequenceMatcher(None, bot, said, autojunk=False)
+        for block in matcher.get_matching_blocks():
+            if block.size >= _ECHO_RUN:
+                echoed.update(range(block.b, block.b + block.size))
+        rest = [word for k, word in enumerate(said) if k not in echoed]
+        return bool(rest) and self._backchannel.acknowledges(" ".join(rest))
 
     def verdict(self, transcript: str) -> tuple[bool, str]:
         """Whether *transcript* is the caller's turn (neither the bot's own recent words nor a

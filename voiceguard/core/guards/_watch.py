@@ -47,6 +47,8 @@ class LateBargeInWatch:
     Attributes:
         onset: The first frame of the watched segment, or ``None`` when nothing is watched.
         late_count: Late barge-ins found so far.
+        speech_from: The first frame of the caller's speech the last late barge-in found (the
+            first of its evidence frames), or ``None`` before the first.
     """
 
     __slots__ = (
@@ -62,6 +64,7 @@ class LateBargeInWatch:
         "_next",
         "late_count",
         "onset",
+        "speech_from",
     )
 
     def __init__(
@@ -85,6 +88,7 @@ class LateBargeInWatch:
         self._min_power = math.inf
         self.onset: int | None = None
         self.late_count = 0
+        self.speech_from: int | None = None
 
     def start(self, onset: int) -> None:
         """Watch the segment that began at frame *onset* (its ``speech_started`` was suppressed)."""
@@ -117,6 +121,7 @@ class LateBargeInWatch:
             return None
         self._next = n + _WATCH_RETRY
         assert self.onset is not None
+        self.speech_from = None
         detail = self._late_speech(max(self.onset, n - _WATCH_WINDOW), n)
         if detail is None:
             return None
@@ -147,6 +152,7 @@ class LateBargeInWatch:
         frames = self._line.speech_frames(above, n)
         if noise_like(frames) is not None or unvoiced(frames, floor) is not None:
             return None
+        self.speech_from = n - width + int(np.flatnonzero(above)[0])
         return (
             f"late: {evidence} frames {cfg.speech_margin_db + _WATCH_EXTRA_DB:g} dB above noise "
             "and echo inside a suppressed segment"

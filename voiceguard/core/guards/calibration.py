@@ -56,6 +56,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import final
 
+import numpy as np
+
 from voiceguard.audio import FRAME_BYTES, FRAME_SECONDS, check_frame
 from voiceguard.config import CalibrationConfig
 from voiceguard.core.guards._early_speech import EarlySpeech
@@ -303,10 +305,24 @@ class CalibrationGate:
         """When to call :meth:`recheck` for a deferred ``speech_started``, or ``None``."""
         return self._judge.deadline
 
+    def late_speech_from_ms(self) -> float | None:
+        """Where the caller's speech of the last late barge-in began: the inbound audio's
+        position (ms from the first frame pushed, the clock of the VAD's ``audio_start_ms``),
+        or ``None`` when no late barge-in was found or its start is not known (before
+        calibration). The segment the VAD opened for echo or noise began earlier; the caller's
+        own speech, a backchannel perhaps, is measured from here.
+
+        .. versionadded:: 0.2.0
+        """
+        start = self._watch.speech_from
+        return None if start is None else start * FRAME_SECONDS * 1000
+
     def caller_quiet(self, seconds: float = 0.2) -> bool:
         """True when the caller's channel stayed below the noise floor plus
         :attr:`~voiceguard.CalibrationConfig.speech_margin_db` for the last *seconds* (their
         speech has ended); False while the floor is unknown or before that much audio came.
+        Once the echo path is learnt, the echo it predicts counts with the floor: the tail of
+        the bot's echo after a pause is not the caller.
 
         .. versionadded:: 0.2.0
         """
@@ -315,8 +331,14 @@ class CalibrationGate:
         line = self._line
         if floor is None or line.in_count < frames:
             return False
-        loudest = float(window(line.in_db, line.in_count, frames).max())
-        return loudest < floor + self._config.speech_margin_db
+        inbound = window(line.in_db, line.in_count, frames)
+        margin = self._config.speech_margin_db
+        echo = self._echo
+        if echo.delay is None or echo.erl is None:
+            return float(inbound.max()) < floor + margin
+        predicted = echo.bound(line.in_count, frames)
+        expected = 10.0 * np.log10(10.0 ** (floor / 10.0) + 10.0 ** (predicted / 10.0))
+        return bool(np.all(inbound < expected + margin))
 
     # ------------------------------------------------------------------ reporting
 
