@@ -10,8 +10,8 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import corpus
 import numpy as np
@@ -20,6 +20,16 @@ from voiceguard.config import TurnConfig
 
 Acts = list[int | None]  # per event: the ms at which the strategy acted, or None
 Late = list[tuple[int, int]]  # late barge-ins: (ms, index of the event whose segment it is in)
+
+
+class GateView(Protocol):
+    """What the gate knew at its acts (``bargein_quality.GateRun``)."""
+
+    act_echo_known: list[bool]  # per event: the echo path learnt when the gate acted on it
+    late_from: list[float | None]  # per late barge-in: where its speech began (ms)
+    late_echo_known: list[bool]  # per late barge-in: the echo path learnt then
+
+
 Row = tuple[dict[str, Any], dict[str, Any], int | None]  # (call condition, event, act ms)
 Test = Callable[[dict[str, Any], dict[str, Any]], bool]
 
@@ -53,41 +63,48 @@ def engine_confirms(segment: dict[str, Any]) -> bool:
     return not (short and isinstance(text, str) and backchannel.acknowledges(text))
 
 
-def engine_confirms_late(
+def engine_confirms_paused(
     segment: dict[str, Any],
     *,
     at_ms: int,
-    speech_from_ms: float | None,
     utterance: tuple[int, str | None],
     echo_delay_ms: int,
+    held_by_echo: bool,
     echo_known: bool = False,
+    late_from_ms: float | None = None,
+    late: bool = False,
 ) -> bool:
-    """True if the turn engine would confirm a late barge-in at *at_ms* inside *segment*.
+    """True if the turn engine would confirm the barge-in the gate allowed at *at_ms* in
+    *segment*, the caller's *utterance* (``(end ms, text)``) sounding in it.
 
-    The rule of :func:`engine_confirms`, with the speech measured as the engine measures a late
-    barge-in: from where the gate found the caller's speech began (*speech_from_ms*; the
-    segment's onset when not known) to the end of the segment as the VAD would then see it, and
-    never too short (a late start may come after the caller's first word). The line must also
-    be quiet (200 ms without the caller, nor the echo's tail unless the echo path is learnt,
-    *echo_known*: ``CalibrationGate.caller_quiet`` discounts the echo it predicts) by
-    ``TurnConfig().confirm_barge_in`` after the late barge-in, or the engine confirms it.
-    The late barge-in pauses the bot, so a segment the bot's echo holds open ends with the
-    caller's utterance or with the echo, *echo_delay_ms* after the pause, whichever is later
-    (the corpus is open loop: its labelled segment runs on with the echo); a segment held by
-    noise ends where it ended. The transcript is the words of the *utterance* (``(end ms,
-    text)``): the engine leaves the echo's words out.
+    The rule of :func:`engine_confirms`, on the segment as the VAD would see it once the bot
+    paused at *at_ms* (the corpus is open loop: a labelled segment runs on with the bot's echo
+    after the moment the bot would have paused). A segment the bot's echo holds open
+    (*held_by_echo*) then ends with the utterance or with the echo, *echo_delay_ms* after the
+    pause, whichever is later; one that noise holds open ends where it ended. The engine measures
+    the speech from the segment's onset, or, for a *late* barge-in, from where the gate found the
+    caller's speech began (*late_from_ms*), never too short on that measure (a late start may
+    come after the caller's first word). The line must also be quiet (200 ms without the caller,
+    nor the echo's tail unless the echo path is learnt, *echo_known*:
+    ``CalibrationGate.caller_quiet`` discounts the echo it predicts) by
+    ``TurnConfig().confirm_barge_in`` after *at_ms*, or the engine confirms. The transcript is
+    the utterance's words: the engine leaves the echo's words out of a late barge-in's.
     """
     end = segment["speech_end_ms"]
     if end is None:
         return True
     utterance_end, text = utterance
     sounding = end  # until the line is quiet of all but what the gate expects
-    if segment["label"] == "echo":
+    if held_by_echo:
         end = min(end, max(utterance_end, at_ms + echo_delay_ms))
         sounding = min(end, utterance_end) if echo_known else end
     if sounding + _QUIET_MS > at_ms + CONFIRM_BARGE_IN_MS:
         return True  # still sounding when the engine decides: the caller kept talking
-    begun = segment["speech_onset_ms"] if speech_from_ms is None else speech_from_ms
+    begun = segment["speech_onset_ms"]
+    if late and late_from_ms is not None:
+        begun = late_from_ms
+    if not late and end - begun < MIN_BARGE_IN_SPEECH_MS:
+        return False
     backchannel = _TURNS.backchannel
     short = backchannel.enabled and end - begun <= MAX_BACKCHANNEL_MS
     return not (short and isinstance(text, str) and backchannel.acknowledges(text))
@@ -234,30 +251,46 @@ def utterance_outcomes(
     clip_ms: Callable[[str], int],
     acts: Acts,
     late: Late | None,
-    late_from: Sequence[float | None] = (),
-    late_echo_known: Sequence[bool] = (),
+    gate: GateView | None = None,
 ) -> list[tuple[str, bool]]:
     """Per backchannel and short barge-in of the call: its role and whether it stopped the bot.
 
     A strategy stops the bot when it acts on the utterance's own event, or on any event while
     the utterance sounds (from its start to 200 ms after its end: a deferred judgement of the
-    segment it sounds in, settled by its words). With ``late`` (the voiceguard strategy), acting
-    also needs :func:`engine_confirms`, and a late barge-in while the utterance sounds counts
-    too (an utterance inside a segment opened by echo has no event), if the engine confirms it
-    (:func:`engine_confirms_late`, the late barge-in's start from *late_from*, whether the echo
-    path was learnt then from *late_echo_known*).
+    segment it sounds in, settled by its words). With ``late`` (the voiceguard strategy) a late
+    barge-in while the utterance sounds counts too (an utterance inside a segment opened by echo
+    has no event), and acting also needs the turn engine to confirm: on the utterance's own
+    event or a late barge-in :func:`engine_confirms_paused` (with what *gate* saw then), on
+    another event :func:`engine_confirms`.
     """
     events = case["events"]
+    cond = case["condition"]
+    delay = cond.get("delay_ms") or 0
+    echoing = cond.get("erl_db") is not None and not cond.get("clean_line")
+    quiet_room = cond.get("background") is None
     out: list[tuple[str, bool]] = []
     for k, utt in enumerate(case["caller"]):
         role = index[utt["clip"]]["role"]
         if role not in ("backchannel", "short"):
             continue
+        said = (utt["start_ms"] + clip_ms(utt["clip"]), index[utt["clip"]].get("text"))
         own = [j for j, e in enumerate(events) if e.get("utterance") == k]
         stopped = any(
-            acts[j] is not None and (late is None or engine_confirms(events[j])) for j in own
+            (a := acts[j]) is not None
+            and (
+                late is None
+                or engine_confirms_paused(
+                    events[j],
+                    at_ms=a,
+                    utterance=said,
+                    echo_delay_ms=delay,
+                    held_by_echo=echoing and quiet_room,
+                    echo_known=gate is not None and gate.act_echo_known[j],
+                )
+            )
+            for j in own
         )
-        first, last = utt["start_ms"], utt["start_ms"] + clip_ms(utt["clip"]) + 200
+        first, last = utt["start_ms"], said[0] + 200
         if not stopped:  # an act on the segment it sounds in, while it sounds, stops the bot too
             stopped = any(
                 a is not None
@@ -266,17 +299,17 @@ def utterance_outcomes(
                 for j, a in enumerate(acts)
             )
         if late is not None and not stopped:
-            said = (utt["start_ms"] + clip_ms(utt["clip"]), index[utt["clip"]].get("text"))
-            delay = case["condition"].get("delay_ms") or 0
             stopped = any(
                 first <= t <= last
-                and engine_confirms_late(
+                and engine_confirms_paused(
                     events[s],
                     at_ms=t,
-                    speech_from_ms=late_from[n] if n < len(late_from) else None,
                     utterance=said,
                     echo_delay_ms=delay,
-                    echo_known=late_echo_known[n] if n < len(late_echo_known) else False,
+                    held_by_echo=events[s]["label"] == "echo",
+                    echo_known=gate is not None and gate.late_echo_known[n],
+                    late_from_ms=None if gate is None else gate.late_from[n],
+                    late=True,
                 )
                 for n, (t, s) in enumerate(late)
             )

@@ -151,6 +151,7 @@ class GateRun:
     late: Late = field(default_factory=list)
     late_from: list[float | None] = field(default_factory=list)  # per late barge-in: its start
     late_echo_known: list[bool] = field(default_factory=list)  # ... and the echo path learnt
+    act_echo_known: list[bool] = field(default_factory=list)  # per event: that, when acted on
     pauses: list[tuple[int, int, bool]] = field(default_factory=list)  # (event, ms, allowed)
 
 
@@ -160,7 +161,7 @@ def run_voiceguard(
     """The gate on one call: its decision time per event, its late barge-ins, its pauses."""
     gate = CalibrationGate(config)
     events = case["events"]
-    run = GateRun([None] * len(events))
+    run = GateRun([None] * len(events), act_echo_known=[False] * len(events))
     by_detect = {e["detected_ms"]: i for i, e in enumerate(events)}
     by_stop = {e["stopped_ms"]: i for i, e in enumerate(events) if e["stopped_ms"]}
     pending: int | None = None
@@ -181,6 +182,7 @@ def run_voiceguard(
         nonlocal paused, inbound
         if decision.allowed and run.acts[j] is None:
             run.acts[j] = t_ms
+            run.act_echo_known[j] = gate.statistics().echo_delay_ms is not None
         if ECHO_UNCERTAIN is not None and decision.deferred and decision.reason is ECHO_UNCERTAIN:
             if paused is None:
                 paused = (j, t_ms)
@@ -277,12 +279,10 @@ def evaluate(store: corpus.Store, limit: int | None, label: str) -> dict[str, An
         rendered = corpus.render(case, store=store)
         for name, strategy in STRATEGIES.items():
             late: Late | None = None
-            late_from: list[float | None] = []
-            late_echo_known: list[bool] = []
+            gate: GateRun | None = None
             if strategy is None:
-                run = run_voiceguard(VOICEGUARD, case, rendered)
-                acts, late, late_from = run.acts, run.late, run.late_from
-                late_echo_known = run.late_echo_known
+                run = gate = run_voiceguard(VOICEGUARD, case, rendered)
+                acts, late = run.acts, run.late
                 outcomes.append(
                     late_outcome(
                         case,
@@ -305,8 +305,7 @@ def evaluate(store: corpus.Store, limit: int | None, label: str) -> dict[str, An
                 clip_ms=store.clip_ms,
                 acts=acts,
                 late=late,
-                late_from=late_from,
-                late_echo_known=late_echo_known,
+                gate=gate,
             )
     results = {name: score(r) for name, r in rows.items()}
     for name, result in results.items():
