@@ -47,8 +47,8 @@ class LateBargeInWatch:
     Attributes:
         onset: The first frame of the watched segment, or ``None`` when nothing is watched.
         late_count: Late barge-ins found so far.
-        speech_from: The first frame of the caller's speech the last late barge-in found (the
-            first of its evidence frames), or ``None`` before the first.
+        speech_from: Where the caller's speech of the last late barge-in began (the first of its
+            evidence frames), or ``None``: none found yet, or found before calibration.
     """
 
     __slots__ = (
@@ -121,23 +121,24 @@ class LateBargeInWatch:
             return None
         self._next = n + _WATCH_RETRY
         assert self.onset is not None
-        self.speech_from = None
-        detail = self._late_speech(max(self.onset, n - _WATCH_WINDOW), n)
-        if detail is None:
+        found = self._late_speech(max(self.onset, n - _WATCH_WINDOW), n)
+        if found is None:
             return None
+        detail, self.speech_from = found
         self.onset = None
         self.late_count += 1
         return detail
 
-    def _late_speech(self, start: int, n: int) -> str | None:
-        """Why frames ``start..n`` of a watched segment are the caller's speech, or ``None``."""
+    def _late_speech(self, start: int, n: int) -> tuple[str, int | None] | None:
+        """Why frames ``start..n`` of a watched segment are the caller's speech, and the frame
+        where that speech began (``None`` before calibration), or ``None``."""
         cfg = self._config
         floor = self._floor.dbfs
         if self._floor.calibrated_since is None:
             if not cfg.allow_speech_before_calibration:
                 return None
             early = self._early.find(start, n)
-            return None if early is None else f"late: {early}"
+            return None if early is None else (f"late: {early}", None)
         width = n - start
         if (n - start) * FRAME_SECONDS + 1e-9 < cfg.min_speech_duration:
             return None
@@ -152,8 +153,8 @@ class LateBargeInWatch:
         frames = self._line.speech_frames(above, n)
         if noise_like(frames) is not None or unvoiced(frames, floor) is not None:
             return None
-        self.speech_from = n - width + int(np.flatnonzero(above)[0])
-        return (
+        detail = (
             f"late: {evidence} frames {cfg.speech_margin_db + _WATCH_EXTRA_DB:g} dB above noise "
             "and echo inside a suppressed segment"
         )
+        return detail, n - width + int(np.flatnonzero(above)[0])

@@ -306,11 +306,11 @@ class CalibrationGate:
         return self._judge.deadline
 
     def late_speech_from_ms(self) -> float | None:
-        """Where the caller's speech of the last late barge-in began: the inbound audio's
-        position (ms from the first frame pushed, the clock of the VAD's ``audio_start_ms``),
-        or ``None`` when no late barge-in was found or its start is not known (before
-        calibration). The segment the VAD opened for echo or noise began earlier; the caller's
-        own speech, a backchannel perhaps, is measured from here.
+        """Where the caller's speech of the last late barge-in (:meth:`poll_barge_in`) began:
+        the inbound audio's position (ms from the first frame pushed, the clock of the VAD's
+        ``audio_start_ms``), or ``None`` when none was found or its start is not known (found
+        before calibration). The segment the VAD opened for echo or noise began earlier; the
+        caller's own speech, a backchannel perhaps, is measured from here.
 
         .. versionadded:: 0.2.0
         """
