@@ -22,7 +22,8 @@ moment or never does.
 * backchannels that stop the bot, and short real barge-ins ("stop", "wait") that do: per
   utterance: a strategy that acts on the utterance's own event, or on any event while it
   sounds, stops the bot (see ``_bargein_scoring.utterance_outcomes``; for voiceguard the turn
-  engine must also confirm, ``_bargein_scoring.engine_confirms``);
+  engine must also confirm, as modelled by ``_bargein_scoring.engine_confirms_paused``: the
+  engine's confirmation time, and the segment as the VAD would see it once the bot paused);
 * decision delay: for acted ``real`` events, the moment of acting minus the caller's true speech
   onset (the VAD's own detection lag included); "added" delay is the moment of acting minus the
   moment the event arrived;
