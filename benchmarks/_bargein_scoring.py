@@ -57,10 +57,14 @@ def engine_confirms(segment: dict[str, Any]) -> bool:
     speech = end - segment["speech_onset_ms"]
     if speech < MIN_BARGE_IN_SPEECH_MS:
         return False
-    text = segment.get("text")
+    return not _backchannel(speech, segment.get("text"))
+
+
+def _backchannel(speech_ms: float, text: str | None) -> bool:
+    """True if the engine takes *speech_ms* of speech saying *text* for a backchannel."""
     backchannel = _TURNS.backchannel
-    short = backchannel.enabled and speech <= MAX_BACKCHANNEL_MS
-    return not (short and isinstance(text, str) and backchannel.acknowledges(text))
+    short = backchannel.enabled and speech_ms <= MAX_BACKCHANNEL_MS
+    return short and isinstance(text, str) and backchannel.acknowledges(text)
 
 
 def engine_confirms_paused(
@@ -105,9 +109,7 @@ def engine_confirms_paused(
         begun = late_from_ms
     if not late and end - begun < MIN_BARGE_IN_SPEECH_MS:
         return False
-    backchannel = _TURNS.backchannel
-    short = backchannel.enabled and end - begun <= MAX_BACKCHANNEL_MS
-    return not (short and isinstance(text, str) and backchannel.acknowledges(text))
+    return not _backchannel(end - begun, text)
 
 
 def _percentile(values: list[float], q: float) -> float | None:

@@ -220,8 +220,8 @@ def _inside_the_echo(
 
 @pytest.mark.parametrize("echo_delay", [0.12, 0.6])
 def test_a_backchannel_inside_a_segment_the_echo_opened_resumes_the_bot(echo_delay: float) -> None:
-    """Also where the echo's tail after the pause outlasts the word: the echo the gate predicts
-    is not the caller still talking."""
+    """At a short and a long echo delay (the gate's own test of the echo's tail after a pause is
+    in tests/test_calibration.py)."""
     call = _inside_the_echo(
         "en_backchannel_01", "Let me check the calendar okay", echo_delay=echo_delay
     )

@@ -140,14 +140,17 @@ class TranscriptJudge:
         if not beside_bot:
             return self._backchannel.acknowledges(transcript)
         said = words(transcript)
-        bot = words(" ".join(self._bot.values()))[-_BOT_WORDS:]
         echoed: set[int] = set()
-        matcher = difflib.SequenceMatcher(None, bot, said, autojunk=False)
-        for block in matcher.get_matching_blocks():
+        for block in self._shared_with_bot(said):
             if block.size >= _ECHO_RUN:
                 echoed.update(range(block.b, block.b + block.size))
         rest = [word for k, word in enumerate(said) if k not in echoed]
         return bool(rest) and self._backchannel.acknowledges(" ".join(rest))
+
+    def _shared_with_bot(self, said: list[str]) -> list[difflib.Match]:
+        """The runs of *said* that are the bot's own recent words, in its order."""
+        bot = words(" ".join(self._bot.values()))[-_BOT_WORDS:]
+        return difflib.SequenceMatcher(None, bot, said, autojunk=False).get_matching_blocks()
 
     def verdict(self, transcript: str) -> tuple[bool, str]:
         """Whether *transcript* is the caller's turn (neither the bot's own recent words nor a
@@ -157,9 +160,7 @@ class TranscriptJudge:
             return False, "its transcript has no words"
         if self.acknowledgement(transcript):
             return False, f"its words are an acknowledgement, not a turn: {transcript.strip()!r}"
-        bot = words(" ".join(self._bot.values()))[-_BOT_WORDS:]
-        matcher = difflib.SequenceMatcher(None, bot, said, autojunk=False)
-        shared = sum(block.size for block in matcher.get_matching_blocks())
+        shared = sum(block.size for block in self._shared_with_bot(said))
         share = shared / len(said)
         quoted = transcript.strip()
         if len(quoted) > 60:

@@ -157,11 +157,18 @@ class EchoListen:
         if onset is None or self._lags.size == 0 or n - onset < 2 * self._confirm:
             return False
         lagged, _proven, inbound = self._lagged(onset, n, reference)
+        missing, shown = self._missing(lagged, inbound, reference)
+        return bool(np.all((missing >= _MISSING) & (missing >= 0.5 * shown)))
+
+    def _missing(
+        self, lagged: npt.NDArray[np.float64], inbound: npt.NDArray[np.float64], reference: float
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """Per delay that explains the onset: the frames where its echo would clearly sound
+        while the line sits at the floor, and the frames where it would clearly sound."""
         echo = lagged[self._lags] - self._proven[self._lags][:, None]
         clear = echo >= reference + self._config.speech_margin_db + _CLEAR_DB
         missing = (clear & (inbound < reference + _QUIET_DB)[None, :]).sum(axis=1)
-        shown = clear.sum(axis=1)
-        return bool(np.all((missing >= _MISSING) & (missing >= 0.5 * shown)))
+        return missing, clear.sum(axis=1)
 
     def absent_after(self, n: int, reference: float) -> str | None:
         """Why the segment was not the echo, if after its last speech frame the line stayed
@@ -181,10 +188,8 @@ class EchoListen:
         if noise_like(rows) is not None or unvoiced(rows, reference) is not None:
             return None  # a noise burst (a cough, a key) is not the caller either
         after = int(loud[-1]) + 1
-        echo = lagged[self._lags, after:] - self._proven[self._lags][:, None]
-        clear = echo >= reference + self._config.speech_margin_db + _CLEAR_DB
-        missing = (clear & (inbound[after:] < reference + _QUIET_DB)[None, :]).sum(axis=1)
-        every = (missing >= _ALL_MISSING_AFTER) & (missing == clear.sum(axis=1))
+        missing, shown = self._missing(lagged[:, after:], inbound[after:], reference)
+        every = (missing >= _ALL_MISSING_AFTER) & (missing == shown)
         if not np.all((missing >= _MISSING_AFTER) | every):
             return None
         return (
