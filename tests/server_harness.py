@@ -271,7 +271,8 @@ def check_scenario_run(run: ScenarioRun) -> None:
     broken = run.violations()
     assert broken == (), f"{run.scenario.name}: {broken}"
     stats = run.simulator.statistics()
-    assert stats.errors_by_code == {}
+    errors = [(e.code, round(e.time, 3)) for c in run.simulator.connections for e in c.errors]
+    assert stats.errors_by_code == {}, f"{run.scenario.name}: the model answered {errors}"
     assert stats.connections_total == run.scenario.calls
     connections = run.simulator.connections
     assert len(connections) == len(run.calls)
