@@ -163,19 +163,27 @@ class ServerProcess:
                     pass
                 await anyio.sleep(0.05)
 
-    def kill(self) -> None:
-        """Stop the server and every worker it started (its own process group)."""
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                pass
-            except ProcessLookupError:
-                return
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=_STOP_TIMEOUT)
+    async def stop(self) -> None:
+        """Stop the server and every worker it started (its own process group), waiting for it
+        without blocking the event loop: a server drains for about two seconds, and the calls
+        of the other scenarios played at the same time must go on in real time meanwhile (a
+        blocking wait froze their callers and models for as long)."""
+        with anyio.CancelScope(shield=True):
+            if self.process.poll() is None:
+                try:
+                    os.killpg(self.process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    return
+                await self._exited()
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            await self._exited()
+
+    async def _exited(self) -> None:
+        """Until the process has exited (and is reaped), or :data:`_STOP_TIMEOUT` passed."""
+        with anyio.move_on_after(_STOP_TIMEOUT):
+            while self.process.poll() is None:
+                await anyio.sleep(0.02)
 
     @classmethod
     @asynccontextmanager
@@ -212,7 +220,7 @@ class ServerProcess:
             await server._wait_listening()
             yield server
         finally:
-            server.kill()
+            await server.stop()
 
 
 def _limit_files(limit: int) -> Callable[[], None]:
