@@ -253,6 +253,34 @@ async def test_a_response_streams_audio_and_transcript_faster_than_real_time() -
     assert elapsed < 2.0 / 2  # generated four times faster than real time
 
 
+async def test_a_response_late_to_run_catches_up_instead_of_drifting(anyio_backend: Any) -> None:
+    """A simulator whose event loop was busy for 300 ms (a loaded test machine) runs the steps
+    it missed at once and ends its response when it would have: a model's own servers do not
+    slow down with the client's machine."""
+    if anyio_backend == "asyncio":
+        pytest.skip("needs virtual time: the loop made late by moving the clock")
+
+    async def generation(busy: float) -> float:
+        sim = RealtimeSimulator(
+            replies=[Reply(text="Hello there, how can I help?", duration=2.0)],
+            audio_speed=4.0,
+            first_audio_delay=0.1,
+        )
+        async with session(sim) as client:
+            start = anyio.current_time()
+            await client.send(response_create())
+            await client.until(AudioDelta)
+            clock = trio.lowlevel.current_clock()
+            assert isinstance(clock, trio.testing.MockClock)
+            clock.jump(busy)
+            await client.until(ResponseDone)
+            return anyio.current_time() - start
+
+    on_time = await generation(0.0)
+    assert 0.55 <= on_time <= 0.65  # 100 ms to the first audio, 2 s of it four times as fast
+    assert await generation(0.3) == pytest.approx(on_time, abs=0.02)
+
+
 async def test_cancel_without_an_active_response_is_response_cancel_not_active() -> None:
     async with session(fast()) as client:
         await client.send(response_cancel(event_id="evt_c"))

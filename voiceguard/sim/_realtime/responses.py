@@ -97,10 +97,13 @@ class Responses:
         """Run every step that is due (none once the connection is being dropped)."""
         timers = self._timers
         while timers and timers[0][0] <= now and not self._context.dropping:
-            _, _, response = heapq.heappop(timers)
-            self._advance(response, now)
+            due, _, response = heapq.heappop(timers)
+            self._advance(response, due)
 
-    def _advance(self, response: Response, now: float) -> None:
+    def _advance(self, response: Response, due: float) -> None:
+        """Take the next step of *response*, due at *due*: the one after it is due *delay* later
+        than this one was, not than it ran (a simulator that ran late, its event loop busy,
+        catches up instead of drifting behind, as a model's own servers would)."""
         if response.done or response.steps is None:
             return
         response.running = True
@@ -111,7 +114,7 @@ class Responses:
         finally:
             response.running = False
         heapq.heappush(
-            self._timers, (on_grid(now + delay), self._context.next_in_order(), response)
+            self._timers, (on_grid(due + delay), self._context.next_in_order(), response)
         )
 
     def close(self) -> None:
