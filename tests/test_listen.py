@@ -182,3 +182,48 @@ def test_a_cough_that_ends_before_its_echo_would_is_no_barge_in() -> None:
     assert reason is Reason.ECHO_SUSPECTED, detail
     reason, detail = _paused_gate(speech("en_short_00", -20.0))
     assert reason is Reason.OK, detail
+
+
+def test_an_echo_a_pause_heard_end_does_not_pause_the_bot_again() -> None:
+    """On a line whose echo delay wanders (100 to 220 ms: a jittery network), the echo path is
+    not learnt yet when the resumed bot's echo trips the VAD again (a pause as long as its
+    silence ends the segment). The first pause heard the echo end within 220 ms of the bot's
+    audio; the echo at those delays explains the new energy: it is suppressed as echo, the bot
+    not stopped a second time (before, it paused again, for 840 ms)."""
+    rng = np.random.default_rng(3)
+    gate = CalibrationGate()
+    bot = speech("bot_00", -16.0)
+    hum = 32768 * 10 ** (-62 / 20)  # line noise, -62 dBFS
+    played: list[np.ndarray | None] = []  # what the phone played, frame by frame
+    now, position, second = 0.0, 0, -1
+    decisions = []
+    decision = None
+    for i in range(120):
+        now += 0.02
+        paused = decision is not None and decision.reason is Reason.ECHO_UNCERTAIN
+        if i >= 50 and not (paused and decision is not None and decision.deferred):
+            frame = bot[position : position + 160]
+            position += 160
+            gate.push_outbound(ulaw(frame), now)
+            played.append(frame)
+        else:
+            played.append(None)
+        late = 5 + (i // 5) % 4 * 2  # 6 dB down, 5 to 11 frames late
+        source = played[i - late] if i >= late else None
+        echo = 0.0 if source is None else source * 10 ** (-6 / 20)
+        gate.push_inbound(ulaw(np.asarray(echo + rng.normal(0.0, hum, 160))), now)
+        if i in (64, second):  # the VAD reports speech 160 ms after its onset
+            if i == second:
+                assert gate.statistics().echo_return_loss_db is None, "path not learnt yet"
+            decision = gate.judge_speech_started(now, audio_start_ms=(i - 8) * 20 - 300)
+            decisions.append(decision)
+        elif decision is not None and decision.deferred and now >= (decision.retry_at or 0):
+            decision = gate.recheck(now)
+            if not decision.deferred:
+                decisions.append(decision)
+                second = i + 10 if second < 0 else second
+    first, heard, again = decisions
+    assert first.reason is Reason.ECHO_UNCERTAIN, "the first pauses the bot"
+    assert heard.reason is Reason.ECHO_SUSPECTED and "ended within 220 ms" in heard.detail
+    assert again.suppressed and again.reason is Reason.ECHO_SUSPECTED, again.detail
+    assert "a pause heard its echo end within 220 ms" in again.detail

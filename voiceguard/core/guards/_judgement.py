@@ -224,13 +224,13 @@ class SpeechStartJudge:
         width = max(1, min(n - onset, RING // 4))
         floor = self._floor.dbfs if self._floor.dbfs is not None else SILENCE_DBFS
         inbound = window(self._line.in_db, n, width)
-        echo = self._echo.bound(n, width)
+        bound = self._echo.bound(n, width)
         known = self._echo.delay is not None and self._echo.erl is not None
+        echo = bound
         if not known:
-            echo = np.minimum(echo, self._listen.echo_prediction(n - width, n, floor))
+            echo = np.minimum(bound, self._listen.echo_prediction(n - width, n, floor))
         bot_talks = bool(np.any(echo > floor - 3.0))
-        expected = 10.0 * np.log10(10.0 ** (floor / 10.0) + 10.0 ** (echo / 10.0))
-        above = inbound - expected >= cfg.speech_margin_db
+        above = inbound - _expected(floor, echo) >= cfg.speech_margin_db
         evidence = int(np.count_nonzero(above))
         peak = float(inbound.max() - floor)
         timed_out = now - self._since >= cfg.max_defer - 1e-9
@@ -244,13 +244,18 @@ class SpeechStartJudge:
             return self._confirmed(now, onset, above, evidence)
         if bot_talks:
             if evidence == 0 or timed_out:
-                if cfg.listen_when_unsure and not known and self._speech_like(onset, n, floor):
+                # A pause that heard the echo end bounds its delay: energy that the echo at
+                # those delays explains needs no second pause (a pause longer than the server
+                # VAD's silence ends its segment, and the resumed bot's echo starts the next).
+                heard = not known and evidence == 0 and self._heard_echo(n, width, floor, bound)
+                unsure = not known and not heard
+                if cfg.listen_when_unsure and unsure and self._speech_like(onset, n, floor):
                     return self._start_listening(now, onset, n, floor)
-                return self._suppress(
-                    Reason.ECHO_SUSPECTED,
-                    f"echo explains the energy ({evidence} caller frames)",
-                    onset,
-                )
+                why = f"echo explains the energy ({evidence} caller frames)"
+                if heard:
+                    within = self._listen.heard_within or 0
+                    why = f"{why[:-1]}; a pause heard its echo end within {within * 20} ms)"
+                return self._suppress(Reason.ECHO_SUSPECTED, why, onset)
             return self._defer(now, Reason.DOUBLE_TALK, f"{evidence} caller frames so far")
         if timed_out or (evidence == 0 and n - onset >= self._confirm_frames * 3):
             return self._suppress(
@@ -259,6 +264,15 @@ class SpeechStartJudge:
                 onset,
             )
         return self._defer(now, Reason.TOO_SHORT, f"{evidence} speech frames so far")
+
+    def _heard_echo(self, n: int, width: int, floor: float, bound: npt.NDArray[np.float64]) -> bool:
+        """True if a pause heard the echo end and the echo at the delays it left possible
+        explains every one of the last *width* frames."""
+        if self._listen.heard_within is None:
+            return False
+        echo = np.minimum(bound, self._listen.echo_prediction(n - width, n, floor, heard=True))
+        inbound = window(self._line.in_db, n, width)
+        return not np.any(inbound - _expected(floor, echo) >= self._config.speech_margin_db)
 
     def _speech_like(self, onset: int, n: int, reference: float) -> bool:
         """True if frames *onset* to *n* carry enough speech-like energy above *reference* to
@@ -335,3 +349,10 @@ class SpeechStartJudge:
         return self._allow(
             f"{evidence} frames {cfg.speech_margin_db:g} dB above noise and echo", onset
         )
+
+
+def _expected(floor: float, echo: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """What the line carries without the caller (dBFS): the noise floor plus the echo."""
+    return np.asarray(
+        10.0 * np.log10(10.0 ** (floor / 10.0) + 10.0 ** (echo / 10.0)), dtype=np.float64
+    )

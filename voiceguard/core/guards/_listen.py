@@ -68,6 +68,9 @@ class EchoListen:
         onset: The first frame of the segment listened to, or ``None``.
         lag: The longest echo delay (frames) that could explain the onset, slack included.
         asked: The frame at which the pause was asked for.
+        heard_within: The longest echo delay (frames, slack included) that a pause which heard
+            the echo end with the bot's audio left possible, or ``None`` before any did: the
+            line carries an echo that late at most (the shortest such bound, over the call).
     """
 
     __slots__ = (
@@ -78,6 +81,7 @@ class EchoListen:
         "_line",
         "_proven",
         "asked",
+        "heard_within",
         "lag",
         "onset",
     )
@@ -90,6 +94,7 @@ class EchoListen:
         self.onset: int | None = None
         self.lag = 0
         self.asked = 0
+        self.heard_within: int | None = None
         self._lags: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)  # delays that explain it
         self._proven: npt.NDArray[np.float64] = np.zeros(0)  # the loss proven at each delay
 
@@ -122,10 +127,15 @@ class EchoListen:
             proven[bounded] = np.maximum(proven[bounded], row_medians(loss[bounded]))
         return lagged[:, history:], proven, inbound[history:]
 
-    def echo_prediction(self, onset: int, n: int, floor: float) -> npt.NDArray[np.float64]:
+    def echo_prediction(
+        self, onset: int, n: int, floor: float, *, heard: bool = False
+    ) -> npt.NDArray[np.float64]:
         """The loudest echo (dBFS) the line's history allows in frames *onset* to *n*, for a line
-        whose echo delay is not known yet."""
+        whose echo delay is not known yet: at any delay, or (*heard*, once a pause heard the
+        echo end) at the delays that pause left possible (:attr:`heard_within`)."""
         lagged, proven, _inbound = self._lagged(onset, n, floor)
+        if heard and self.heard_within is not None:
+            lagged, proven = lagged[: self.heard_within + 1], proven[: self.heard_within + 1]
         return np.asarray((lagged - proven[:, None]).max(axis=0), dtype=np.float64)
 
     # ------------------------------------------------------------------ listening
@@ -246,6 +256,8 @@ class EchoListen:
             refuted = self.absent_after(n, reference)
             if refuted is not None:
                 return True, refuted
+            if self.heard_within is None or self.lag < self.heard_within:
+                self.heard_within = self.lag
             return False, (
                 f"the bot paused to listen: the energy ended within {self.lag * 20} ms of its "
                 "audio (its echo)"
