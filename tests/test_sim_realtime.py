@@ -216,12 +216,18 @@ async def test_create_response_true_creates_after_the_speech_stops() -> None:
     assert done.status == "completed"
 
 
-async def test_a_response_streams_audio_and_transcript_faster_than_real_time() -> None:
-    sim = RealtimeSimulator(
+def two_seconds_at_four_times() -> RealtimeSimulator:
+    """A 2 s answer, generated four times faster than real time, its audio 100 ms after the
+    ``response.create``."""
+    return RealtimeSimulator(
         replies=[Reply(text="Hello there, how can I help?", duration=2.0)],
         audio_speed=4.0,
         first_audio_delay=0.1,
     )
+
+
+async def test_a_response_streams_audio_and_transcript_faster_than_real_time() -> None:
+    sim = two_seconds_at_four_times()
     async with session(sim) as client:
         start = anyio.current_time()
         await client.send(response_create())
@@ -261,12 +267,7 @@ async def test_a_response_late_to_run_catches_up_instead_of_drifting(anyio_backe
         pytest.skip("needs virtual time: the loop made late by moving the clock")
 
     async def generation(busy: float) -> float:
-        sim = RealtimeSimulator(
-            replies=[Reply(text="Hello there, how can I help?", duration=2.0)],
-            audio_speed=4.0,
-            first_audio_delay=0.1,
-        )
-        async with session(sim) as client:
+        async with session(two_seconds_at_four_times()) as client:
             start = anyio.current_time()
             await client.send(response_create())
             await client.until(AudioDelta)

@@ -24,7 +24,7 @@ from voiceguard.core.guards._line import (
     window,
 )
 
-__all__ = ("EchoPath", "median", "running_max")
+__all__ = ("EchoPath", "line_without_caller", "median", "running_max")
 
 _ECHO_WINDOW: Final = 100  # frames of history for one echo-path update (2 s)
 _ECHO_CONVERGED: Final = 0.35  # correlation needed to trust the delay estimate
@@ -37,6 +37,13 @@ _ECHO_DISTINCT: Final = 0.2  # ... and how far the peak must stand above the med
 #: returns (see :func:`_return_loss`). Chosen on the tuning corpus (4 and 6 tried, with the lower
 #: quartile or the lower decile as the bound: 6 and the quartile gave the fewest errors).
 _WIDE_LOSS_DB: Final = 6.0
+
+
+def line_without_caller(floor: float, echo: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """What the line carries without the caller (dBFS): the noise floor plus the echo."""
+    return np.asarray(
+        10.0 * np.log10(10.0 ** (floor / 10.0) + 10.0 ** (echo / 10.0)), dtype=np.float64
+    )
 
 
 def median(values: npt.NDArray[np.float64]) -> float:

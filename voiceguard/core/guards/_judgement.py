@@ -19,7 +19,7 @@ import numpy.typing as npt
 from voiceguard.audio import FRAME_SECONDS, SILENCE_DBFS
 from voiceguard.config import CalibrationConfig
 from voiceguard.core.guards._early_speech import EarlySpeech
-from voiceguard.core.guards._echo_path import EchoPath
+from voiceguard.core.guards._echo_path import EchoPath, line_without_caller
 from voiceguard.core.guards._line import RING, LineHistory, frames_of, window
 from voiceguard.core.guards._listen import EchoListen
 from voiceguard.core.guards._noise_floor import NoiseFloor
@@ -230,7 +230,7 @@ class SpeechStartJudge:
         if not known:
             echo = np.minimum(bound, self._listen.echo_prediction(n - width, n, floor))
         bot_talks = bool(np.any(echo > floor - 3.0))
-        above = inbound - _expected(floor, echo) >= cfg.speech_margin_db
+        above = inbound - line_without_caller(floor, echo) >= cfg.speech_margin_db
         evidence = int(np.count_nonzero(above))
         peak = float(inbound.max() - floor)
         timed_out = now - self._since >= cfg.max_defer - 1e-9
@@ -247,7 +247,7 @@ class SpeechStartJudge:
                 # A pause that heard the echo end bounds its delay: energy that the echo at
                 # those delays explains needs no second pause (a pause longer than the server
                 # VAD's silence ends its segment, and the resumed bot's echo starts the next).
-                heard = not known and evidence == 0 and self._heard_echo(n, width, floor, bound)
+                heard = not known and evidence == 0 and self._heard_echo(n, floor, bound, inbound)
                 unsure = not known and not heard
                 if cfg.listen_when_unsure and unsure and self._speech_like(onset, n, floor):
                     return self._start_listening(now, onset, n, floor)
@@ -265,14 +265,20 @@ class SpeechStartJudge:
             )
         return self._defer(now, Reason.TOO_SHORT, f"{evidence} speech frames so far")
 
-    def _heard_echo(self, n: int, width: int, floor: float, bound: npt.NDArray[np.float64]) -> bool:
+    def _heard_echo(
+        self,
+        n: int,
+        floor: float,
+        bound: npt.NDArray[np.float64],
+        inbound: npt.NDArray[np.float64],
+    ) -> bool:
         """True if a pause heard the echo end and the echo at the delays it left possible
-        explains every one of the last *width* frames."""
+        explains every frame of *inbound* (the frames before *n*)."""
         if self._listen.heard_within is None:
             return False
-        echo = np.minimum(bound, self._listen.echo_prediction(n - width, n, floor, heard=True))
-        inbound = window(self._line.in_db, n, width)
-        return not np.any(inbound - _expected(floor, echo) >= self._config.speech_margin_db)
+        heard = self._listen.echo_prediction(n - inbound.size, n, floor, heard=True)
+        expected = line_without_caller(floor, np.minimum(bound, heard))
+        return not np.any(inbound - expected >= self._config.speech_margin_db)
 
     def _speech_like(self, onset: int, n: int, reference: float) -> bool:
         """True if frames *onset* to *n* carry enough speech-like energy above *reference* to
@@ -349,10 +355,3 @@ class SpeechStartJudge:
         return self._allow(
             f"{evidence} frames {cfg.speech_margin_db:g} dB above noise and echo", onset
         )
-
-
-def _expected(floor: float, echo: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """What the line carries without the caller (dBFS): the noise floor plus the echo."""
-    return np.asarray(
-        10.0 * np.log10(10.0 ** (floor / 10.0) + 10.0 ** (echo / 10.0)), dtype=np.float64
-    )

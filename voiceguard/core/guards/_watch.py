@@ -19,7 +19,7 @@ import numpy as np
 from voiceguard.audio import FRAME_SECONDS
 from voiceguard.config import CalibrationConfig
 from voiceguard.core.guards._early_speech import EarlySpeech
-from voiceguard.core.guards._echo_path import EchoPath
+from voiceguard.core.guards._echo_path import EchoPath, line_without_caller
 from voiceguard.core.guards._line import BLOCK, LineHistory, frames_of, window
 from voiceguard.core.guards._noise_floor import NoiseFloor
 from voiceguard.core.guards._spectrum import noise_like, unvoiced
@@ -145,8 +145,7 @@ class LateBargeInWatch:
         assert floor is not None
         inbound = window(self._line.in_db, n, width)
         echo = self._echo.bound(n, width)
-        expected = 10.0 * np.log10(10.0 ** (floor / 10.0) + 10.0 ** (echo / 10.0))
-        above = inbound - expected >= cfg.speech_margin_db + _WATCH_EXTRA_DB
+        above = inbound - line_without_caller(floor, echo) >= cfg.speech_margin_db + _WATCH_EXTRA_DB
         evidence = int(np.count_nonzero(above))
         if evidence < self._needed:
             return None

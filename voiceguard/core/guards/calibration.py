@@ -61,7 +61,7 @@ import numpy as np
 from voiceguard.audio import FRAME_BYTES, FRAME_SECONDS, check_frame
 from voiceguard.config import CalibrationConfig
 from voiceguard.core.guards._early_speech import EarlySpeech
-from voiceguard.core.guards._echo_path import EchoPath
+from voiceguard.core.guards._echo_path import EchoPath, line_without_caller
 from voiceguard.core.guards._judgement import SpeechStartJudge
 from voiceguard.core.guards._line import BLOCK, LineHistory, window
 from voiceguard.core.guards._noise_floor import NoiseFloor
@@ -337,7 +337,7 @@ class CalibrationGate:
         if echo.delay is None or echo.erl is None:
             return float(inbound.max()) < floor + margin
         predicted = echo.bound(line.in_count, frames)
-        expected = 10.0 * np.log10(10.0 ** (floor / 10.0) + 10.0 ** (predicted / 10.0))
+        expected = line_without_caller(floor, predicted)
         return bool(np.all(inbound < expected + margin))
 
     # ------------------------------------------------------------------ reporting
